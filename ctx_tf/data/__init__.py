@@ -1,0 +1,1 @@
+"""Meta-Dataset data layer: specs, sampler, writer, reader, decoder, pipelines."""

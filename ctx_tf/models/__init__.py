@@ -1,0 +1,1 @@
+"""Backbones, episodic batch norm and the CrossTransformer head."""

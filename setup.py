@@ -1,0 +1,37 @@
+"""Installs ctx_tf: CrossTransformers (CTX) + SimCLR episodes for Meta-Dataset, in TF2/Keras 2."""
+
+import pathlib
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+
+setuptools.setup(
+    name="ctx_tf",
+    version="0.1.0",
+    description=(
+        "CrossTransformers (CTX) and SimCLR episodes for Meta-Dataset in TensorFlow 2 / Keras 2"
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=setuptools.find_packages(include=["ctx_tf", "ctx_tf.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # 2.15 is what the official meta-dataset code needs; the newest release is supported.
+        "tensorflow>=2.15",
+        # Keras 2. Every tf-keras release pins its own TensorFlow minor version, so pip picks
+        # the tf-keras that matches the TensorFlow it resolves.
+        "tf-keras>=2.15",
+        "gin-config>=0.5",
+        "absl-py>=1.0",
+        "numpy>=1.23",
+        # Reads the images of a folder tree and writes JPEGs in the writer (as the official
+        # converter does), and draws the results plots.
+        "pillow>=9.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+    },
+    entry_points={},
+)
