@@ -1,0 +1,852 @@
+"""Writes image classification data in Meta-Dataset's record format, and checks such sources.
+
+A *source* is one folder ``<records_root>/<name>/`` holding one TFRecord file per class,
+``{class_id}.tfrecords``, plus ``dataset_spec.json``. Class ids are absolute and contiguous per
+split: TRAIN classes first, then VALID, then TEST. Every record is a ``tf.train.Example`` with
+exactly two features, ``image`` (the encoded JPEG) and ``label`` (the absolute class id).
+
+Images are stored as the official converter stores them: a file that Pillow reads as an RGB
+JPEG (and that needs no inversion) is kept byte for byte; anything else is converted to RGB,
+optionally colour-inverted, and encoded as a JPEG with Pillow's defaults (quality 75).
+
+Entry points:
+
+* :func:`write_source_from_arrays` - classes given as uint8/bool arrays in memory.
+* :func:`write_source_from_folder` - ``root/<class>/<image>`` or, bi-level,
+  ``root/<superclass>/<class>/<image>``.
+* :func:`check_source` - the consistency check of a written (or official) source.
+
+Splits, when not given explicitly, are drawn with ``numpy.random.RandomState(seed)``: the
+items (classes, or superclasses for a bi-level source) are permuted, the first
+``round(valid_fraction * N)`` of the permutation become VALID, the next
+``round(test_fraction * N)`` TEST, the rest TRAIN; inside each split the items keep their
+input order (sorted names for folders). Defaults: 0.7 / 0.15 / 0.15, seed 0.
+
+Command line::
+
+  python -m ctx_tf.data.writer --images_root=DIR --records_root=DIR --name=NAME \
+      [--bilevel] [--valid_fraction=0.15] [--test_fraction=0.15] [--seed=0] \
+      [--splits_file=splits.json] [--invert] [--overwrite]
+  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME
+"""
+
+import collections
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import tempfile
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+SPLIT_NAMES = ("TRAIN", "VALID", "TEST")
+FILE_PATTERN = "{}.tfrecords"
+SPEC_FILENAME = "dataset_spec.json"
+DEFAULT_VALID_FRACTION = 0.15
+DEFAULT_TEST_FRACTION = 0.15
+DEFAULT_SEED = 0
+EXAMPLE_KEYS = ("image", "label")
+
+
+class SourceWriteError(ValueError):
+    """Bad input to a writer (names the file, class or field at fault)."""
+
+
+class SourceCheckError(ValueError):
+    """A source folder failed :func:`check_source`; ``.report.problems`` lists every problem."""
+
+    def __init__(self, report):
+        self.report = report
+        shown = report.problems[:40]
+        lines = [f"source {report.directory} failed the consistency check "
+                 f"({len(report.problems)} problem(s)):"]
+        lines += [f"  - {p}" for p in shown]
+        if len(report.problems) > len(shown):
+            lines.append(f"  ... and {len(report.problems) - len(shown)} more")
+        super().__init__("\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------------
+# Encoding.
+
+
+def encode_example(image_bytes, label) -> bytes:
+    """Serializes a ``tf.train.Example`` with exactly ``image`` (bytes) and ``label`` (int64)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    if isinstance(image_bytes, str):
+        raise TypeError("image_bytes must be bytes (an encoded image), not str")
+    # "label" is inserted first: the official records serialize the label entry before the
+    # image entry, and this keeps our files byte-identical to theirs.
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(image_bytes)])),
+    }))
+    return example.SerializeToString()
+
+
+def _array_to_pil(array):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    array = np.asarray(array)
+    if array.dtype == np.bool_:
+        # Like a 1-bit image converted to 8 bits: True -> 255 (white), False -> 0.
+        array = np.where(array, np.uint8(255), np.uint8(0))
+    if array.dtype != np.uint8:
+        raise SourceWriteError(f"image arrays must be uint8 or bool, got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        return Image.fromarray(array, mode=None)
+    if array.ndim == 3 and array.shape[-1] == 3:
+        return Image.fromarray(array)
+    raise SourceWriteError(
+        f"image arrays must be [H, W], [H, W, 1] or [H, W, 3], got shape {array.shape}")
+
+
+def encode_jpeg(image, quality: int = 75, invert: bool = False, crop=None) -> bytes:
+    """Returns JPEG bytes for ``image`` the way the official converter does.
+
+    Args:
+      image: encoded image bytes, a path to an image file, a PIL image, or a uint8/bool array
+        ([H, W], [H, W, 1] or [H, W, 3]; bool arrays map True to 255).
+      quality: JPEG quality used when the image has to be (re-)encoded (Pillow default 75).
+      invert: colour-invert the RGB image (``PIL.ImageOps.invert``) before encoding.
+      crop: optional (left, upper, right, lower) box applied before inversion.
+
+    Encoded bytes or a file that Pillow identifies as an RGB JPEG are returned unchanged when
+    neither ``invert`` nor ``crop`` is requested; everything else is converted to RGB and
+    encoded.
+    """
+    from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
+
+    raw = None
+    if isinstance(image, (str, os.PathLike)):
+        with open(image, "rb") as f:
+            raw = f.read()
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        raw = bytes(image)
+    if raw is not None:
+        pil = Image.open(io.BytesIO(raw))
+        if pil.format == "JPEG" and pil.mode == "RGB" and not invert and crop is None:
+            return raw
+    elif isinstance(image, Image.Image):
+        pil = image
+    else:
+        pil = _array_to_pil(image)
+    if pil.mode != "RGB":
+        pil = pil.convert("RGB")
+    if crop is not None:
+        pil = pil.crop(tuple(crop))
+    if invert:
+        pil = ImageOps.invert(pil)
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------
+# Atomic file writing.
+
+
+def _current_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _atomic_write(path: pathlib.Path, write_fn):
+    """Calls ``write_fn(tmp_path)`` on a temporary file beside ``path`` and renames it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_tfrecord(path: pathlib.Path, serialized_examples) -> int:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    count = [0]
+
+    def write(tmp):
+        with tf.io.TFRecordWriter(tmp) as w:
+            for record in serialized_examples:
+                w.write(record)
+                count[0] += 1
+
+    _atomic_write(path, write)
+    return count[0]
+
+
+def _write_text(path: pathlib.Path, text: str):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    _atomic_write(path, write)
+
+
+def _prepare_output_dir(records_root, name, overwrite) -> pathlib.Path:
+    if not name or os.sep in name or name in (".", ".."):
+        raise SourceWriteError(f"invalid source name {name!r}")
+    out = pathlib.Path(records_root) / name
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"source directory {out} exists and is not empty; refusing to overwrite it "
+                "(pass overwrite=True / --overwrite to replace it)")
+        # Drop the old spec first so that an interrupted rewrite is never mistaken for a
+        # complete source.
+        old_spec = out / SPEC_FILENAME
+        if old_spec.exists():
+            old_spec.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _remove_stale_records(out: pathlib.Path, num_classes: int, keep=None):
+    expected = {FILE_PATTERN.format(i) for i in range(num_classes)}
+    if keep is not None:
+        expected |= set(keep)
+    for entry in out.iterdir():
+        if entry.name.endswith(".tfrecords") and entry.name not in expected:
+            entry.unlink()
+
+
+# ------------------------------------------------------------------------------------------
+# Specs.
+
+
+def make_dataset_spec(name, path, class_names, images_per_class, classes_per_split):
+    """Returns a plain ``DatasetSpecification`` dict in the official key order."""
+    _check_lengths(class_names, images_per_class, sum(classes_per_split))
+    return collections.OrderedDict([
+        ("name", name),
+        ("classes_per_split", _split_dict(classes_per_split)),
+        ("images_per_class", _id_dict(images_per_class)),
+        ("class_names", _id_dict(class_names)),
+        ("path", str(path)),
+        ("file_pattern", FILE_PATTERN),
+        ("__class__", "DatasetSpecification"),
+    ])
+
+
+def make_bilevel_dataset_spec(name, path, superclass_names, superclasses_per_split,
+                              classes_per_superclass, class_names, images_per_class):
+    """Returns a ``BiLevelDatasetSpecification`` dict in the official key order."""
+    if len(superclass_names) != sum(superclasses_per_split) or len(
+            classes_per_superclass) != len(superclass_names):
+        raise SourceWriteError(
+            f"{len(superclass_names)} superclass names, {len(classes_per_superclass)} "
+            f"superclass sizes and superclasses_per_split {tuple(superclasses_per_split)} "
+            "disagree")
+    _check_lengths(class_names, images_per_class, sum(classes_per_superclass))
+    return collections.OrderedDict([
+        ("name", name),
+        ("superclasses_per_split", _split_dict(superclasses_per_split)),
+        ("classes_per_superclass", _id_dict(classes_per_superclass)),
+        ("images_per_class", _id_dict(images_per_class)),
+        ("superclass_names", _id_dict(superclass_names)),
+        ("class_names", _id_dict(class_names)),
+        ("path", str(path)),
+        ("file_pattern", FILE_PATTERN),
+        ("__class__", "BiLevelDatasetSpecification"),
+    ])
+
+
+def spec_to_json(spec) -> str:
+    """The JSON text of a spec, formatted as the official converter formats it."""
+    return json.dumps(spec, indent=2)
+
+
+def _check_lengths(class_names, images_per_class, num_classes):
+    if len(class_names) != num_classes or len(images_per_class) != num_classes:
+        raise SourceWriteError(
+            f"{len(class_names)} class names and {len(images_per_class)} image counts for "
+            f"{num_classes} classes")
+
+
+def _split_dict(counts):
+    return collections.OrderedDict((s, int(c)) for s, c in zip(SPLIT_NAMES, counts))
+
+
+def _id_dict(values):
+    return collections.OrderedDict(
+        (str(i), v if isinstance(v, str) else int(v)) for i, v in enumerate(values))
+
+
+# ------------------------------------------------------------------------------------------
+# Splits.
+
+
+def _normalize_split_key(key):
+    k = str(key).upper()
+    return {"TRAIN": "TRAIN", "VALID": "VALID", "VALIDATION": "VALID", "TEST": "TEST"}.get(k)
+
+
+def resolve_splits(item_names: Sequence[str], splits=None, seed=DEFAULT_SEED,
+                   valid_fraction=DEFAULT_VALID_FRACTION,
+                   test_fraction=DEFAULT_TEST_FRACTION, what="class"):
+    """Assigns items (classes or superclasses) to TRAIN/VALID/TEST.
+
+    Args:
+      item_names: the items, in input order.
+      splits: None (seeded random split by fractions), a triple of counts
+        ``(n_train, n_valid, n_test)`` taken in input order, or a mapping from split name
+        ("TRAIN"/"VALID"/"TEST", any case, "validation" allowed) to a list of item indices
+        or names, kept in list order. Every item must be assigned exactly once.
+      seed, valid_fraction, test_fraction: for the random split.
+      what: word used in error messages.
+
+    Returns:
+      A list of three lists of item indices (TRAIN, VALID, TEST).
+    """
+    n = len(item_names)
+    if splits is None:
+        if not (0 <= valid_fraction <= 1 and 0 <= test_fraction <= 1
+                and valid_fraction + test_fraction <= 1):
+            raise SourceWriteError(
+                f"invalid split fractions valid={valid_fraction} test={test_fraction}")
+        n_valid = int(round(valid_fraction * n))
+        n_test = min(int(round(test_fraction * n)), n - n_valid)
+        perm = np.random.RandomState(seed).permutation(n)
+        valid = sorted(perm[:n_valid].tolist())
+        test = sorted(perm[n_valid:n_valid + n_test].tolist())
+        train = sorted(perm[n_valid + n_test:].tolist())
+        return [train, valid, test]
+    if isinstance(splits, dict):
+        index_of = {}
+        for i, item in enumerate(item_names):
+            index_of.setdefault(item, i)
+        out = {s: [] for s in SPLIT_NAMES}
+        for key, members in splits.items():
+            split = _normalize_split_key(key)
+            if split is None:
+                raise SourceWriteError(f"unknown split name {key!r} (use TRAIN, VALID, TEST)")
+            for m in members:
+                if isinstance(m, (int, np.integer)) and not isinstance(m, bool):
+                    if not 0 <= int(m) < n:
+                        raise SourceWriteError(f"split {split}: {what} index {m} out of range "
+                                               f"[0, {n})")
+                    out[split].append(int(m))
+                elif m in index_of:
+                    out[split].append(index_of[m])
+                else:
+                    raise SourceWriteError(f"split {split}: unknown {what} {m!r}")
+        result = [out[s] for s in SPLIT_NAMES]
+        _check_partition(result, item_names, what)
+        return result
+    counts = [int(c) for c in splits]
+    if len(counts) != 3 or min(counts) < 0 or sum(counts) != n:
+        raise SourceWriteError(
+            f"split counts {tuple(splits)} must be three non-negative numbers summing to the "
+            f"number of {what}es ({n})")
+    a, b = counts[0], counts[0] + counts[1]
+    return [list(range(0, a)), list(range(a, b)), list(range(b, n))]
+
+
+def _check_partition(result, item_names, what):
+    seen = {}
+    for split, members in zip(SPLIT_NAMES, result):
+        for m in members:
+            if m in seen:
+                raise SourceWriteError(
+                    f"{what} {item_names[m]!r} is assigned to both {seen[m]} and {split}")
+            seen[m] = split
+    missing = [item_names[i] for i in range(len(item_names)) if i not in seen]
+    if missing:
+        raise SourceWriteError(
+            f"{len(missing)} {what}(es) are in no split: {missing[:10]}")
+
+
+# ------------------------------------------------------------------------------------------
+# The generic writer.
+
+
+@dataclasses.dataclass
+class WriteReport:
+    """What a writer produced."""
+    directory: str
+    name: str
+    classes_per_split: Dict[str, int]
+    images_per_split: Dict[str, int]
+    superclasses_per_split: Optional[Dict[str, int]]
+    spec: dict
+
+    @property
+    def num_classes(self):
+        return sum(self.classes_per_split.values())
+
+    @property
+    def num_images(self):
+        return sum(self.images_per_split.values())
+
+    def summary(self) -> str:
+        lines = [f"wrote source {self.name!r} to {self.directory}: {self.num_classes} classes, "
+                 f"{self.num_images} images"]
+        for s in SPLIT_NAMES:
+            extra = ""
+            if self.superclasses_per_split is not None:
+                extra = f" in {self.superclasses_per_split[s]} superclasses"
+            lines.append(f"  {s}: {self.classes_per_split[s]} classes{extra}, "
+                         f"{self.images_per_split[s]} images")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class _ClassToWrite:
+    name: str
+    images: object  # callable returning an iterable of encoded image bytes
+    origin: str     # for error messages
+
+
+def _write_classes(out: pathlib.Path, classes: List[_ClassToWrite], first_id=0):
+    counts = []
+    for offset, entry in enumerate(classes):
+        class_id = first_id + offset
+        path = out / FILE_PATTERN.format(class_id)
+
+        def records(entry=entry, class_id=class_id):
+            for image_bytes in entry.images():
+                yield encode_example(image_bytes, class_id)
+
+        try:
+            counts.append(_write_tfrecord(path, records()))
+        except SourceWriteError as e:
+            raise SourceWriteError(f"class {class_id} ({entry.name!r}, {entry.origin}): {e}") \
+                from e
+        if counts[-1] == 0:
+            raise SourceWriteError(
+                f"class {class_id} ({entry.name!r}, {entry.origin}) has no images")
+    return counts
+
+
+def _finish(out, name, spec_path, class_entries, split_class_counts, superclass_info,
+            image_counts):
+    if superclass_info is None:
+        spec = make_dataset_spec(name, spec_path, [c.name for c in class_entries],
+                                 image_counts, split_class_counts)
+        supers = None
+    else:
+        superclass_names, superclasses_per_split, classes_per_superclass = superclass_info
+        spec = make_bilevel_dataset_spec(
+            name, spec_path, superclass_names, superclasses_per_split, classes_per_superclass,
+            [c.name for c in class_entries], image_counts)
+        supers = dict(zip(SPLIT_NAMES, superclasses_per_split))
+    _write_text(out / SPEC_FILENAME, spec_to_json(spec))
+    _remove_stale_records(out, len(class_entries))
+    images_per_split = {}
+    start = 0
+    for s, n in zip(SPLIT_NAMES, split_class_counts):
+        images_per_split[s] = int(sum(image_counts[start:start + n]))
+        start += n
+    return WriteReport(str(out), name, dict(zip(SPLIT_NAMES, split_class_counts)),
+                       images_per_split, supers, spec)
+
+
+def _order_classes(class_names, superclasses, split_items):
+    """Returns (ordered class indices, classes per split, superclass info or None)."""
+    if superclasses is None:
+        order = [i for members in split_items for i in members]
+        return order, [len(m) for m in split_items], None
+    order, per_split, sc_names, sc_sizes = [], [], [], []
+    for members in split_items:
+        n = 0
+        for k in members:
+            sc_name, sc_classes = superclasses[k]
+            sc_names.append(sc_name)
+            sc_sizes.append(len(sc_classes))
+            order.extend(sc_classes)
+            n += len(sc_classes)
+        per_split.append(n)
+    seen = set()
+    for i in order:
+        if i in seen:
+            raise SourceWriteError(f"class {class_names[i]!r} is in more than one superclass")
+        seen.add(i)
+    missing = [class_names[i] for i in range(len(class_names)) if i not in seen]
+    if missing:
+        raise SourceWriteError(f"{len(missing)} class(es) are in no superclass: {missing[:10]}")
+    return order, per_split, (sc_names, [len(m) for m in split_items], sc_sizes)
+
+
+def write_source_from_arrays(records_root, name, images_per_class, class_names=None,
+                             splits=None, superclasses=None, seed=DEFAULT_SEED,
+                             valid_fraction=DEFAULT_VALID_FRACTION,
+                             test_fraction=DEFAULT_TEST_FRACTION, invert=False, quality=75,
+                             overwrite=False, spec_path=None) -> WriteReport:
+    """Writes ``<records_root>/<name>/`` from images held in memory.
+
+    Args:
+      records_root: folder that receives the source folder.
+      name: the source name (folder name and spec ``name``).
+      images_per_class: one entry per class: a uint8/bool array [n_c, H, W] or
+        [n_c, H, W, 3], or a list of per-image arrays (sizes may differ).
+      class_names: one name per class (default ``"class<i>"``).
+      splits: see :func:`resolve_splits`; it splits classes, or superclasses when
+        ``superclasses`` is given. Default: random split with ``seed`` and the fractions.
+      superclasses: for a bi-level source, a list of ``(superclass_name, [class indices])``;
+        classes are numbered superclass by superclass in that list order.
+      invert: colour-invert every image before encoding.
+      quality: JPEG quality.
+      overwrite: replace a non-empty existing source folder.
+      spec_path: value of the spec's ``path`` field (default ``records_root/name``).
+    """
+    num = len(images_per_class)
+    if class_names is None:
+        class_names = [f"class{i}" for i in range(num)]
+    class_names = [str(c) for c in class_names]
+    if len(class_names) != num:
+        raise SourceWriteError(f"{len(class_names)} class names for {num} classes")
+    if superclasses is not None:
+        superclasses = [(str(n), [int(i) for i in members]) for n, members in superclasses]
+        for sc_name, members in superclasses:
+            bad = [i for i in members if not 0 <= i < num]
+            if bad:
+                raise SourceWriteError(f"superclass {sc_name!r}: class indices {bad} out of "
+                                       f"range [0, {num})")
+        items = [n for n, _ in superclasses]
+        what = "superclass"
+    else:
+        items, what = class_names, "class"
+    split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
+    order, per_split, sc_info = _order_classes(class_names, superclasses, split_items)
+
+    def images_of(i):
+        def gen():
+            for j, img in enumerate(images_per_class[i]):
+                try:
+                    yield encode_jpeg(img, quality=quality, invert=invert)
+                except SourceWriteError as e:
+                    raise SourceWriteError(f"image {j}: {e}") from e
+        return gen
+
+    entries = [_ClassToWrite(class_names[i], images_of(i), f"input class index {i}")
+               for i in order]
+    out = _prepare_output_dir(records_root, name, overwrite)
+    counts = _write_classes(out, entries)
+    if spec_path is None:
+        spec_path = os.path.join(str(records_root), name)
+    return _finish(out, name, spec_path, entries, per_split, sc_info, counts)
+
+
+def _list_dir(path: pathlib.Path, dirs: bool):
+    names = []
+    for entry in sorted(os.listdir(path)):
+        if entry.startswith("."):
+            continue
+        p = path / entry
+        if dirs and p.is_dir():
+            names.append(entry)
+        elif not dirs and p.is_file():
+            names.append(entry)
+    return names
+
+
+def write_source_from_folder(images_root, records_root, name, bilevel=False, splits=None,
+                             seed=DEFAULT_SEED, valid_fraction=DEFAULT_VALID_FRACTION,
+                             test_fraction=DEFAULT_TEST_FRACTION, invert=False, quality=75,
+                             overwrite=False, spec_path=None) -> WriteReport:
+    """Writes ``<records_root>/<name>/`` from a folder tree of image files.
+
+    Layout: ``images_root/<class>/<image>`` or, with ``bilevel=True``,
+    ``images_root/<superclass>/<class>/<image>``. Folders and files are taken in sorted name
+    order; hidden entries (names starting with ".") are skipped. Bi-level class names are
+    ``"<superclass>-<class>"``.
+
+    ``splits`` splits classes (or superclasses when bi-level): a mapping from split name to
+    a list of folder names (kept in list order, like an official splits file), a triple of
+    counts over the sorted folders, or None for the seeded random split (default fractions
+    0.7/0.15/0.15, seed 0; see the module docstring).
+    """
+    root = pathlib.Path(images_root)
+    if not root.is_dir():
+        raise SourceWriteError(f"images root {root} is not a directory")
+    class_dirs, class_names, superclasses = [], [], None
+    if bilevel:
+        superclasses = []
+        for sc in _list_dir(root, dirs=True):
+            members = []
+            for c in _list_dir(root / sc, dirs=True):
+                members.append(len(class_dirs))
+                class_dirs.append(root / sc / c)
+                class_names.append(f"{sc}-{c}")
+            if not members:
+                raise SourceWriteError(f"superclass folder {root / sc} has no class folders")
+            superclasses.append((sc, members))
+    else:
+        for c in _list_dir(root, dirs=True):
+            class_dirs.append(root / c)
+            class_names.append(c)
+    if not class_dirs:
+        raise SourceWriteError(f"no class folders found under {root}")
+    items = [n for n, _ in superclasses] if bilevel else class_names
+    what = "superclass" if bilevel else "class"
+    split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
+    order, per_split, sc_info = _order_classes(class_names, superclasses, split_items)
+
+    def images_of(d):
+        def gen():
+            files = _list_dir(d, dirs=False)
+            for f in files:
+                try:
+                    yield encode_jpeg(d / f, quality=quality, invert=invert)
+                except SourceWriteError:
+                    raise
+                except Exception as e:  # pylint: disable=broad-except
+                    raise SourceWriteError(f"cannot read image {d / f}: {e}") from e
+        return gen
+
+    entries = [_ClassToWrite(class_names[i], images_of(class_dirs[i]), str(class_dirs[i]))
+               for i in order]
+    out = _prepare_output_dir(records_root, name, overwrite)
+    counts = _write_classes(out, entries)
+    if spec_path is None:
+        spec_path = os.path.join(str(records_root), name)
+    return _finish(out, name, spec_path, entries, per_split, sc_info, counts)
+
+
+# ------------------------------------------------------------------------------------------
+# Consistency check.
+
+
+@dataclasses.dataclass
+class SourceCheckReport:
+    """Result of :func:`check_source`."""
+    directory: str
+    name: str
+    num_classes: int
+    records_per_split: Dict[str, int]
+    num_records: int
+    problems: List[str]
+
+    @property
+    def ok(self):
+        return not self.problems
+
+    def summary(self) -> str:
+        status = "OK" if self.ok else f"FAILED ({len(self.problems)} problems)"
+        per = ", ".join(f"{s} {n}" for s, n in self.records_per_split.items())
+        return (f"check of {self.directory}: {status}; {self.num_classes} classes, "
+                f"{self.num_records} records ({per})")
+
+
+def _read_records(path):
+    """All serialized records of one TFRecord file (a list of bytes)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    out = []
+    for batch in tf.data.TFRecordDataset(str(path)).batch(4096):
+        out.extend(batch.numpy().tolist())
+    return out
+
+
+def _stream_records(paths):
+    """Yields (file index, serialized record) over all files in one tf.data pipeline.
+
+    One pipeline for all files is much faster than one dataset per file (thousands of
+    small files). Raises the TensorFlow error if any file is unreadable.
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    if not paths:
+        return
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(paths), dtype=tf.int64), [str(p) for p in paths]))
+    ds = ds.flat_map(lambda i, p: tf.data.TFRecordDataset(p).map(lambda r: (i, r)))
+    for ids, records in ds.batch(8192).prefetch(1):
+        yield from zip(ids.numpy().tolist(), records.numpy().tolist())
+
+
+def _check_record(raw, class_id):
+    """Returns a problem description for one record, or None."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    try:
+        example = tf.train.Example.FromString(raw)
+    except Exception as e:  # pylint: disable=broad-except
+        return f"not a tf.train.Example ({e})"
+    feats = example.features.feature
+    keys = sorted(feats.keys())
+    if keys != sorted(EXAMPLE_KEYS):
+        return f"keys {keys}, expected exactly {list(EXAMPLE_KEYS)}"
+    image = feats["image"]
+    if image.WhichOneof("kind") != "bytes_list" or len(image.bytes_list.value) != 1:
+        return "field 'image' is not a single bytes value"
+    label = feats["label"]
+    if label.WhichOneof("kind") != "int64_list" or len(label.int64_list.value) != 1:
+        return "field 'label' is not a single int64 value"
+    if label.int64_list.value[0] != class_id:
+        return f"label {label.int64_list.value[0]}, expected class id {class_id}"
+    return None
+
+
+def check_source(directory, raise_on_error=True, max_problems_per_file=3) -> SourceCheckReport:
+    """Checks a source folder the way the official consistency checker does, and more.
+
+    Checks: spec ``name`` equals the folder name; the set of ``*tfrecords*`` files equals
+    ``{file_pattern.format(i) for i in range(num_classes)}``; each file's record count equals
+    the spec's image count for that class; every record is an Example with exactly the keys
+    ``image`` (one bytes value) and ``label`` (one int64 equal to the file's class id).
+
+    Returns a :class:`SourceCheckReport`; raises :class:`SourceCheckError` listing all
+    problems when there are any (unless ``raise_on_error=False``). A bad spec raises the spec
+    loader's ``DatasetSpecError``.
+    """
+    from ctx_tf.data.dataset_spec import Split, load_dataset_spec  # pylint: disable=g-import-not-at-top
+
+    directory = pathlib.Path(directory)
+    spec = load_dataset_spec(str(directory), check_name=False)
+    problems = []
+    dir_name = os.path.basename(os.path.normpath(str(directory.resolve())))
+    if spec.name != dir_name:
+        problems.append(f"{directory / SPEC_FILENAME}: spec name {spec.name!r} differs from the "
+                        f"directory name {dir_name!r}")
+    num_classes = spec.num_classes
+    expected = {spec.file_pattern.format(i): i for i in range(num_classes)}
+    present = {p for p in os.listdir(directory) if "tfrecords" in p}
+    for f in sorted(set(expected) - present, key=lambda f: expected[f]):
+        problems.append(f"{directory / f}: missing (class {expected[f]})")
+    for f in sorted(present - set(expected)):
+        problems.append(f"{directory / f}: unexpected file (spec has {num_classes} classes)")
+    split_of = {}
+    for split in Split:
+        for c in spec.get_classes(split):
+            split_of[int(c)] = split.name
+    records_per_split = collections.OrderedDict((s.name, 0) for s in Split)
+    files = [(f, class_id) for f, class_id in sorted(expected.items(), key=lambda kv: kv[1])
+             if f in present]
+    paths = [directory / f for f, _ in files]
+    counts = [0] * len(files)
+    bad = [0] * len(files)
+    record_problems = [[] for _ in files]
+
+    def check(k, raw):
+        issue = _check_record(raw, files[k][1])
+        if issue is not None:
+            bad[k] += 1
+            if bad[k] <= max_problems_per_file:
+                record_problems[k].append(f"{paths[k]}: record {counts[k]}: {issue}")
+        counts[k] += 1
+
+    unreadable = {}
+    try:
+        for k, raw in _stream_records(paths):
+            check(k, raw)
+    except Exception:  # pylint: disable=broad-except
+        # Some file is unreadable: redo the check file by file to find out which.
+        counts = [0] * len(files)
+        bad = [0] * len(files)
+        record_problems = [[] for _ in files]
+        for k, path in enumerate(paths):
+            try:
+                records = _read_records(path)
+            except Exception as e:  # pylint: disable=broad-except
+                first = str(e).splitlines()[0] if str(e) else ""
+                unreadable[k] = f"{type(e).__name__}: {first}"
+                continue
+            for raw in records:
+                check(k, raw)
+    total = 0
+    for k, (f, class_id) in enumerate(files):
+        path = paths[k]
+        if k in unreadable:
+            problems.append(f"{path}: unreadable TFRecord file (class {class_id}): "
+                            f"{unreadable[k]}")
+            continue
+        want = int(spec.num_images(class_id))
+        if counts[k] != want:
+            problems.append(f"{path}: {counts[k]} records, spec says {want} "
+                            f"(class {class_id})")
+        problems.extend(record_problems[k])
+        if bad[k] > max_problems_per_file:
+            problems.append(f"{path}: {bad[k] - max_problems_per_file} more bad records")
+        total += counts[k]
+        if class_id in split_of:
+            records_per_split[split_of[class_id]] += counts[k]
+    report = SourceCheckReport(str(directory), spec.name, num_classes, dict(records_per_split),
+                               total, problems)
+    if problems and raise_on_error:
+        raise SourceCheckError(report)
+    return report
+
+
+# ------------------------------------------------------------------------------------------
+# Command line.
+
+
+def _load_splits_file(path):
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise SourceWriteError(f"splits file {path}: invalid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise SourceWriteError(f"splits file {path}: expected an object with train/valid/test")
+    return data
+
+
+def main(argv):
+    from absl import flags  # pylint: disable=g-import-not-at-top
+
+    del argv
+    f = flags.FLAGS
+    if f.check:
+        report = check_source(f.check, raise_on_error=False)
+        print(report.summary())
+        for p in report.problems:
+            print("  - " + p)
+        return 1 if report.problems else 0
+    missing = [n for n in ("images_root", "records_root", "name") if not getattr(f, n)]
+    if missing:
+        raise SystemExit("missing flags: " + ", ".join("--" + m for m in missing) +
+                         " (or use --check=DIR)")
+    splits = _load_splits_file(f.splits_file) if f.splits_file else None
+    report = write_source_from_folder(
+        f.images_root, f.records_root, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
+        valid_fraction=f.valid_fraction, test_fraction=f.test_fraction, invert=f.invert,
+        overwrite=f.overwrite)
+    print(report.summary())
+    return 0
+
+
+def _define_flags():
+    from absl import flags  # pylint: disable=g-import-not-at-top
+
+    flags.DEFINE_string("images_root", None, "Folder of images: root/<class>/<image> or, with "
+                        "--bilevel, root/<superclass>/<class>/<image>.")
+    flags.DEFINE_string("records_root", None, "Folder receiving the <name>/ source folder.")
+    flags.DEFINE_string("name", None, "Source name (folder and spec name).")
+    flags.DEFINE_bool("bilevel", False, "Two-level tree: superclasses, then classes.")
+    flags.DEFINE_float("valid_fraction", DEFAULT_VALID_FRACTION,
+                       "Fraction of classes (superclasses if bi-level) drawn for VALID.")
+    flags.DEFINE_float("test_fraction", DEFAULT_TEST_FRACTION,
+                       "Fraction of classes (superclasses if bi-level) drawn for TEST.")
+    flags.DEFINE_integer("seed", DEFAULT_SEED, "Seed of the random split.")
+    flags.DEFINE_string("splits_file", None, "JSON with lists 'train', 'valid', 'test' of "
+                        "class (superclass) folder names; overrides the random split.")
+    flags.DEFINE_bool("invert", False, "Colour-invert the images.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder.")
+    flags.DEFINE_string("check", None, "Only check this source folder and exit.")
+
+
+if __name__ == "__main__":
+    from absl import app  # pylint: disable=g-import-not-at-top
+
+    _define_flags()
+    app.run(main)
