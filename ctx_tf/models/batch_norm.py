@@ -1,0 +1,128 @@
+"""Episodic batch normalization (the official `bn`, meta-dataset protocol §5.2).
+
+Keras' BatchNormalization cannot express the episodic protocol, so this is a separate layer:
+
+* training, moments not given (the support pass): normalize with the batch moments
+  `mu = E[x]`, `var = E[x^2] - mu^2` over [N, H, W]; inside a tf.distribute replica context
+  with several replicas the sums and counts are all-reduced, so the moments are global. The EMA
+  (`ema <- ema_epsilon * ema + (1 - ema_epsilon) * batch`) is updated from these moments.
+* moments given (the query pass): normalize with them; gradients flow through them, so the
+  query loss also trains the support statistics' path. The EMA is never updated here.
+* evaluation (`training=False`) with `use_ema`: normalize with the EMA moments.
+
+Gin: `bn.use_ema` (default True, as CTX binds it) and `bn.ema_epsilon` (the EMA *decay*, 0.9;
+the official name is a misnomer kept for config compatibility).
+"""
+
+import gin
+import tensorflow as tf
+
+from ctx_tf.keras import keras
+
+BN_EPSILON = 1e-5
+
+
+def _global_sums(x):
+    """Returns (sum, sum of squares, count) of x over all axes but the last, all replicas."""
+    axes = list(range(x.shape.rank - 1))
+    local_sum = tf.reduce_sum(x, axis=axes, keepdims=True)
+    local_sq_sum = tf.reduce_sum(tf.square(x), axis=axes, keepdims=True)
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+    replica_ctx = tf.distribute.get_replica_context()
+    if replica_ctx is not None and replica_ctx.num_replicas_in_sync > 1:
+        local_sum, local_sq_sum, count = replica_ctx.all_reduce(
+            tf.distribute.ReduceOp.SUM, [local_sum, local_sq_sum, count]
+        )
+    return local_sum, local_sq_sum, count
+
+
+def batch_moments(x):
+    """Global batch moments of x `[batch, height, width, channels]` -> two `[1, 1, 1, C]`."""
+    total, sq_total, count = _global_sums(x)
+    mean = total / count
+    variance = sq_total / count - tf.square(mean)
+    return mean, variance
+
+
+@gin.configurable("bn", allowlist=["use_ema", "ema_epsilon"])
+class EpisodicBatchNorm(keras.layers.Layer):
+    """Batch norm whose moments are computed on the support set and reused for the queries.
+
+    Call: `outputs, moments = layer(x, training=..., moments=None)` with x
+    `[batch, height, width, channels]`; `moments` is `(mean, variance)`, each `[1, 1, 1, C]`.
+    Variables (official names under `<scope>/batch_norm/`): `offset` (beta, init 0), `scale`
+    (gamma, init 1), non-trainable `mean_ema` (init 0) and `var_ema` (init 1), all `[1, 1, 1, C]`.
+    """
+
+    def __init__(self, use_ema=True, ema_epsilon=0.9, epsilon=BN_EPSILON, name="batch_norm", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= ema_epsilon <= 1.0:
+            raise ValueError(f"bn.ema_epsilon (the EMA decay) must be in [0, 1], got {ema_epsilon}")
+        self.use_ema = bool(use_ema)
+        self.ema_epsilon = float(ema_epsilon)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape.rank != 4 or input_shape[-1] is None:
+            raise ValueError(
+                f"{self.name}: expected inputs [batch, height, width, channels] with a known "
+                f"channel count, got shape {input_shape}"
+            )
+        shape = [1, 1, 1, int(input_shape[-1])]
+        self.offset = self.add_weight("offset", shape=shape, initializer="zeros", trainable=True)
+        self.scale = self.add_weight("scale", shape=shape, initializer="ones", trainable=True)
+        # Every replica computes the same (all-reduced) moments, so keeping the first replica's
+        # update is both correct and what the official code does.
+        ema_kwargs = dict(
+            shape=shape,
+            trainable=False,
+            synchronization=tf.VariableSynchronization.ON_WRITE,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+        self.mean_ema = self.add_weight("mean_ema", initializer="zeros", **ema_kwargs)
+        self.var_ema = self.add_weight("var_ema", initializer="ones", **ema_kwargs)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None, moments=None):
+        x = tf.convert_to_tensor(inputs)
+        if x.shape.rank != 4:
+            raise ValueError(f"{self.name}: expected rank-4 inputs, got shape {x.shape}")
+        channels = int(self.offset.shape[-1])
+        if x.shape[-1] is not None and x.shape[-1] != channels:
+            raise ValueError(f"{self.name}: built for {channels} channels, got input shape {x.shape}")
+        if moments is not None:
+            mean, variance = moments
+            mean = tf.convert_to_tensor(mean, x.dtype)
+            variance = tf.convert_to_tensor(variance, x.dtype)
+            if mean.shape[-1] is not None and mean.shape[-1] != channels:
+                raise ValueError(
+                    f"{self.name}: given moments have {mean.shape[-1]} channels, layer has {channels}"
+                )
+        elif self.use_ema and not training:
+            mean = tf.convert_to_tensor(self.mean_ema)
+            variance = tf.convert_to_tensor(self.var_ema)
+        else:
+            mean, variance = batch_moments(x)
+            if self.use_ema and training:
+                decay = self.ema_epsilon
+                # EMA assignments carry no gradient; the moments themselves keep theirs.
+                self.mean_ema.assign(decay * self.mean_ema + (1.0 - decay) * tf.stop_gradient(mean))
+                self.var_ema.assign(decay * self.var_ema + (1.0 - decay) * tf.stop_gradient(variance))
+        outputs = (x - mean) * tf.math.rsqrt(variance + self.epsilon) * self.scale + self.offset
+        return outputs, (mean, variance)
+
+    def official_variable_names(self, scope):
+        """{official name: variable} for this layer under `scope` (e.g. `resnet34/conv1`)."""
+        prefix = f"{scope}/batch_norm"
+        return {
+            f"{prefix}/offset": self.offset,
+            f"{prefix}/scale": self.scale,
+            f"{prefix}/mean_ema": self.mean_ema,
+            f"{prefix}/var_ema": self.var_ema,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(use_ema=self.use_ema, ema_epsilon=self.ema_epsilon, epsilon=self.epsilon)
+        return config
