@@ -1,0 +1,24 @@
+"""Meta-Dataset evaluation: the official test protocol, statistics, leaderboard and reports.
+
+* `stats`: per-episode accuracy, mean and 95% CI (ddof=0), paired differences.
+* `protocol`: episodes of each source's TEST/VALID classes run through a learner.
+* `checkpoints`: which checkpoint to evaluate (`best`, a directory, a prefix).
+* `results`: results.json / episodes.csv / results.md / results.png.
+* `leaderboard`: published Meta-Dataset rows and the official ranking rule.
+* `plot`: the Pillow bar chart.
+
+The command line is `python -m ctx_tf.evaluate`.
+"""
+
+from ctx_tf.evaluation.leaderboard import PUBLISHED, TEST_SOURCES, rank_models, rank_source
+from ctx_tf.evaluation.stats import episode_accuracy, mean_and_ci95, paired_difference
+
+__all__ = [
+    "PUBLISHED",
+    "TEST_SOURCES",
+    "episode_accuracy",
+    "mean_and_ci95",
+    "paired_difference",
+    "rank_models",
+    "rank_source",
+]
