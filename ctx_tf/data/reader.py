@@ -1,0 +1,309 @@
+"""Per-class record streams and the episode id stream (the official reader semantics).
+
+One infinite stream per class file: `TFRecordDataset` -> optional `take` -> record-count
+check -> optional prefetch -> shuffle (buffer `min(n_c, shuffle_buffer_size)`, only if > 1)
+-> `repeat()`. Shuffling *before* repeating gives clean epochs: every record of an epoch is
+emitted before any record of the next one. Stream elements are `((record_index, record),
+class_id)`; `record_index` is the record's position in its file (used by the decoder's
+error messages and by tests). A placeholder stream yields `((-1, b''), -1)` forever.
+
+A pure-Python generator turns sampled episode descriptions into a fixed-size
+`flush | support | query` list of `(stream index, count)` pairs. A cursor per class (position
+in the class's current epoch) decides the flush: if a request does not fit in what is left of
+the epoch, the rest of the epoch is read into the (discarded) flush chunk first. Hence all the
+images of a class in one episode come from one epoch, so none repeats. The pairs are expanded
+into a flat index stream for `choose_from_datasets`, and one batch is one episode.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+PLACEHOLDER_CLASS_ID = -1
+
+
+class ReaderError(ValueError):
+    """Records that cannot be read as the dataset spec describes them."""
+
+
+def _choose_from_datasets(datasets, choice_dataset):
+    choose = getattr(tf.data.Dataset, "choose_from_datasets", None)
+    if choose is None:  # older TF
+        choose = tf.data.experimental.choose_from_datasets
+    return choose(datasets, choice_dataset)
+
+
+def sample_from_datasets(datasets, weights=None, seed=None):
+    """`tf.data.Dataset.sample_from_datasets` (experimental fallback on older TF)."""
+    sample = getattr(tf.data.Dataset, "sample_from_datasets", None)
+    if sample is None:
+        sample = tf.data.experimental.sample_from_datasets
+    return sample(datasets, weights=weights, seed=seed)
+
+
+def effective_num_images(num_images, num_to_take):
+    """Images a class stream yields per epoch when limited to `num_to_take` (-1/None: all)."""
+    if num_to_take is None or num_to_take < 0:
+        return num_images
+    return min(num_images, num_to_take)
+
+
+def class_stream(path, class_id, num_images, shuffle_buffer_size=None,
+                 read_buffer_size_bytes=None, num_prefetch=0, num_to_take=-1,
+                 shuffle_seed=None, repeat=True):
+    """The stream of one class file: `((record_index, record), class_id)` elements.
+
+    Args:
+      path: the class's TFRecord file (any `tf.io.gfile` filesystem).
+      class_id: absolute class id (int64 in the stream).
+      num_images: the spec's image count; each epoch must hold exactly
+        `min(num_images, num_to_take)` records, otherwise reading fails with an
+        `InvalidArgumentError` naming the file and both counts (checked as the end of the
+        file is reached, at no extra reading cost).
+      shuffle_buffer_size: None or 0: no shuffling; else buffer `min(n, shuffle_buffer_size)`.
+      read_buffer_size_bytes: `TFRecordDataset` buffer size (None: TF's default).
+      num_prefetch: records to prefetch (< 1: none).
+      num_to_take: read only the first records of the file (-1/None: all).
+      shuffle_seed: op seed of the shuffle (None: unseeded).
+      repeat: repeat forever (episodes) or read one epoch (batches).
+    """
+    expected = effective_num_images(num_images, num_to_take)
+    records = tf.data.TFRecordDataset(path, buffer_size=read_buffer_size_bytes)
+    if num_to_take is not None and num_to_take >= 0:
+        records = records.take(num_to_take)
+    # An empty string never is a serialized Example with the two official features, so it can
+    # mark the end of the file; `enumerate` then gives it the number of records read.
+    records = records.concatenate(tf.data.Dataset.from_tensors(tf.constant(b"")))
+    message = (f"ctx_tf: class file {path} (class id {class_id}) must hold {expected} records "
+               f"(its count in dataset_spec.json"
+               + (f", limited by num_to_take={num_to_take}" if expected != num_images else "")
+               + "), but the end of the file came after record number")
+
+    def keep(index, record):
+        # One traced function per class (building many is what makes pipelines slow to
+        # construct): checks the count at the end marker and drops the marker.
+        is_end = tf.equal(tf.strings.length(record), 0)
+        ok = tf.logical_or(tf.logical_not(is_end), tf.equal(index, expected))
+        check = tf.debugging.Assert(ok, [message, index])
+        with tf.control_dependencies([check]):
+            return tf.logical_not(is_end)
+
+    records = records.enumerate().filter(keep)
+    records = tf.data.Dataset.zip(
+        (records, tf.data.Dataset.from_tensors(tf.constant(class_id, tf.int64)).repeat()))
+    if num_prefetch and num_prefetch > 0:
+        records = records.prefetch(num_prefetch)
+    if shuffle_buffer_size and shuffle_buffer_size > 0:
+        buffer_size = min(expected, shuffle_buffer_size)
+        if buffer_size > 1:
+            records = records.shuffle(buffer_size, seed=shuffle_seed,
+                                      reshuffle_each_iteration=True)
+    if repeat:
+        records = records.repeat()
+    return records
+
+
+def placeholder_stream():
+    """Padding stream: `((-1, b''), -1)` forever (same structure as `class_stream`)."""
+    return tf.data.Dataset.from_tensors(
+        ((tf.constant(-1, tf.int64), tf.constant(b"")),
+         tf.constant(PLACEHOLDER_CLASS_ID, tf.int64))).repeat()
+
+
+class DescriptionSource:
+    """Episode descriptions with `switch_frequency` reuse and a `num_unique_descriptions` pool.
+
+    Shared by every iteration of a pipeline (like the sampler it wraps). The first
+    description is drawn at construction, so a request the sampler cannot satisfy fails when
+    the pipeline is built rather than on the first `next()`; the sequence is the same either
+    way.
+
+    Args:
+      sampler: an `EpisodeDescriptionSampler` (anything with `sample_episode_description()`).
+      switch_frequency: each description is used for this many consecutive episodes.
+      num_unique_descriptions: > 0: draw that many descriptions once, then cycle through them,
+        in a fresh random order each cycle.
+      rng: numpy `RandomState` for the cycle order (None: an unseeded one).
+    """
+
+    def __init__(self, sampler, switch_frequency=1, num_unique_descriptions=0, rng=None):
+        if int(switch_frequency) < 1:
+            raise ValueError("EpisodeDescriptionConfig.episode_description_switch_frequency "
+                             f"must be >= 1, got {switch_frequency}")
+        if int(num_unique_descriptions) < 0:
+            raise ValueError("EpisodeDescriptionConfig.num_unique_descriptions must be >= 0, "
+                             f"got {num_unique_descriptions}")
+        self.sampler = sampler
+        self.switch_frequency = int(switch_frequency)
+        self._rng = rng if rng is not None else np.random.RandomState()
+        self._pool = None
+        self._order = []
+        if num_unique_descriptions:
+            self._pool = [sampler.sample_episode_description()
+                          for _ in range(int(num_unique_descriptions))]
+        self._current = self._draw()
+        self._uses = 0
+
+    def _draw(self):
+        if self._pool is None:
+            return self.sampler.sample_episode_description()
+        if not self._order:
+            self._order = list(self._rng.permutation(len(self._pool)))
+        return self._pool[self._order.pop(0)]
+
+    def next_description(self):
+        if self._uses == self.switch_frequency:
+            self._current = self._draw()
+            self._uses = 0
+        self._uses += 1
+        return self._current
+
+
+class EpisodeIdStream:
+    """Python side of the reader: descriptions -> `[N, 2]` int64 `(stream, count)` arrays.
+
+    Args:
+      descriptions: a `DescriptionSource`.
+      num_images: images per epoch of each class stream, indexed by relative class id.
+      chunk_sizes: `(flush, support, query)` from the sampler.
+      where: text naming the source and split in error messages.
+
+    Stream index `len(num_images)` is the placeholder. Each episode's pairs expand to exactly
+    `sum(chunk_sizes)` ids; every chunk ends with a placeholder entry (possibly of count 0).
+    """
+
+    def __init__(self, descriptions, num_images, chunk_sizes, where="", class_ids=None):
+        self.descriptions = descriptions
+        self.num_images = [int(n) for n in num_images]
+        self.chunk_sizes = tuple(int(c) for c in chunk_sizes)
+        self.placeholder = len(self.num_images)
+        self.cursors = [0] * len(self.num_images)
+        self.where = where
+        self.class_ids = class_ids  # absolute ids, for error messages only
+        self.last_description = None
+
+    def _name(self, i):
+        if self.class_ids is not None:
+            return f"class id {self.class_ids[i]} (relative id {i})"
+        return f"relative class id {i}"
+
+    def next_episode(self):
+        description = self.descriptions.next_description()
+        self.last_description = description
+        flush, support, query = [], [], []
+        for i, s, q in description:
+            n = self.num_images[i]
+            if s + q > n:
+                raise ReaderError(
+                    f"{self.where}: the episode asks for {s} support + {q} query images of "
+                    f"{self._name(i)}, which has only {n}")
+            left = n - self.cursors[i]
+            if s + q > left:
+                flush.append((i, left))
+                self.cursors[i] = 0
+            support.append((i, s))
+            query.append((i, q))
+            self.cursors[i] += s + q
+        chunks = []
+        for name, pairs, size in zip(("flush", "support", "query"), (flush, support, query),
+                                     self.chunk_sizes):
+            used = sum(count for _, count in pairs)
+            if used > size:
+                raise ReaderError(
+                    f"{self.where}: the episode needs {used} {name} slots but the chunk holds "
+                    f"{size}; the sampler's compute_chunk_sizes() does not bound its "
+                    f"descriptions")
+            chunks.extend(pairs)
+            chunks.append((self.placeholder, size - used))
+        return np.asarray(chunks, dtype=np.int64).reshape(-1, 2)
+
+    def __iter__(self):
+        while True:
+            yield self.next_episode()
+
+
+def _flatten(indexed_records, class_ids):
+    indices, records = indexed_records
+    return records, class_ids, indices
+
+
+def _expand(pairs):
+    return tf.repeat(pairs[:, 0], pairs[:, 1])
+
+
+class EpisodeReader:
+    """Builds the raw episode dataset of one source and split.
+
+    Args:
+      dataset_spec: spec of the source (`path` = its records directory).
+      split: `Split`.
+      shuffle_buffer_size, read_buffer_size_bytes, num_prefetch, num_to_take: per-class
+        stream settings (see `class_stream`).
+      class_seeds: None (unseeded shuffles) or one shuffle seed per class of the split.
+    """
+
+    def __init__(self, dataset_spec, split, shuffle_buffer_size=None, read_buffer_size_bytes=None,
+                 num_prefetch=0, num_to_take=-1, class_seeds=None):
+        self.dataset_spec = dataset_spec
+        self.split = split
+        self.class_set = list(dataset_spec.get_classes(split))
+        self.num_classes = len(self.class_set)
+        self.shuffle_buffer_size = shuffle_buffer_size
+        self.read_buffer_size_bytes = read_buffer_size_bytes
+        self.num_prefetch = num_prefetch
+        self.num_to_take = -1 if num_to_take is None else num_to_take
+        if class_seeds is not None and len(class_seeds) != self.num_classes:
+            raise ValueError(f"{len(class_seeds)} shuffle seeds for {self.num_classes} classes")
+        self.class_seeds = class_seeds
+        self.num_images = [
+            effective_num_images(dataset_spec.get_total_images_per_class(c), self.num_to_take)
+            for c in self.class_set]
+
+    def class_streams(self, shuffle=True, repeat=True):
+        streams = []
+        for i, class_id in enumerate(self.class_set):
+            streams.append(class_stream(
+                self.dataset_spec.record_path(class_id), class_id,
+                self.dataset_spec.get_total_images_per_class(class_id),
+                shuffle_buffer_size=self.shuffle_buffer_size if shuffle else 0,
+                read_buffer_size_bytes=self.read_buffer_size_bytes,
+                num_prefetch=self.num_prefetch, num_to_take=self.num_to_take,
+                shuffle_seed=None if self.class_seeds is None else self.class_seeds[i],
+                repeat=repeat))
+        return streams
+
+    def episode_dataset(self, descriptions, chunk_sizes):
+        """Raw episodes: `(records, class_ids, record_indices)`, each `[sum(chunk_sizes)]`."""
+        where = f"{self.dataset_spec.name} split {getattr(self.split, 'name', self.split)}"
+        num_images, class_set = list(self.num_images), list(self.class_set)
+
+        def generate():
+            # Fresh cursors per iteration: a new iterator also restarts every class stream.
+            yield from EpisodeIdStream(descriptions, num_images, chunk_sizes, where, class_set)
+
+        pairs = tf.data.Dataset.from_generator(
+            generate, output_signature=tf.TensorSpec([None, 2], tf.int64))
+        choices = pairs.map(_expand).unbatch()
+        streams = self.class_streams() + [placeholder_stream()]
+        episodes = _choose_from_datasets(streams, choices)
+        episodes = episodes.batch(sum(chunk_sizes), drop_remainder=True)
+        episodes = episodes.map(_flatten)
+        return episodes.prefetch(1)
+
+    def batch_dataset(self, batch_size, label_offset=0, shuffle_seed=None):
+        """Batches over all classes of the split: `(records, labels, class_ids, indices)`.
+
+        Every class is read once per epoch without its own shuffle (to keep epochs clean),
+        classes are interleaved in proportion to their sizes, mixed in one shuffle buffer of
+        `shuffle_buffer_size`, batched (last batch of an epoch may be smaller), repeated.
+        Labels are `class_id - first class of the split + label_offset` (int64).
+        """
+        streams = self.class_streams(shuffle=False, repeat=False)
+        counts = np.asarray(self.num_images, dtype=np.float64)
+        weights = (counts / counts.sum()).tolist()
+        records = sample_from_datasets(streams, weights=weights, seed=shuffle_seed)
+        if self.shuffle_buffer_size and self.shuffle_buffer_size > 0:
+            records = records.shuffle(self.shuffle_buffer_size, seed=shuffle_seed,
+                                      reshuffle_each_iteration=True)
+        shift = int(label_offset) - int(self.class_set[0])
+        records = records.batch(batch_size, drop_remainder=False).repeat()
+        return records.map(lambda ir, c: (ir[1], c + shift, c, ir[0])).prefetch(1)
