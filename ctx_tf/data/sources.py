@@ -261,11 +261,9 @@ def convert_omniglot(omniglot_dir, records_root, classes=None, alphabets=None,
 KNOWN_SOURCES = {"omniglot": convert_omniglot}
 
 
-def main(argv):
-    from absl import flags  # pylint: disable=g-import-not-at-top
-
-    del argv
-    f = flags.FLAGS
+def run_cli(flag_values) -> int:
+    """Runs the command line with parsed absl ``flag_values`` (see :func:`define_flags`)."""
+    f = flag_values
     if f.source not in KNOWN_SOURCES:
         raise SystemExit(f"--source must be one of {sorted(KNOWN_SOURCES)}, got {f.source!r}")
     if not f.raw_dir or not f.records_root:
@@ -277,19 +275,35 @@ def main(argv):
     return 0
 
 
-def _define_flags():
+def define_flags(flag_values=None):
+    """Defines the command-line flags on ``flag_values`` (default: the global absl FLAGS)."""
     from absl import flags  # pylint: disable=g-import-not-at-top
 
-    flags.DEFINE_string("source", "omniglot", "Known source to convert: omniglot.")
-    flags.DEFINE_string("raw_dir", None, "Folder with the raw data of the source.")
-    flags.DEFINE_string("records_root", None, "Folder receiving the <source>/ folder.")
+    fv = flags.FLAGS if flag_values is None else flag_values
+    flags.DEFINE_string("source", "omniglot", "Known source to convert: omniglot.",
+                        flag_values=fv)
+    flags.DEFINE_string("raw_dir", None, "Folder with the raw data of the source.",
+                        flag_values=fv)
+    flags.DEFINE_string("records_root", None, "Folder receiving the <source>/ folder.",
+                        flag_values=fv)
     flags.DEFINE_string("alphabets", None, "Omniglot: comma-separated alphabets to convert "
-                        "(a slice with the official class ids; no dataset_spec.json).")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder.")
+                        "(a slice with the official class ids; no dataset_spec.json).",
+                        flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder.",
+                      flag_values=fv)
+    return fv
+
+
+def _main(argv):
+    from absl import flags  # pylint: disable=g-import-not-at-top
+
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    return run_cli(flags.FLAGS)
 
 
 if __name__ == "__main__":
     from absl import app  # pylint: disable=g-import-not-at-top
 
-    _define_flags()
-    app.run(main)
+    define_flags()
+    app.run(_main)

@@ -801,11 +801,9 @@ def _load_splits_file(path):
     return data
 
 
-def main(argv):
-    from absl import flags  # pylint: disable=g-import-not-at-top
-
-    del argv
-    f = flags.FLAGS
+def run_cli(flag_values) -> int:
+    """Runs the command line with parsed absl ``flag_values`` (see :func:`define_flags`)."""
+    f = flag_values
     if f.check:
         report = check_source(f.check, raise_on_error=False)
         print(report.summary())
@@ -825,28 +823,46 @@ def main(argv):
     return 0
 
 
-def _define_flags():
+def define_flags(flag_values=None):
+    """Defines the command-line flags on ``flag_values`` (default: the global absl FLAGS)."""
     from absl import flags  # pylint: disable=g-import-not-at-top
 
+    fv = flags.FLAGS if flag_values is None else flag_values
     flags.DEFINE_string("images_root", None, "Folder of images: root/<class>/<image> or, with "
-                        "--bilevel, root/<superclass>/<class>/<image>.")
-    flags.DEFINE_string("records_root", None, "Folder receiving the <name>/ source folder.")
-    flags.DEFINE_string("name", None, "Source name (folder and spec name).")
-    flags.DEFINE_bool("bilevel", False, "Two-level tree: superclasses, then classes.")
+                        "--bilevel, root/<superclass>/<class>/<image>.", flag_values=fv)
+    flags.DEFINE_string("records_root", None, "Folder receiving the <name>/ source folder.",
+                        flag_values=fv)
+    flags.DEFINE_string("name", None, "Source name (folder and spec name).", flag_values=fv)
+    flags.DEFINE_bool("bilevel", False, "Two-level tree: superclasses, then classes.",
+                      flag_values=fv)
     flags.DEFINE_float("valid_fraction", DEFAULT_VALID_FRACTION,
-                       "Fraction of classes (superclasses if bi-level) drawn for VALID.")
+                       "Fraction of classes (superclasses if bi-level) drawn for VALID.",
+                       flag_values=fv)
     flags.DEFINE_float("test_fraction", DEFAULT_TEST_FRACTION,
-                       "Fraction of classes (superclasses if bi-level) drawn for TEST.")
-    flags.DEFINE_integer("seed", DEFAULT_SEED, "Seed of the random split.")
+                       "Fraction of classes (superclasses if bi-level) drawn for TEST.",
+                       flag_values=fv)
+    flags.DEFINE_integer("seed", DEFAULT_SEED, "Seed of the random split.", flag_values=fv)
     flags.DEFINE_string("splits_file", None, "JSON with lists 'train', 'valid', 'test' of "
-                        "class (superclass) folder names; overrides the random split.")
-    flags.DEFINE_bool("invert", False, "Colour-invert the images.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder.")
-    flags.DEFINE_string("check", None, "Only check this source folder and exit.")
+                        "class (superclass) folder names; overrides the random split.",
+                        flag_values=fv)
+    flags.DEFINE_bool("invert", False, "Colour-invert the images.", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder.",
+                      flag_values=fv)
+    flags.DEFINE_string("check", None, "Only check this source folder and exit.",
+                        flag_values=fv)
+    return fv
+
+
+def _main(argv):
+    from absl import flags  # pylint: disable=g-import-not-at-top
+
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    return run_cli(flags.FLAGS)
 
 
 if __name__ == "__main__":
     from absl import app  # pylint: disable=g-import-not-at-top
 
-    _define_flags()
-    app.run(main)
+    define_flags()
+    app.run(_main)
