@@ -1,0 +1,117 @@
+"""Strategies and the episode split/gather helpers (meta-dataset protocol §5.5).
+
+An episode is split over replicas in contiguous chunks of `ceil(N / num_replicas)` images
+(support and query separately; later chunks may be shorter or empty). Each replica embeds its
+chunks; `aggregate()` concatenates per-replica tensors back in replica order, so every replica
+attends over the whole support set while computing logits only for its own queries.
+
+All helpers are the identity (or trivial) outside a multi-replica replica context, so the same
+step function runs under the default strategy on one device.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+
+class DistributeError(RuntimeError):
+    """A strategy cannot be created as configured."""
+
+
+def make_strategy(distribute=False, tpu=None, devices=None):
+    """The tf.distribute strategy for a run.
+
+    * `TF_CONFIG` set in the environment (with more than one task): MultiWorkerMirroredStrategy
+      (each worker mirrors over its own visible GPUs, or its CPU);
+    * `tpu` (a TPU name or address, '' for the local TPU): TPUStrategy;
+    * `distribute=True`: MirroredStrategy over `devices`, else over all visible GPUs (also a
+      single GPU, as officially); without GPUs, the default strategy on the CPU;
+    * otherwise the default strategy.
+    """
+    tf_config = os.environ.get("TF_CONFIG")
+    if tf_config:
+        try:
+            cluster = json.loads(tf_config).get("cluster", {})
+        except ValueError as e:
+            raise DistributeError(f"TF_CONFIG is not valid JSON: {e}") from e
+        if sum(len(v) for v in cluster.values()) > 1:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    if tpu is not None:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if distribute:
+        if devices:
+            return tf.distribute.MirroredStrategy(devices=list(devices))
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
+    return tf.distribute.get_strategy()
+
+
+def replica_info():
+    """(replica id, number of replicas) in the current replica context; (0, 1) outside."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None:
+        return 0, 1
+    return ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+
+
+def chunk_bounds(total, replica_id, num_replicas):
+    """[start, end) of a replica's contiguous chunk of `ceil(total / num_replicas)` items."""
+    total = tf.convert_to_tensor(total, tf.int32)
+    chunk = (total + num_replicas - 1) // num_replicas
+    start = tf.minimum(tf.cast(replica_id, tf.int32) * chunk, total)
+    end = tf.minimum(start + chunk, total)
+    return start, end
+
+
+def local_chunk(x, replica_id=None, num_replicas=None):
+    """This replica's contiguous chunk of `x` along axis 0 (all of `x` with one replica)."""
+    if replica_id is None or num_replicas is None:
+        replica_id, num_replicas = replica_info()
+    if num_replicas == 1:
+        return x
+    start, end = chunk_bounds(tf.shape(x)[0], replica_id, num_replicas)
+    return x[start:end]
+
+
+def all_reduce_sum(values):
+    """Sum over replicas (identity with one replica); nested structures allowed."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return values
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def aggregate(t):
+    """Concatenates a per-replica tensor (variable first dimension) over replicas, in order.
+
+    All-reduces the per-replica sizes, zero-pads the local tensor to the total size at its
+    offset, and all-reduces the sum. Differentiable: the gradient of the all-reduced sum is the
+    all-reduced sum of the gradients, so each replica receives the gradient of every replica's
+    use of its rows. Outside a multi-replica replica context it is the identity.
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return t
+    num_replicas = ctx.num_replicas_in_sync
+    replica_id = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+    size = tf.shape(t)[0]
+    # float32: every collective implementation reduces it (int32 is not supported everywhere).
+    one_hot_size = tf.one_hot(replica_id, num_replicas) * tf.cast(size, tf.float32)
+    sizes = tf.cast(tf.round(ctx.all_reduce(tf.distribute.ReduceOp.SUM, one_hot_size)), tf.int32)
+    offset = tf.reduce_sum(sizes[:replica_id])
+    total = tf.reduce_sum(sizes)
+    paddings = tf.concat(
+        [[[offset, total - offset - size]], tf.zeros([t.shape.rank - 1, 2], tf.int32)], axis=0)
+    padded = tf.pad(t, paddings)
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, padded)
+
+
+def first_replica_value(strategy, value):
+    """The value of the first local replica (for results every replica holds identically)."""
+    return tf.nest.map_structure(
+        lambda v: strategy.experimental_local_results(v)[0], value)
