@@ -457,3 +457,50 @@ def test_seeded_samplers_repeat_and_differ(real_specs):
     sampling.RNG.seed(7)
     assert run(None) == first
     assert run(None) != first
+
+
+# Digests of the first 100 descriptions the unmodified official sampler (google-research/
+# meta-dataset sampling.py, run on NumPy 1.23.5 where its ragged `choice` still works) produced
+# for these seeds on the real specs: sha256 of json.dumps([[[class, shots, queries], ...], ...])
+# (first 16 hex digits), plus the first three triples of the first episode for readability.
+OFFICIAL_GOLDEN = [
+    ("ilsvrc_2012", "TRAIN", 1234567, 0.5, {}, "cf43213396419272",
+     [[324, 2, 10], [333, 1, 10], [421, 1, 10]]),
+    ("ilsvrc_2012", "TEST", 42, 0.0, {}, "cec76906120e5f75",
+     [[3, 30, 10], [25, 23, 10], [26, 13, 10]]),
+    ("ilsvrc_2012_v2", "TRAIN", 1, 0.0, {}, "393d9459bed6c5a5",
+     [[935, 21, 10], [936, 70, 10], [937, 25, 10]]),
+    ("omniglot", "TEST", 0, 0.0, {}, "b05bdb1631dc600f", [[5, 4, 10], [2, 3, 10], [19, 5, 10]]),
+    ("omniglot", "TRAIN", 1, 0.5, {}, "c913cf9c4a14651c",
+     [[398, 7, 10], [407, 4, 10], [409, 4, 10]]),
+    ("aircraft", "TRAIN", 0, 0.0, {}, "c659824258499bae",
+     [[26, 8, 10], [27, 8, 10], [48, 11, 10]]),
+    ("quickdraw", "VALID", 2147483647, 0.0, {}, "3e542e0c70759fb2",
+     [[44, 4, 10], [28, 3, 10], [4, 2, 10]]),
+    ("mscoco", "TEST", 42, 0.0, {}, "b495647f9a7d496a", [[25, 5, 10], [13, 19, 10], [8, 19, 10]]),
+    ("cu_birds", "TEST", 1, 0.0, dict(num_support=(1, 10), num_query=5), "877a94737aa9fa1e",
+     [[27, 10, 5], [3, 10, 5], [19, 10, 5]]),
+    ("dtd", "VALID", 0, 0.0, dict(num_ways=5, num_support=5, num_query=15), "0b35188b0bee4045",
+     [[6, 5, 15], [2, 5, 15], [1, 5, 15]]),
+    ("fungi", "TRAIN", 42, 0.0, dict(min_examples_in_class=50), "d226645d5e1a5d6a",
+     [[115, 8, 10], [131, 7, 10], [68, 9, 10]]),
+]
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("name, split, seed, probability, overrides, digest, first",
+                         OFFICIAL_GOLDEN)
+def test_matches_outputs_of_the_official_sampler(real_specs, name, split, seed, probability,
+                                                 overrides, digest, first):
+    import hashlib
+    import json
+
+    flat = bool(overrides) and "min_examples_in_class" not in overrides
+    config = EpisodeDescriptionConfig(ignore_dag_ontology=flat, ignore_bilevel_ontology=flat,
+                                      **overrides)
+    sampler = EpisodeDescriptionSampler(real_specs[name], split, config,
+                                        ignore_hierarchy_probability=probability,
+                                        rng=np.random.RandomState(seed), **hierarchy_kind(name))
+    episodes = [[list(t) for t in sampler.sample_episode_description()] for _ in range(100)]
+    assert episodes[0][:3] == first
+    assert hashlib.sha256(json.dumps(episodes).encode()).hexdigest()[:16] == digest
