@@ -298,6 +298,12 @@ class CrossTransformer(keras.layers.Layer):
                 chunk = self.chunk_size_for(static[0] * static[1] * static[2], static[3] * static[4])
             else:
                 chunk = self.chunk_size_for(tf.shape(sk)[0] * tf.shape(sk)[1], tf.shape(qk)[1])
+            # Never pad beyond the queries present: a generous budget must not inflate work.
+            num_query = query_keys.shape[0]
+            if num_query is not None and isinstance(chunk, int):
+                chunk = max(1, min(chunk, num_query))
+            else:
+                chunk = tf.maximum(1, tf.minimum(chunk, tf.shape(qk)[0]))
             distances = _rematerialized_distances(sk, sv, labels, num_classes, qk, qv, scale, chunk)
         return -distances
 

@@ -1,0 +1,140 @@
+"""Episodic learners: CrossTransformers (CTX) and the prototypical-network baseline.
+
+    learner = CrossTransformerLearner(embedding_fn=resnet34)      # or built by gin
+    out = learner(episode, training=True)    # LearnerOutput(logits, loss, accuracy)
+
+`episode` is a `ctx_tf.data.episode.Episode`. The support pass of the backbone computes the
+batch-norm moments (training) or reads the EMA (evaluation); the query pass reuses them
+(meta-dataset protocol §5.2). `loss` = mean softmax cross-entropy over the queries + every L2
+term registered by the backbone and head (`learner.losses`). A learner is a Keras model: its
+variables are listed by `trainable_variables`, saved by `tf.train.Checkpoint(learner=...)`, and
+it can be called inside `tf.function`. Attributes `backbone` and `head` expose the parts (the
+trainer splits episodes over replicas through them).
+
+Gin (official names where the concept is the same):
+  Learner.embedding_fn = @resnet34            # or @four_layer_convnet; a backbone factory
+  Learner.backprop_through_moments = True
+  CrossTransformerLearner.query_dim = 128
+  CrossTransformerLearner.val_dim = 128
+  CrossTransformerLearner.rematerialize = True
+  CrossTransformerLearner.tformer_weight_decay = 0.0
+  CrossTransformerLearner.embedding_fn / PrototypicalNetworkLearner.embedding_fn (override)
+  CrossTransformer.query_chunk_size, CrossTransformer.memory_budget_bytes  (head memory knobs)
+  resnet34.weight_decay / max_stride / deeplab_alignment, four_layer_convnet.weight_decay
+  bn.use_ema, bn.ema_epsilon
+"""
+
+import collections
+
+import gin
+import tensorflow as tf
+
+from ctx_tf.keras import keras
+from ctx_tf.models import backbones
+from ctx_tf.models import prototypical
+from ctx_tf.models.cross_transformer import CrossTransformer
+
+# logits float32 [num_query, K]; loss and accuracy float32 scalars.
+LearnerOutput = collections.namedtuple("LearnerOutput", ["logits", "loss", "accuracy"])
+
+
+def _check_episode(episode):
+    for field in ("support_images", "support_labels", "query_images", "query_labels"):
+        if not hasattr(episode, field):
+            raise TypeError(f"learner: expected a ctx_tf Episode, got {type(episode).__name__} without {field!r}")
+    for field in ("support_images", "query_images"):
+        shape = tf.TensorShape(getattr(episode, field).shape)
+        if shape.rank != 4:
+            raise ValueError(f"learner: episode.{field} must be [num, height, width, 3], got {shape}")
+
+
+@gin.configurable("Learner", allowlist=["embedding_fn", "backprop_through_moments"])
+class Learner(keras.Model):
+    """Base: a backbone built from `embedding_fn` and the episodic support/query passes."""
+
+    keep_spatial_dims = False
+
+    def __init__(self, embedding_fn=backbones.resnet34, backprop_through_moments=True, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(embedding_fn):
+            raise TypeError(
+                f"Learner.embedding_fn must be a backbone factory such as @resnet34 or "
+                f"@four_layer_convnet, got {embedding_fn!r}")
+        self.backbone = embedding_fn(keep_spatial_dims=self.keep_spatial_dims)
+        if not isinstance(self.backbone, backbones.Backbone):
+            raise TypeError(
+                f"Learner.embedding_fn returned {type(self.backbone).__name__}, expected a "
+                "ctx_tf.models.backbones.Backbone layer")
+        self.backprop_through_moments = bool(backprop_through_moments)
+
+    def embed_episode(self, episode, training):
+        """(support features, query features); queries normalized with support moments."""
+        support, moments = self.backbone(episode.support_images, training=training)
+        if not self.backprop_through_moments:
+            moments = tf.nest.map_structure(tf.stop_gradient, moments)
+        query, _ = self.backbone(episode.query_images, training=training, moments=moments)
+        return support, query
+
+    def episode_logits(self, episode, training):
+        raise NotImplementedError
+
+    def call(self, episode, training=False):
+        _check_episode(episode)
+        logits = self.episode_logits(episode, training=bool(training))
+        query_labels = tf.cast(episode.query_labels, tf.int32)
+        cross_entropy = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=query_labels, logits=logits))
+        regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+        accuracy = tf.reduce_mean(tf.cast(
+            tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), query_labels), tf.float32))
+        return LearnerOutput(logits=logits, loss=cross_entropy + regularization, accuracy=accuracy)
+
+
+@gin.configurable(
+    "CrossTransformerLearner",
+    allowlist=["embedding_fn", "query_dim", "val_dim", "rematerialize", "tformer_weight_decay"],
+)
+class CrossTransformerLearner(Learner):
+    """CTX: a spatial backbone followed by the CrossTransformer head."""
+
+    keep_spatial_dims = True
+
+    def __init__(self, embedding_fn=None, query_dim=128, val_dim=128, rematerialize=True,
+                 tformer_weight_decay=0.0, **kwargs):
+        # Left out when unset so that a `Learner.embedding_fn` binding applies.
+        if embedding_fn is not None:
+            kwargs["embedding_fn"] = embedding_fn
+        super().__init__(**kwargs)
+        self.head = CrossTransformer(
+            query_dim=query_dim, val_dim=val_dim, tformer_weight_decay=tformer_weight_decay,
+            rematerialize=rematerialize, name="cross_transformer")
+
+    def episode_logits(self, episode, training):
+        support, query = self.embed_episode(episode, training)
+        return self.head(support, episode.support_labels, query)
+
+    def official_variable_names(self):
+        names = self.backbone.official_variable_names()
+        names.update(self.head.official_variable_names())
+        return names
+
+
+@gin.configurable("PrototypicalNetworkLearner", allowlist=["embedding_fn"])
+class PrototypicalNetworkLearner(Learner):
+    """ProtoNet: flat embeddings (ResNet: global average pool; convnet: flatten, as official),
+    class-mean prototypes, logits = -squared Euclidean distance."""
+
+    keep_spatial_dims = False
+
+    def __init__(self, embedding_fn=None, **kwargs):
+        if embedding_fn is not None:
+            kwargs["embedding_fn"] = embedding_fn
+        super().__init__(**kwargs)
+
+    def episode_logits(self, episode, training):
+        support, query = self.embed_episode(episode, training)
+        prototypes = prototypical.class_prototypes(support, episode.support_labels)
+        return prototypical.prototype_logits(query, prototypes)
+
+    def official_variable_names(self):
+        return self.backbone.official_variable_names()
