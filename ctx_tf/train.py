@@ -1,0 +1,231 @@
+"""Trains a learner on Meta-Dataset episodes, then evaluates it on test episodes.
+
+    python -m ctx_tf.train --gin_config=gin/ctx_simclr.gin \\
+        --records_root_dir=/data/records --train_checkpoint_dir=runs/ctx/ckpt \\
+        --summary_dir=runs/ctx/summaries [--gin_bindings="Trainer.num_updates=1000"]
+
+    python -m ctx_tf.train --gin_config=gin/demo.gin      # the built-in demo, no downloads
+
+Flags as the official launcher: `--gin_config` and `--gin_bindings` (both repeatable, later
+wins), `--records_root_dir`, `--train_checkpoint_dir`, `--summary_dir`. Datasets come from
+`benchmark.train_datasets` / `benchmark.eval_datasets`. Before anything is built the gin
+configuration is parsed (unknown names fail), the records of every dataset are located and
+their specs loaded, and the output directories are checked for writing.
+
+The demo (`benchmark.train_datasets = 'demo_glyphs'` without `--records_root_dir`) generates
+its source into `$CTX_TF_CACHE/demo` (default `~/.cache/ctx_tf/demo`). Output directories
+default to `runs/<name of the first gin file>/{checkpoints,summaries}`.
+
+After training, the best-validated checkpoint is restored and `final_test.num_episodes` TEST
+episodes (600 officially; gin/demo.gin uses fewer) of the single eval dataset are evaluated;
+mean +- 95% CI is printed next to nearest-centroid on raw pixels on the same episodes and
+saved to `<train_checkpoint_dir>/test_results.json`.
+"""
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("gin_config", [], "Gin configuration files (repeatable).")
+flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'Trainer.num_updates=10'.")
+flags.DEFINE_string("records_root_dir", None,
+                    "Folder holding one sub-folder of records per dataset (official layout).")
+flags.DEFINE_string("train_checkpoint_dir", None,
+                    "Checkpoints, best_checkpoint.json, operative_config.gin (default: "
+                    "runs/<config name>/checkpoints).")
+flags.DEFINE_string("summary_dir", None,
+                    "TensorBoard summaries (default: runs/<config name>/summaries).")
+
+REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+
+
+class LaunchError(RuntimeError):
+    """The run cannot start; the message names the flag, binding or file at fault."""
+
+
+def _import_configurables():
+    """Registers every gin configurable a config may name."""
+    import ctx_tf.data.config  # noqa: F401
+    import ctx_tf.data.pipeline  # noqa: F401
+    import ctx_tf.data.sampling  # noqa: F401
+    import ctx_tf.models.backbones  # noqa: F401
+    import ctx_tf.models.batch_norm  # noqa: F401
+    import ctx_tf.models.cross_transformer  # noqa: F401
+    import ctx_tf.trainer  # noqa: F401
+    try:
+        import ctx_tf.learners  # noqa: F401
+    except ImportError as e:
+        raise LaunchError(f"the learners module ctx_tf.learners cannot be imported: {e}") from e
+
+
+def _final_test_configurable():
+    import gin
+
+    @gin.configurable("final_test")
+    def final_test(num_episodes=600, seed=5678, enabled=True):
+        """Final TEST evaluation of the launcher: episodes (600 officially), seed, on/off."""
+        return dict(num_episodes=num_episodes, seed=seed, enabled=enabled)
+
+    return final_test
+
+
+final_test = None
+
+
+def parse_gin(configs, bindings):
+    """Parses gin files and bindings; raises LaunchError naming the file/binding at fault."""
+    import gin
+
+    global final_test
+    _import_configurables()
+    if final_test is None:
+        final_test = _final_test_configurable()
+    if not configs:
+        raise LaunchError("no --gin_config given (e.g. --gin_config=gin/demo.gin)")
+    for path in configs:
+        if not os.path.isfile(path):
+            raise LaunchError(f"--gin_config={path}: no such file")
+        gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
+    gin.add_config_file_search_path(REPO_GIN_DIR)
+    try:
+        gin.parse_config_files_and_bindings(configs, bindings)
+    except Exception as e:  # gin raises ValueError, KeyError, ... with the location.
+        raise LaunchError(f"bad gin configuration ({', '.join(configs)}; bindings "
+                          f"{list(bindings)}): {type(e).__name__}: {e}") from e
+
+
+def _check_writable(directory, flag):
+    import tempfile
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=directory, prefix=".write_probe_").close()
+    except OSError as e:
+        raise LaunchError(f"--{flag}={directory} is not writable: {e}") from e
+
+
+def check_records(records_root_dir, names, binding):
+    """Loads the spec of every dataset in `names`; raises LaunchError if one is missing."""
+    from ctx_tf.data import dataset_spec as spec_lib
+
+    if not names:
+        raise LaunchError(f"{binding} is empty; bind it to comma-separated dataset names")
+    if not os.path.isdir(records_root_dir):
+        raise LaunchError(f"--records_root_dir={records_root_dir} is not a directory")
+    summaries = []
+    for name in names:
+        directory = os.path.join(records_root_dir, name)
+        if not os.path.isdir(directory):
+            raise LaunchError(f"dataset {name!r} ({binding}) has no records: {directory} is not "
+                              f"a directory under --records_root_dir={records_root_dir}")
+        try:
+            spec = spec_lib.load_dataset_spec(directory)
+        except (ValueError, OSError) as e:
+            raise LaunchError(f"dataset {name!r} ({binding}): {e}") from e
+        counts = []
+        for split in (spec_lib.Split.TRAIN, spec_lib.Split.VALID, spec_lib.Split.TEST):
+            try:
+                counts.append(f"{split.name.lower()} {len(spec.get_classes(split))}")
+            except Exception:  # noqa: BLE001 -- a summary only
+                pass
+        summaries.append(f"{name} ({', '.join(counts)} classes)" if counts else name)
+    return summaries
+
+
+def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, summary_dir=None,
+        print_fn=None):
+    """The launcher's work; returns the test results dict. Raises LaunchError/TrainerError."""
+    import gin
+
+    from ctx_tf import trainer as trainer_lib
+    from ctx_tf.data import demo
+
+    say = print_fn or (lambda message: print(message, flush=True))
+    parse_gin(configs, bindings)
+    try:
+        train_names, eval_names = trainer_lib.benchmark()
+    except trainer_lib.TrainerError as e:
+        raise LaunchError(str(e)) from e
+    name = os.path.splitext(os.path.basename(configs[0]))[0]
+    if records_root_dir is None:
+        if train_names == [demo.DEMO_SOURCE_NAME] and eval_names == [demo.DEMO_SOURCE_NAME]:
+            records_root_dir = demo.ensure_demo_source(print_fn=say)
+        else:
+            raise LaunchError("--records_root_dir is required (only the demo, "
+                              f"benchmark.train_datasets='{demo.DEMO_SOURCE_NAME}', generates "
+                              "its own records)")
+    train_summary = check_records(records_root_dir, train_names, "benchmark.train_datasets")
+    eval_summary = check_records(records_root_dir, eval_names, "benchmark.eval_datasets")
+    test_config = final_test()
+    if test_config["enabled"] and len(eval_names) != 1:
+        raise LaunchError(
+            "the final test evaluation takes exactly one dataset; bind benchmark.eval_datasets "
+            f"to one name (got {eval_names}) or set final_test.enabled = False")
+    train_checkpoint_dir = train_checkpoint_dir or os.path.join("runs", name, "checkpoints")
+    summary_dir = summary_dir or os.path.join("runs", name, "summaries")
+    _check_writable(train_checkpoint_dir, "train_checkpoint_dir")
+    _check_writable(summary_dir, "summary_dir")
+    say(f"Records: {records_root_dir}")
+    say(f"Training on: {', '.join(train_summary)}")
+    say(f"Validating/testing on: {', '.join(eval_summary)}")
+    say(f"Checkpoints: {os.path.abspath(train_checkpoint_dir)}")
+    say(f"Summaries:   {os.path.abspath(summary_dir)}")
+
+    start = time.time()
+    trainer = trainer_lib.Trainer(
+        records_root_dir=records_root_dir, train_dataset_list=train_names,
+        eval_dataset_list=eval_names, checkpoint_dir=train_checkpoint_dir,
+        summary_dir=summary_dir, print_fn=say)
+    say(f"Strategy: {type(trainer.strategy).__name__} with "
+        f"{trainer.strategy.num_replicas_in_sync} replica(s); learner "
+        f"{type(trainer.learner).__name__}")
+    best = trainer.train()
+    say(f"Training done in {time.time() - start:.0f} s. Best validation: "
+        f"{100 * best['valid_accuracy']:.2f} +- {100 * best['valid_ci95']:.2f} % at step "
+        f"{best['step']} ({best['checkpoint']})")
+    if not test_config["enabled"]:
+        return dict(best=best)
+
+    trainer_lib.restore_learner(trainer.learner, best["checkpoint"])
+    start = time.time()
+    result = trainer.evaluate("test", num_episodes=test_config["num_episodes"],
+                              seed=test_config["seed"], with_baseline=True)
+    n = result["num_episodes"]
+    say(f"Test ({eval_names[0]}, {n} episodes, checkpoint of step {best['step']}, "
+        f"{time.time() - start:.0f} s):")
+    say(f"  {type(trainer.learner).__name__}: "
+        f"{100 * result['mean']:.2f} +- {100 * result['ci95']:.2f} %")
+    say(f"  nearest centroid on raw pixels: "
+        f"{100 * result['baseline_mean']:.2f} +- {100 * result['baseline_ci95']:.2f} %")
+    record = dict(dataset=eval_names[0], num_episodes=n, step=best["step"],
+                  checkpoint=best["checkpoint"], mean=result["mean"], ci95=result["ci95"],
+                  baseline_mean=result["baseline_mean"], baseline_ci95=result["baseline_ci95"])
+    trainer_lib.write_json_atomic(os.path.join(train_checkpoint_dir, "test_results.json"),
+                                  record)
+    trainer.write_operative_config()
+    del gin
+    return record
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from ctx_tf import trainer as trainer_lib
+
+    try:
+        run(FLAGS.gin_config, FLAGS.gin_bindings, FLAGS.records_root_dir,
+            FLAGS.train_checkpoint_dir, FLAGS.summary_dir)
+    except (LaunchError, trainer_lib.TrainerError) as e:
+        print(f"ctx_tf.train: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except ValueError as e:  # data errors (ReaderError, DatasetSpecError, ...) name the file.
+        print(f"ctx_tf.train: error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)
