@@ -139,12 +139,55 @@ def _npz_member_shape(npz_path, key):
         except KeyError as e:
             raise SourceConversionError(f"{npz_path}: no array {key!r}") from e
         with member:
-            version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                shape, _, _ = np.lib.format.read_array_header_1_0(member)
-            else:
-                shape, _, _ = np.lib.format.read_array_header_2_0(member)
+            shape, _, _ = _read_npy_header(member, npz_path, key)
     return shape
+
+
+def _read_npy_header(member, npz_path, key):
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(member)
+    raise SourceConversionError(f"{npz_path}: array {key!r} has unsupported .npy version "
+                                f"{version}")
+
+
+def _iter_npz_rows(npz_path, key, rows):
+    """Yields (row, array) for the wanted first-axis ``rows`` of one array of an .npz file.
+
+    The member is decompressed as a stream and only up to the last wanted row, so a few
+    classes are read without inflating the whole array, and memory stays at one row.
+    """
+    wanted = sorted(set(rows))
+    if not wanted:
+        return
+    with zipfile.ZipFile(npz_path) as z:
+        try:
+            member = z.open(key + ".npy")
+        except KeyError as e:
+            raise SourceConversionError(f"{npz_path}: no array {key!r}") from e
+        with member:
+            shape, fortran_order, dtype = _read_npy_header(member, npz_path, key)
+            if fortran_order or dtype != np.bool_ or len(shape) != 4:
+                raise SourceConversionError(
+                    f"{npz_path}: field {key!r} must be a C-ordered bool array [chars, drawers, "
+                    f"H, W], got shape {shape}, dtype {dtype}, fortran_order={fortran_order}")
+            if wanted[-1] >= shape[0]:
+                raise SourceConversionError(
+                    f"{npz_path}: row {wanted[-1]} requested, field {key!r} has {shape[0]} rows")
+            row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+            position = 0
+            for row in wanted:
+                while position < row:  # skip rows nobody asked for
+                    member.read(row_bytes)
+                    position += 1
+                data = member.read(row_bytes)
+                if len(data) != row_bytes:
+                    raise SourceConversionError(
+                        f"{npz_path}: field {key!r} is truncated at row {row}")
+                position += 1
+                yield row, np.frombuffer(data, dtype=dtype).reshape(shape[1:])
 
 
 def omniglot_dataset_spec(omniglot_dir, records_root=".", name=OMNIGLOT_NAME):
@@ -230,26 +273,18 @@ def convert_omniglot(omniglot_dir, records_root, classes=None, alphabets=None,
     if write_spec is None:
         write_spec = complete
     out = writer._prepare_output_dir(records_root, name, overwrite)  # pylint: disable=protected-access
-    arrays = {}
     counts = {s: 0 for s in writer.SPLIT_NAMES}
     images = {s: 0 for s in writer.SPLIT_NAMES}
-    for c in subset:
-        if c.npz_file not in arrays:
-            npz = omniglot_dir / c.npz_file
-            with np.load(npz) as z:
-                if "images" not in z.files:
-                    raise SourceConversionError(f"{npz}: no array 'images'")
-                arr = z["images"]
-            if arr.dtype != np.bool_:
-                raise SourceConversionError(
-                    f"{npz}: field 'images' has dtype {arr.dtype}, expected bool")
-            arrays[c.npz_file] = arr
-        drawings = arrays[c.npz_file][c.npz_row]
-        records = (writer.encode_example(writer.encode_jpeg(d, invert=True), c.class_id)
-                   for d in drawings)
-        n = writer._write_tfrecord(out / writer.FILE_PATTERN.format(c.class_id), records)  # pylint: disable=protected-access
-        counts[c.split] += 1
-        images[c.split] += n
+    for npz_file in sorted({c.npz_file for c in subset}):
+        in_file = {c.npz_row: c for c in subset if c.npz_file == npz_file}
+        for row, drawings in _iter_npz_rows(omniglot_dir / npz_file, "images", in_file):
+            c = in_file[row]
+            records = (writer.encode_example(writer.encode_jpeg(d, invert=True), c.class_id)
+                       for d in drawings)
+            path = out / writer.FILE_PATTERN.format(c.class_id)
+            n = writer._write_tfrecord(path, records)  # pylint: disable=protected-access
+            counts[c.split] += 1
+            images[c.split] += n
     if write_spec:
         writer._write_text(out / writer.SPEC_FILENAME, writer.spec_to_json(spec))  # pylint: disable=protected-access
     supers = None

@@ -72,19 +72,45 @@ class SourceCheckError(ValueError):
 # Encoding.
 
 
-def encode_example(image_bytes, label) -> bytes:
-    """Serializes a ``tf.train.Example`` with exactly ``image`` (bytes) and ``label`` (int64)."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
-    if isinstance(image_bytes, str):
-        raise TypeError("image_bytes must be bytes (an encoded image), not str")
-    # "label" is inserted first: the official records serialize the label entry before the
-    # image entry, and this keeps our files byte-identical to theirs.
-    example = tf.train.Example(features=tf.train.Features(feature={
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(image_bytes)])),
-    }))
-    return example.SerializeToString()
+
+def _length_delimited(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(payload)) + payload
+
+
+def encode_example(image_bytes, label) -> bytes:
+    """Serializes a ``tf.train.Example`` with exactly ``image`` (bytes) and ``label`` (int64).
+
+    The protobuf wire format is written directly: protobuf's own serializer emits the entries
+    of the ``feature`` map in an order that changes from one process to the next, which would
+    make the record files irreproducible. Here the ``label`` entry always comes first, then
+    ``image`` - the order found in the official Omniglot records - so converting the same data
+    twice gives identical files. ``tf.train.Example.FromString`` reads the result back.
+    """
+    if not isinstance(image_bytes, (bytes, bytearray, memoryview)):
+        raise TypeError(f"image_bytes must be bytes (an encoded image), not "
+                        f"{type(image_bytes).__name__}")
+    label = int(label)
+    if label < 0:
+        raise ValueError(f"label must be a non-negative class id, got {label}")
+    # Feature: int64_list = field 3, bytes_list = field 1; Int64List.value is packed.
+    label_feature = _length_delimited(0x1A, _length_delimited(0x0A, _varint(label)))
+    image_feature = _length_delimited(0x0A, _length_delimited(0x0A, bytes(image_bytes)))
+    # Features.feature map entries (field 1): key = field 1, value = field 2.
+    entries = b"".join(
+        _length_delimited(0x0A, _length_delimited(0x0A, key) + _length_delimited(0x12, value))
+        for key, value in ((b"label", label_feature), (b"image", image_feature)))
+    return _length_delimited(0x0A, entries)  # Example.features = field 1
 
 
 def _array_to_pil(array):

@@ -251,10 +251,21 @@ def test_failed_write_keeps_existing_file(tmp_path):
 
 
 def test_encode_helpers():
-    raw = writer.encode_example(b"abc", 7)
-    ex = tf.train.Example.FromString(raw)
-    assert sorted(ex.features.feature) == ["image", "label"]
-    assert ex.features.feature["label"].int64_list.value == [7]
+    for image, label in ((b"abc", 7), (b"", 0), (bytes(range(256)) * 700, 2**40 + 3)):
+        raw = writer.encode_example(image, label)
+        ex = tf.train.Example.FromString(raw)
+        assert sorted(ex.features.feature) == ["image", "label"]
+        assert ex.features.feature["label"].int64_list.value == [label]
+        assert ex.features.feature["image"].bytes_list.value == [image]
+        parsed = tf.io.parse_single_example(raw, FEATURES)
+        assert int(parsed["label"]) == label and parsed["image"].numpy() == image
+        # Same message as protobuf's own serializer, up to the order of the map entries.
+        expected = tf.train.Example()
+        expected.features.feature["image"].bytes_list.value.append(image)
+        expected.features.feature["label"].int64_list.value.append(label)
+        assert ex == expected and len(raw) == expected.ByteSize()
+    with pytest.raises(ValueError, match="non-negative"):
+        writer.encode_example(b"x", -1)
     arr = np.full((8, 8, 3), 100, np.uint8)
     jpeg = writer.encode_jpeg(arr)
     assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
