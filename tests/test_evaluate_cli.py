@@ -1,0 +1,158 @@
+"""End to end: train CTX a few steps on tiny records, evaluate it with ctx_tf.evaluate."""
+
+import io
+import json
+import os
+
+import gin
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+from PIL import Image
+
+from ctx_tf import evaluate
+from ctx_tf import trainer as trainer_lib
+from ctx_tf.evaluation import plot
+from ctx_tf.evaluation import results as results_lib
+from tests.evaluation.helpers import write_tiny_source
+
+GIN = """
+Trainer.train_learner_class = @CrossTransformerLearner
+Trainer.eval_learner_class = @CrossTransformerLearner
+Trainer.data_config = @DataConfig()
+Trainer.train_episode_config = @train/EpisodeDescriptionConfig()
+Trainer.eval_episode_config = @EpisodeDescriptionConfig()
+Learner.embedding_fn = @four_layer_convnet
+CrossTransformerLearner.query_dim = 8
+CrossTransformerLearner.val_dim = 8
+DataConfig.image_height = 16
+DataConfig.shuffle_buffer_size = 20
+EpisodeDescriptionConfig.max_ways_upper_bound = 6
+EpisodeDescriptionConfig.max_num_query = 3
+EpisodeDescriptionConfig.max_support_set_size = 24
+EpisodeDescriptionConfig.max_support_size_contrib_per_class = 4
+train/EpisodeDescriptionConfig.simclr_episode_fraction = 0.5
+train/EpisodeDescriptionConfig.ignore_hierarchy_probability = 0.5
+Trainer.num_updates = 2
+Trainer.learning_rate = 0.01
+Trainer.validate_every = 2
+Trainer.checkpoint_every = 2
+Trainer.log_every = 1
+Trainer.num_eval_episodes = 2
+final_test.num_episodes = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(records root, gin file, training directory) of a CTX trained for 2 updates."""
+    root = tmp_path_factory.mktemp("e2e")
+    records = write_tiny_source(root / "records", "tiny", size=16, splits=(6, 5, 6),
+                                num_classes=17)
+    gin_file = root / "tiny_ctx.gin"
+    gin_file.write_text(GIN)
+    train_dir = str(root / "train")
+    gin.clear_config()
+    try:
+        evaluate._parse_gin([str(gin_file)], [])
+        trainer = trainer_lib.Trainer(
+            records_root_dir=records, train_dataset_list=["tiny"], eval_dataset_list=["tiny"],
+            checkpoint_dir=train_dir, print_fn=lambda *_: None)
+        trainer.train()
+    finally:
+        gin.clear_config()
+    return records, str(gin_file), train_dir
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def _run(trained, output_dir, **kwargs):
+    records, gin_file, train_dir = trained
+    args = dict(gin_config=[gin_file], checkpoint="best", train_checkpoint_dir=train_dir,
+                records_root_dir=records, datasets=["tiny"], num_episodes=3, seed=7,
+                output_dir=str(output_dir), log=lambda *_: None)
+    args.update(kwargs)
+    return evaluate.run_evaluation(**args)
+
+
+@pytest.mark.slow
+def test_end_to_end_evaluation_writes_all_outputs(trained, tmp_path):
+    results = _run(trained, tmp_path / "eval")
+    out = tmp_path / "eval"
+    assert sorted(os.listdir(out)) == ["episodes.csv", "operative_config.gin", "results.json",
+                                       "results.md", "results.png"]
+    saved = results_lib.load_results(str(out))
+    assert saved["model"]["checkpoint"] == json.load(
+        open(os.path.join(trained[2], "best_checkpoint.json")))["checkpoint"]
+    assert saved["model"]["learner"] == "CrossTransformerLearner"
+    protocol = saved["protocol"]
+    assert protocol["split"] == "TEST" and protocol["num_episodes"] == 3
+    # Training-only settings never reach evaluation episodes.
+    assert protocol["episode_config"]["simclr_episode_fraction"] == 0.0
+    assert protocol["episode_config"]["ignore_hierarchy_probability"] == 0.0
+    entry = saved["sources"]["tiny"]
+    assert entry["num_episodes"] == 3 and entry["num_classes"] == 6
+    accuracies = [e["accuracy"] for e in entry["episodes"]]
+    assert entry["mean"] == pytest.approx(np.mean(accuracies))
+    assert entry["ci95"] == pytest.approx(1.96 * np.std(accuracies) / np.sqrt(3))
+    md = (out / "results.md").read_text()
+    assert "| ctx_tf (ours) |" in md and "## Per source" in md
+    image = Image.open(out / "results.png")
+    image.load()
+    assert image.format == "PNG" and image.size == plot.DEFAULT_SIZE
+    assert "CrossTransformerLearner.query_dim = 8" in (out / "operative_config.gin").read_text()
+
+    # Same seed: same episodes, so the paired difference of a model with itself is exactly 0.
+    again = _run(trained, tmp_path / "again", compare_with=str(out / "results.json"))
+    assert again["sources"]["tiny"]["episodes"] == results["sources"]["tiny"]["episodes"]
+    diff = again["comparison"]["paired_difference"]["tiny"]
+    assert diff["mean"] == 0.0 and diff["ci95"] == 0.0 and diff["image_mismatches"] == 0
+    assert "## Paired difference" in (tmp_path / "again" / "results.md").read_text()
+
+    # A checkpoint directory means its latest checkpoint (here the same step).
+    latest = _run(trained, tmp_path / "latest", checkpoint=trained[2], train_checkpoint_dir=None)
+    assert latest["model"]["checkpoint_info"]["selected_by"].startswith("latest in")
+
+
+@pytest.mark.slow
+def test_checkpoint_of_another_model_is_rejected_with_the_variables(trained, tmp_path):
+    with pytest.raises(trainer_lib.TrainerError) as info:
+        _run(trained, tmp_path / "eval", gin_bindings=[
+            "Trainer.train_learner_class = @PrototypicalNetworkLearner",
+            "Trainer.eval_learner_class = @PrototypicalNetworkLearner"])
+    message = str(info.value)
+    assert "does not match the learner (PrototypicalNetworkLearner)" in message
+    assert "unexpected in the checkpoint" in message and "tformer_keys" in message
+    assert not (tmp_path / "eval").exists()
+
+
+def test_cli_reports_bad_inputs_clearly(tmp_path, capsys):
+    records = write_tiny_source(tmp_path / "records", "tiny", size=8)
+    gin_file = tmp_path / "c.gin"
+    gin_file.write_text("DataConfig.image_height = 8\n")
+    common = dict(gin_config=[str(gin_file)], records_root_dir=records,
+                  output_dir=str(tmp_path / "out"), checkpoint=str(tmp_path / "nowhere"))
+    cases = [
+        (dict(datasets=["tiny", "imagenet"]), "unknown source 'imagenet'"),
+        (dict(datasets=["tiny"]), "checkpoint " + str(tmp_path / "nowhere") + " not found"),
+        (dict(datasets=["tiny"], checkpoint="best"), "--checkpoint=best needs "
+                                                     "--train_checkpoint_dir"),
+        (dict(datasets=["tiny"], split="valid", checkpoint="best",
+              train_checkpoint_dir=str(tmp_path)), "best_checkpoint.json does not exist"),
+        (dict(datasets=["tiny"], published_rows=["nope"]), "no published row 'nope'"),
+        (dict(datasets=["tiny"], gin_bindings=["NoSuchThing.x = 1"]), "bad gin configuration"),
+    ]
+    if not evaluate.FLAGS.is_parsed():
+        evaluate.FLAGS.mark_as_parsed()  # defaults; flagsaver sets the values of each case
+    for flags, expected in cases:
+        values = dict(common, **flags)
+        with flagsaver.flagsaver(**values):
+            assert evaluate.main(["ctx_tf.evaluate"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ctx_tf.evaluate: error: ") and expected in err, (flags, err)
+    assert not (tmp_path / "out").exists()
