@@ -287,6 +287,9 @@ def convert_omniglot(omniglot_dir, records_root, classes=None, alphabets=None,
             images[c.split] += n
     if write_spec:
         writer._write_text(out / writer.SPEC_FILENAME, writer.spec_to_json(spec))  # pylint: disable=protected-access
+    if complete:
+        # Record files of an earlier, different conversion (overwrite=True) must go.
+        writer._remove_stale_records(out, len(all_classes))  # pylint: disable=protected-access
     supers = None
     if complete:
         supers = dict(spec["superclasses_per_split"])

@@ -333,9 +333,10 @@ def resolve_splits(item_names: Sequence[str], splits=None, seed=DEFAULT_SEED,
     Args:
       item_names: the items, in input order.
       splits: None (seeded random split by fractions), a triple of counts
-        ``(n_train, n_valid, n_test)`` taken in input order, or a mapping from split name
-        ("TRAIN"/"VALID"/"TEST", any case, "validation" allowed) to a list of item indices
-        or names, kept in list order. Every item must be assigned exactly once.
+        ``(n_train, n_valid, n_test)`` taken in input order, or explicit lists: a mapping
+        from split name ("TRAIN"/"VALID"/"TEST", any case, "validation" allowed) or a triple
+        of lists, holding item indices or names, kept in list order. Every item must be
+        assigned exactly once.
       seed, valid_fraction, test_fraction: for the random split.
       what: word used in error messages.
 
@@ -355,6 +356,9 @@ def resolve_splits(item_names: Sequence[str], splits=None, seed=DEFAULT_SEED,
         test = sorted(perm[n_valid:n_valid + n_test].tolist())
         train = sorted(perm[n_valid + n_test:].tolist())
         return [train, valid, test]
+    if (not isinstance(splits, dict) and len(splits) == 3
+            and all(isinstance(m, (list, tuple, range)) for m in splits)):
+        splits = dict(zip(SPLIT_NAMES, splits))
     if isinstance(splits, dict):
         index_of = {}
         for i, item in enumerate(item_names):

@@ -110,6 +110,7 @@ def test_fake_omniglot_slices_and_overwrite(tmp_path):
     assert sorted(os.listdir(out)) == ["0.tfrecords", "9.tfrecords"]  # no spec for a slice
     with pytest.raises(FileExistsError, match="overwrite"):
         sources.convert_omniglot(raw, tmp_path / "rec")
+    (out / "20.tfrecords").write_bytes(b"stale")
     report = sources.convert_omniglot(raw, tmp_path / "rec", overwrite=True)
     assert report.num_classes == 14 and writer.check_source(out).ok
     with pytest.raises(sources.SourceConversionError, match="unknown Omniglot alphabet 'Nope'"):

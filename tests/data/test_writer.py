@@ -139,6 +139,10 @@ def test_seeded_split_reproducible_and_explicit_lists(tmp_path):
     split = writer.resolve_splits(names, {"train": ["n05", "n01"], "valid": [2],
                                           "test": names[3:5] + [0] + names[6:]})
     assert split[0] == [5, 1] and split[1] == [2]
+    assert writer.resolve_splits(names[:3], ([2], ["n00"], [1])) == [[2], [0], [1]]
+    assert writer.resolve_splits(names[:3], (1, 0, 2)) == [[0], [], [1, 2]]
+    with pytest.raises(writer.SourceWriteError, match="summing"):
+        writer.resolve_splits(names[:3], (1, 1, 2))
     with pytest.raises(writer.SourceWriteError, match="n05"):
         writer.resolve_splits(names, {"TRAIN": ["n05", "n05"], "VALID": [], "TEST": []})
     with pytest.raises(writer.SourceWriteError, match="no split"):
