@@ -41,6 +41,7 @@ def test_source_result_summarizes_the_episodes():
         results_lib.source_result([{"accuracy": 0.5}])
 
 
+@pytest.mark.compat
 def test_write_results_writes_all_outputs_atomically(tmp_path):
     results = _results()
     paths = results_lib.write_results(str(tmp_path / "out"), results, published=("CTX",))

@@ -29,6 +29,7 @@ def test_episode_accuracy_rejects_bad_inputs(logits, labels, match):
         stats.episode_accuracy(logits, labels)
 
 
+@pytest.mark.compat
 def test_mean_and_ci95_by_hand():
     # Values 0.5, 0.7, 0.9, 0.9: mean 0.75; population variance
     # ((-.25)^2 + (-.05)^2 + .15^2 + .15^2) / 4 = (0.0625 + 0.0025 + 0.0225 + 0.0225) / 4
