@@ -81,10 +81,11 @@ def _class_attention_distances(support_keys, support_values, labels, num_classes
     image_weight = tf.exp(image_max - tf.gather(class_max, labels))
     class_sums = tf.math.unsorted_segment_sum(image_weight * image_sums, labels, num_classes)
     coefficient = image_weight / tf.gather(class_sums, labels)  # [num_support, columns]
-    attention = exp_scores * coefficient[:, None, :]
 
-    # Per-image weighted value sums (batched over support images), then summed per class.
-    image_prototypes = tf.matmul(support_values, attention, transpose_a=True)  # [Ns, dv, cols]
+    # Attention = exp_scores * coefficient; the coefficient is applied after the per-image value
+    # sums (val_dim rows instead of support_positions rows), one pass less over the big tensor.
+    image_prototypes = tf.matmul(support_values, exp_scores, transpose_a=True)  # [Ns, dv, cols]
+    image_prototypes = image_prototypes * coefficient[:, None, :]
     prototypes = tf.math.unsorted_segment_sum(image_prototypes, labels, num_classes)  # [K, dv, cols]
     flat_query_values = tf.transpose(
         tf.reshape(query_values, [chunk * query_positions, val_dim])
@@ -298,13 +299,23 @@ class CrossTransformer(keras.layers.Layer):
                 chunk = self.chunk_size_for(static[0] * static[1] * static[2], static[3] * static[4])
             else:
                 chunk = self.chunk_size_for(tf.shape(sk)[0] * tf.shape(sk)[1], tf.shape(qk)[1])
-            # Never pad beyond the queries present: a generous budget must not inflate work.
+            # Equal chunks (ceil(n / ceil(n / max_chunk))) so padding never exceeds one query per
+            # chunk, whatever the budget.
             num_query = query_keys.shape[0]
             if num_query is not None and isinstance(chunk, int):
-                chunk = max(1, min(chunk, num_query))
+                num_chunks = -(-num_query // chunk)
+                chunk = max(1, -(-num_query // max(num_chunks, 1)))
             else:
-                chunk = tf.maximum(1, tf.minimum(chunk, tf.shape(qk)[0]))
-            distances = _rematerialized_distances(sk, sv, labels, num_classes, qk, qv, scale, chunk)
+                n = tf.shape(qk)[0]
+                num_chunks = tf.maximum(1, (n + chunk - 1) // chunk)
+                chunk = tf.maximum(1, (n + num_chunks - 1) // num_chunks)
+            if isinstance(chunk, int) and num_query is not None and chunk >= num_query:
+                # One chunk holds every query: the budget covers plain backprop, so recomputing
+                # would only cost time.
+                distances = _class_attention_distances(sk, sv, labels, num_classes, qk, qv, scale)
+            else:
+                distances = _rematerialized_distances(
+                    sk, sv, labels, num_classes, qk, qv, scale, chunk)
         return -distances
 
     def call(self, support_features, support_labels, query_features):
