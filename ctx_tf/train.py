@@ -22,6 +22,7 @@ mean +- 95% CI is printed next to nearest-centroid on raw pixels on the same epi
 saved to `<train_checkpoint_dir>/test_results.json`.
 """
 
+import logging
 import os
 import sys
 import time
@@ -76,6 +77,11 @@ def _final_test_configurable():
 final_test = None
 
 
+class _DropGinPathLogs(logging.Filter):
+    def filter(self, record):
+        return not record.pathname.endswith("resource_reader.py")
+
+
 def parse_gin(configs, bindings):
     """Parses gin files and bindings; raises LaunchError naming the file/binding at fault."""
     import gin
@@ -91,11 +97,17 @@ def parse_gin(configs, bindings):
             raise LaunchError(f"--gin_config={path}: no such file")
         gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
     gin.add_config_file_search_path(REPO_GIN_DIR)
+    # gin logs an error for every search-path entry an include is not found in; only the
+    # final failure matters (and it raises).
+    quiet = _DropGinPathLogs()
+    logging.getLogger().addFilter(quiet)
     try:
         gin.parse_config_files_and_bindings(configs, bindings)
     except Exception as e:  # gin raises ValueError, KeyError, ... with the location.
         raise LaunchError(f"bad gin configuration ({', '.join(configs)}; bindings "
                           f"{list(bindings)}): {type(e).__name__}: {e}") from e
+    finally:
+        logging.getLogger().removeFilter(quiet)
 
 
 def _check_writable(directory, flag):

@@ -354,6 +354,8 @@ def replica_forward(learner, episode, training):
     query_labels = distribute.local_chunk(episode.query_labels, replica_id, num_replicas)
 
     support_features, moments = backbone(support_images, training=training)
+    if not getattr(learner, "backprop_through_moments", True):
+        moments = tf.nest.map_structure(tf.stop_gradient, moments)
     query_features, _ = backbone(query_images, training=training, moments=moments)
     one_hot = tf.one_hot(support_labels, num_classes, dtype=tf.float32)
     if head is not None:
@@ -571,7 +573,7 @@ class Trainer:
             return dict(loss=loss, accuracy=correct / num_query, grad_norm=norm,
                         regularization=out["regularization"])
 
-        @tf.function(input_signature=[signature])
+        @tf.function(input_signature=[signature], autograph=False)
         def train_step(episode):
             from ctx_tf import distribute
 
@@ -591,7 +593,7 @@ class Trainer:
             loss, correct = distribute.all_reduce_sum([out["loss"], out["correct"]])
             return dict(loss=loss, accuracy=correct / tf.cast(out["num_query"], tf.float32))
 
-        @tf.function(input_signature=[signature])
+        @tf.function(input_signature=[signature], autograph=False)
         def eval_step(episode):
             from ctx_tf import distribute
 
@@ -599,6 +601,38 @@ class Trainer:
                 strategy, strategy.run(replica_fn, args=(episode,)))
 
         return eval_step
+
+    def _make_gradient_fn(self, signature):
+        strategy, learner = self.strategy, self.learner
+
+        def replica_fn(episode):
+            from ctx_tf import distribute
+
+            variables = learner.trainable_variables
+            with tf.GradientTape() as tape:
+                out = replica_forward(learner, episode, training=True)
+            gradients = tape.gradient(out["loss"], variables)
+            gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                         for g, v in zip(gradients, variables)]
+            return distribute.all_reduce_sum([out["loss"]] + gradients)
+
+        @tf.function(input_signature=[signature], autograph=False)
+        def gradient_fn(episode):
+            from ctx_tf import distribute
+
+            return distribute.first_replica_value(
+                strategy, strategy.run(replica_fn, args=(episode,)))
+
+        return gradient_fn
+
+    def episode_gradients(self, episode):
+        """(loss, raw gradients of the trainable variables) of one episode, summed over
+        replicas, without an update (batch-norm EMAs do move: a training-mode pass)."""
+        self._ensure_variables(episode)
+        if getattr(self, "_gradient_fn", None) is None:
+            self._gradient_fn = self._make_gradient_fn(self._episode_signature(episode))
+        out = self._gradient_fn(episode)
+        return float(out[0]), [g.numpy() for g in out[1:]]
 
     def train_on_episode(self, episode):
         """One update on `episode`; returns floats loss, accuracy, grad_norm, learning_rate."""

@@ -1,0 +1,173 @@
+"""Trainer: LR schedule, gradient normalization, checkpoints, resume, validation, errors."""
+
+import json
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctx_tf import trainer as trainer_lib
+from ctx_tf.data.episode import Episode
+from ctx_tf.keras import keras
+from ctx_tf.models.backbones import FourLayerConvNet
+from ctx_tf.learners import CrossTransformerLearner
+
+IMAGE_SIZE = 28
+
+
+def toy_learner(weight_decay=1e-3, depth=8, dim=16):
+    """The real CrossTransformerLearner on a narrow four-layer convnet (fast on CPU)."""
+
+    def embedding_fn(keep_spatial_dims=False):
+        return FourLayerConvNet(weight_decay=weight_decay, keep_spatial_dims=keep_spatial_dims,
+                                depth=depth)
+
+    return CrossTransformerLearner(embedding_fn=embedding_fn, query_dim=dim, val_dim=dim,
+                                   tformer_weight_decay=weight_decay)
+
+
+def make_episode(rng, way=3, shot=2, query=2, size=IMAGE_SIZE):
+    """A learnable random episode: each class is a fixed random pattern plus noise."""
+    patterns = rng.uniform(-1, 1, size=(way, size, size, 3)).astype(np.float32)
+
+    def images(n):
+        labels = np.repeat(np.arange(way), n).astype(np.int32)
+        noise = rng.normal(0, 0.3, size=(len(labels), size, size, 3)).astype(np.float32)
+        return np.clip(patterns[labels] + noise, -1, 1), labels
+
+    s_img, s_lab = images(shot)
+    q_img, q_lab = images(query)
+    return Episode(tf.constant(s_img), tf.constant(s_lab), tf.constant(s_lab.astype(np.int64)),
+                   tf.constant(q_img), tf.constant(q_lab), tf.constant(q_lab.astype(np.int64)))
+
+
+def episode_stream(seed, **kwargs):
+    rng = np.random.RandomState(seed % (2 ** 31))
+    while True:
+        yield make_episode(rng, **kwargs)
+
+
+def make_trainer(tmp_path, **kwargs):
+    defaults = dict(
+        num_updates=6, learning_rate=1e-3, decay_learning_rate=True, decay_every=2,
+        decay_rate=0.5, normalized_gradient_descent=True, checkpoint_every=2,
+        validate_every=3, log_every=2, num_eval_episodes=3, seed=7,
+        train_learner_class=toy_learner, data_config=None,
+        checkpoint_dir=str(tmp_path / "ckpt"), summary_dir=str(tmp_path / "summaries"),
+        train_episodes_fn=episode_stream,
+        eval_episodes_fn=lambda split, seed: episode_stream(seed + 1000),
+        print_fn=lambda message: None)
+    defaults.update(kwargs)
+    t = trainer_lib.Trainer(**defaults)
+    t.image_size = IMAGE_SIZE
+    return t
+
+
+# ----------------------------------------------------------------------------- pure maths
+
+
+@pytest.mark.compat
+def test_learning_rate_schedule_is_staircase_exponential():
+    rates = [trainer_lib.learning_rate_at(s, 6e-4, True, 2000, 0.915193802145601)
+             for s in (0, 1999, 2000, 3999, 4000, 100000)]
+    expected = [6e-4, 6e-4, 6e-4 * 0.915193802145601, 6e-4 * 0.915193802145601,
+                6e-4 * 0.915193802145601 ** 2, 6e-4 * 0.915193802145601 ** 50]
+    np.testing.assert_allclose(rates, expected, rtol=1e-12)
+    assert abs(rates[-1] - 7.1e-6) < 1e-7  # §5.6: final CTX lr ~ 7.1e-6
+    assert trainer_lib.learning_rate_at(12345, 1e-4, False, 10, 0.5) == 1e-4
+
+
+@pytest.mark.compat
+def test_gradient_normalization_uses_the_clamped_global_norm():
+    grads = [tf.constant([3.0, 0.0]), tf.constant([[4.0]])]
+    normalized, norm = trainer_lib.normalize_gradients(grads)
+    assert float(norm) == pytest.approx(5.0)
+    np.testing.assert_allclose(normalized[0].numpy(), [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(normalized[1].numpy(), [[0.8]], rtol=1e-6)
+    tiny = [tf.constant([1e-4])]
+    normalized, norm = trainer_lib.normalize_gradients(tiny)
+    assert float(norm) == pytest.approx(np.sqrt(1e-5), rel=1e-6)  # clamp: sqrt(max(., 1e-5))
+    np.testing.assert_allclose(normalized[0].numpy(), [1e-4 / np.sqrt(1e-5)], rtol=1e-5)
+
+
+def test_mean_and_ci95_population_std():
+    mean, ci = trainer_lib.mean_and_ci95([0.2, 0.4, 0.6, 0.8])
+    assert mean == pytest.approx(0.5)
+    assert ci == pytest.approx(1.96 * np.std([0.2, 0.4, 0.6, 0.8]) / 2.0)
+
+
+def test_benchmark_parses_official_names():
+    gin.clear_config()
+    gin.bind_parameter("benchmark.train_datasets", "ilsvrc_2012, omniglot")
+    gin.bind_parameter("benchmark.eval_datasets", "ilsvrc_2012")
+    try:
+        assert trainer_lib.benchmark() == (["ilsvrc_2012", "omniglot"], ["ilsvrc_2012"])
+    finally:
+        gin.clear_config()
+
+
+# ----------------------------------------------------------------------------- updates
+
+
+def _adam(weights, gradients, lrs, beta1=0.9, beta2=0.999, eps=1e-7):
+    """Keras Adam, by hand: bias-corrected step size, epsilon outside the correction."""
+    m = [np.zeros_like(w) for w in weights]
+    v = [np.zeros_like(w) for w in weights]
+    weights = [w.astype(np.float64) for w in weights]
+    for t, (grads, lr) in enumerate(zip(gradients, lrs), start=1):
+        alpha = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        for i, g in enumerate(grads):
+            m[i] = m[i] + (g - m[i]) * (1 - beta1)
+            v[i] = v[i] + (g * g - v[i]) * (1 - beta2)
+            weights[i] = weights[i] - m[i] * alpha / (np.sqrt(v[i]) + eps)
+    return weights
+
+
+def test_updates_match_hand_computed_normalized_adam_and_decay(tmp_path):
+    t = make_trainer(tmp_path, learning_rate=1e-2, decay_every=1, decay_rate=0.5)
+    rng = np.random.RandomState(3)
+    episodes = [make_episode(rng) for _ in range(2)]
+    t._ensure_variables(episodes[0])
+    w0 = [v.numpy() for v in t.learner.trainable_variables]
+    raw, lrs = [], []
+    for step, episode in enumerate(episodes):
+        loss, grads = t.episode_gradients(episode)
+        out = t.train_on_episode(episode)
+        assert out["loss"] == pytest.approx(loss, rel=1e-5)
+        norm = np.sqrt(max(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads), 1e-5))
+        assert out["grad_norm"] == pytest.approx(norm, rel=1e-4)
+        raw.append([g / norm for g in grads])
+        lrs.append(1e-2 * 0.5 ** step)
+        assert out["learning_rate"] == pytest.approx(lrs[-1])
+    expected = _adam(w0, raw, lrs)
+    for want, var in zip(expected, t.learner.trainable_variables):
+        np.testing.assert_allclose(var.numpy(), want, rtol=1e-4, atol=2e-6, err_msg=var.name)
+    assert int(t.step.numpy()) == 2 and int(t.optimizer.iterations.numpy()) == 2
+    # The learner's own loss (mean CE + L2) equals the trainer's split forward pass.
+    rng = np.random.RandomState(4)
+    episode = make_episode(rng, way=4, shot=3, query=3)
+    own = t.learner(episode, training=False)
+    accuracy, loss = t.evaluate_episode(episode)
+    assert float(own.loss) == pytest.approx(loss, rel=1e-5)
+    assert float(own.accuracy) == pytest.approx(accuracy)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    served = []
+
+    def poisoned(seed):
+        for episode in episode_stream(seed):
+            served.append(1)
+            if len(served) == 3:  # the third update of the run
+                episode = episode._replace(
+                    support_images=episode.support_images * float("nan"))
+            yield episode
+
+    t = make_trainer(tmp_path, train_episodes_fn=poisoned, checkpoint_every=2, validate_every=10)
+    with pytest.raises(trainer_lib.TrainerError, match=r"non-finite loss .* at update 3;.*ckpt-2"):
+        t.train()
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-2")
+    best = json.loads((tmp_path / "ckpt" / "best_checkpoint.json").read_text())
+    assert best["step"] == 0 and best["checkpoint"].endswith(os.path.join("best", "ckpt-0"))
