@@ -1,7 +1,8 @@
 """Which checkpoint an evaluation restores.
 
 * `best`: the checkpoint recorded in `<train_checkpoint_dir>/best_checkpoint.json` (written by
-  the trainer after each validation, see `ctx_tf.trainer`);
+  the trainer after each validation, see `ctx_tf.trainer`); `best:<dir>` names the training
+  directory in the same flag;
 * a path to a `best_checkpoint.json` file: the checkpoint it records;
 * a directory: its latest checkpoint (`tf.train.latest_checkpoint`);
 * a checkpoint path prefix (`.../ckpt-500`, i.e. `ckpt-500.index` exists).
@@ -71,7 +72,8 @@ def resolve_checkpoint(checkpoint, train_checkpoint_dir=None):
     """`(prefix, info)`: the checkpoint path prefix to restore and what is known about it.
 
     Args:
-      checkpoint: `"best"`, a `best_checkpoint.json` path, a directory or a path prefix.
+      checkpoint: `"best"`, `"best:<train dir>"`, a `best_checkpoint.json` path, a directory
+        or a path prefix.
       train_checkpoint_dir: the training directory, required with `"best"`.
 
     Returns:
@@ -82,6 +84,9 @@ def resolve_checkpoint(checkpoint, train_checkpoint_dir=None):
         raise CheckpointError("no checkpoint given: pass --checkpoint=best (with "
                               "--train_checkpoint_dir), a checkpoint directory or a prefix")
     checkpoint = str(checkpoint)
+    if checkpoint.startswith(BEST + ":"):
+        # best:<train dir>, the training directory given in the same flag.
+        checkpoint, train_checkpoint_dir = BEST, checkpoint[len(BEST) + 1:]
     if checkpoint == BEST:
         if not train_checkpoint_dir:
             raise CheckpointError("--checkpoint=best needs --train_checkpoint_dir (the training "

@@ -301,9 +301,13 @@ def evaluate_source(predict_fn, dataset, num_episodes, source_name="source", pro
             logits, support_means, query_means = (np.asarray(o) for o in outputs)
         else:
             logits, support_means, query_means = np.asarray(outputs), None, None
-        numpy_episode = type(episode)(*(np.asarray(t) for t in episode))
-        record = episode_record(len(records), numpy_episode, logits, support_means,
-                                query_means)
+        # Labels and class ids only: the images stay where they are.
+        labels_only = type(episode)(
+            support_images=None, support_labels=np.asarray(episode.support_labels),
+            support_class_ids=np.asarray(episode.support_class_ids), query_images=None,
+            query_labels=np.asarray(episode.query_labels),
+            query_class_ids=np.asarray(episode.query_class_ids))
+        record = episode_record(len(records), labels_only, logits, support_means, query_means)
         records.append(record)
         if progress is not None:
             progress.update(len(records), record["accuracy"])

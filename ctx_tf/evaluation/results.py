@@ -130,10 +130,10 @@ def comparison_table(results, published=("CTX",), setting=leaderboard.IMAGENET_O
     if _is_test(results):
         for name in published:
             row = leaderboard.published_row(name, setting)
-            scores = leaderboard.published_scores(row)
-            table[f"{row.name} (published)"] = {
-                s: leaderboard.Score(v.mean / 100.0, v.ci95 / 100.0, v.num_episodes)
-                for s, v in scores.items() if s in sources}
+            scores = {s: leaderboard.Score(v.mean / 100.0, v.ci95 / 100.0, v.num_episodes)
+                      for s, v in leaderboard.published_scores(row).items() if s in sources}
+            if scores:  # nothing to show for sources outside Meta-Dataset
+                table[f"{row.name} (published)"] = scores
     return table, sources
 
 
@@ -154,8 +154,8 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
                      "(see `protocol.episode_config` in results.json)")
     lines.append("")
     lines.append(leaderboard.markdown_table(table, sources, rank=rankable, scale=100.0))
+    published_names = [n for n in table if n.endswith("(published)")]
     if rankable:
-        published_names = [n for n in table if n.endswith("(published)")]
         lines.append(
             f"Accuracy in percent ± 95% CI (rank). Ranks follow the official leaderboard rule "
             f"among the rows shown, over the {len(sources)} source(s) evaluated; published rows "
@@ -163,6 +163,8 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
             f"numbers (trained on {'ImageNet only' if setting == leaderboard.IMAGENET_ONLY else 'all datasets'}).")
         for name in published:
             row = leaderboard.published_row(name, setting)
+            if f"{row.name} (published)" not in published_names:
+                continue
             lines.append(f"- {row.name}: {row.description}. {row.reference}. Read from "
                          f"{row.read_from}.")
     elif not _is_test(results):
