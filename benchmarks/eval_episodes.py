@@ -191,7 +191,7 @@ def main():
         for i, m in enumerate(results):
             per_episode = float(np.mean(expected_seconds(m, s, q)))
             totals[i] += 600 * per_episode
-            cells += [f"{per_episode:.2f} ({1 / per_episode:.2f} episodes/s)",
+            cells += [f"{per_episode:.3g} ({1 / per_episode:.3g} episodes/s)",
                       format_duration(600 * per_episode)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| **all 10 sources** | " + " | ".join(f" | **{format_duration(t)}**"

@@ -58,11 +58,22 @@ def _from_best_json(json_path):
         raise CheckpointError(f"{json_path}: malformed JSON: {e}") from None
     if not isinstance(info, dict) or not isinstance(info.get("checkpoint"), str):
         raise CheckpointError(f"{json_path}: no \"checkpoint\" path prefix recorded")
-    prefix = info["checkpoint"]
-    if not (os.path.isabs(prefix) or "://" in prefix):
-        # A relative prefix is relative to the training directory.
-        prefix = _join(_dirname(json_path), prefix)
-    _check_prefix(prefix, json_path)
+    recorded = info["checkpoint"]
+    if os.path.isabs(recorded) or "://" in recorded:
+        candidates = [recorded]
+    else:
+        # A relative prefix may be relative to the training directory, or to the directory
+        # training ran in; its last two components (`best/ckpt-N`) to the training directory.
+        train_dir = _dirname(json_path)
+        tail = posixpath.join(*recorded.replace(os.sep, "/").split("/")[-2:])
+        candidates = [_join(train_dir, recorded), os.path.abspath(recorded),
+                      _join(train_dir, tail)]
+    found = [c for c in candidates if tf.io.gfile.exists(c + ".index")]
+    if not found:
+        raise CheckpointError(
+            f"{json_path}: the recorded checkpoint {recorded!r} was not found (looked for "
+            f"{', '.join(c + '.index' for c in dict.fromkeys(candidates))})")
+    prefix = found[0]
     details = {k: info[k] for k in ("step", "valid_accuracy", "valid_ci95") if k in info}
     details.setdefault("step", _step_of(prefix))
     return prefix, dict(details, selected_by=json_path)

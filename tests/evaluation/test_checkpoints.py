@@ -47,6 +47,19 @@ def test_relative_path_in_best_checkpoint_json(train_dir):
     assert prefix == os.path.join(str(train_dir), "best", "ckpt-3") and info["step"] == 3
 
 
+def test_path_relative_to_where_training_ran(train_dir, monkeypatch, tmp_path_factory):
+    # The trainer may record the prefix relative to its working directory.
+    (train_dir / "best_checkpoint.json").write_text(json.dumps(
+        {"checkpoint": "runs/demo/checkpoints/best/ckpt-3", "step": 3}))
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    prefix, _ = resolve_checkpoint("best", str(train_dir))
+    assert prefix == os.path.join(str(train_dir), "best", "ckpt-3")
+    monkeypatch.chdir(train_dir.parent)
+    (train_dir / "best_checkpoint.json").write_text(json.dumps(
+        {"checkpoint": os.path.join(train_dir.name, "best", "ckpt-3")}))
+    assert resolve_checkpoint("best", str(train_dir))[0] == str(train_dir / "best" / "ckpt-3")
+
+
 def test_errors(train_dir, tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty")
     cases = [
@@ -60,7 +73,7 @@ def test_errors(train_dir, tmp_path_factory):
         with pytest.raises(CheckpointError, match=message):
             resolve_checkpoint(*args)
     (train_dir / "best_checkpoint.json").write_text(json.dumps({"checkpoint": "best/ckpt-9"}))
-    with pytest.raises(CheckpointError, match="ckpt-9 not found"):
+    with pytest.raises(CheckpointError, match="'best/ckpt-9' was not found"):
         resolve_checkpoint("best", str(train_dir))
     (train_dir / "best_checkpoint.json").write_text("{")
     with pytest.raises(CheckpointError, match="malformed JSON"):
