@@ -423,8 +423,8 @@ class Trainer:
     ignored (official surface): batch_size, experiment_name, pretrained_source,
     enable_tf_optimizations.
 
-    Our additions: seed (training episodes; `None`: drawn at random, so a resumed run then
-    differs from an uninterrupted one in its data order), eval_seed (validation episodes, the
+    Our additions: seed (initialization and training episodes; `None`: drawn at random, so a
+    resumed run then differs from an uninterrupted one in its data order), eval_seed (validation episodes, the
     same every validation), max_checkpoints_to_keep, tpu, num_test_episodes is not a
     parameter (the launcher decides).
 
@@ -514,6 +514,8 @@ class Trainer:
     def _build(self):
         from ctx_tf.keras import keras
 
+        # Trainer.seed also fixes the initialization, so a run is reproducible end to end.
+        keras.utils.set_random_seed(self.seed % (2 ** 31))
         with self.strategy.scope():
             self.learner = build_learner(learner_class=self.learner_class)
             if self.image_size is not None:
@@ -908,6 +910,8 @@ class Trainer:
                 self._save(manager, step)
             if improved:
                 best = record_best(step, result)
+            if step % self.validate_every == 0 or step % self.checkpoint_every == 0:
+                window_time = time.time()  # updates/s counts training time only
         writer.flush()
         self.write_operative_config()
         return best

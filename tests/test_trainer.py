@@ -171,3 +171,105 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-2")
     best = json.loads((tmp_path / "ckpt" / "best_checkpoint.json").read_text())
     assert best["step"] == 0 and best["checkpoint"].endswith(os.path.join("best", "ckpt-0"))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+KILL_SCRIPT = """
+import os, pathlib, signal, sys
+sys.path.insert(0, sys.argv[1])
+from ctx_tf import trainer as trainer_lib
+from tests.test_trainer import episode_stream, make_trainer
+
+def killed_after_one(seed):
+    stream = episode_stream(seed)
+    yield next(stream)
+    if seed == trainer_lib._derive_seed(7, 4):
+        os.kill(os.getpid(), signal.SIGKILL)  # a hard kill during update 6, after ckpt-4
+    yield from stream
+
+make_trainer(pathlib.Path(sys.argv[2]), train_episodes_fn=killed_after_one).train()
+"""
+
+RESUME_KW = dict(num_updates=6, checkpoint_every=2, validate_every=3)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    t = make_trainer(tmp, **RESUME_KW)
+    best = t.train()
+    return tmp, t, best
+
+
+def _state(t):
+    return dict(step=int(t.step.numpy()), iterations=int(t.optimizer.iterations.numpy()),
+                weights=[v.numpy() for v in t.learner.variables],
+                slots=[v.numpy() for v in t.optimizer.variables()])
+
+
+def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
+    import subprocess
+    import sys
+
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    run_dir = tmp_path / "run"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, str(script), repo, str(run_dir)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert tf.train.latest_checkpoint(str(run_dir / "ckpt")).endswith("ckpt-4")
+
+    messages = []
+    resumed = make_trainer(run_dir, print_fn=messages.append, **RESUME_KW)
+    best = resumed.train()
+    assert any("Resumed from" in m and "ckpt-4" in m for m in messages), messages
+    _, reference, reference_best = uninterrupted
+    want, got = _state(reference), _state(resumed)
+    assert got["step"] == want["step"] == 6 and got["iterations"] == want["iterations"] == 6
+    assert resumed.learning_rate_at(6) == reference.learning_rate_at(6) == 1e-3 * 0.5 ** 3
+    # Same episodes (one stream per checkpoint period, seeded by its first step), same
+    # optimizer state: the resumed run reproduces the uninterrupted one.
+    for a, b in zip(want["weights"] + want["slots"], got["weights"] + got["slots"]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    assert best["step"] == reference_best["step"]
+    assert best["valid_accuracy"] == pytest.approx(reference_best["valid_accuracy"])
+
+
+def test_checkpoint_layout_and_restore_learner(uninterrupted):
+    tmp, t, best = uninterrupted
+    ckpt_dir = tmp / "ckpt"
+    record = json.loads((ckpt_dir / trainer_lib.BEST_CHECKPOINT_JSON).read_text())
+    assert set(record) == {"step", "valid_accuracy", "valid_ci95", "checkpoint"}
+    assert record == best
+    assert tf.io.gfile.exists(record["checkpoint"] + ".index")
+    assert (ckpt_dir / trainer_lib.OPERATIVE_CONFIG).exists()
+    assert tf.train.latest_checkpoint(str(ckpt_dir)).endswith("ckpt-6")
+    assert not [f for f in os.listdir(ckpt_dir) if f.startswith(".tmp")]
+    assert os.listdir(tmp / "summaries")  # event files
+
+    fresh = toy_learner()
+    trainer_lib.build_learner_variables(fresh, IMAGE_SIZE)
+    trainer_lib.restore_learner(fresh, str(ckpt_dir / "ckpt-6"))
+    for a, b in zip(t.learner.variables, fresh.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = toy_learner(dim=8)
+    trainer_lib.build_learner_variables(other, IMAGE_SIZE)
+    with pytest.raises(trainer_lib.TrainerError, match="shape mismatch"):
+        trainer_lib.restore_learner(other, str(ckpt_dir))
+    with pytest.raises(trainer_lib.TrainerError, match="not found"):
+        trainer_lib.restore_learner(fresh, str(ckpt_dir / "ckpt-99"))
+
+
+def test_checkpoint_to_restore_initializes_the_backbone_only(tmp_path, uninterrupted):
+    source_dir, source, _ = uninterrupted
+    t = make_trainer(tmp_path, num_updates=0,
+                     checkpoint_to_restore=str(source_dir / "ckpt" / "ckpt-6"))
+    t._ensure_variables(make_episode(np.random.RandomState(0)))
+    t._restore_or_initialize(t._managers()[0])
+    for a, b in zip(source.learner.backbone.variables, t.learner.backbone.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(source.learner.head.variables, t.learner.head.variables):
+        assert not np.array_equal(a.numpy(), b.numpy())
+    assert int(t.step.numpy()) == 0
