@@ -298,3 +298,41 @@ def _superclasses_of(spec, class_ids):
     firsts = np.cumsum([0] + [spec.classes_per_superclass[s]
                               for s in range(len(spec.classes_per_superclass))])
     return set((np.searchsorted(firsts, class_ids, side="right") - 1).tolist())
+
+
+@pytest.mark.slow
+def test_real_omniglot_slice_written_by_the_writer(tmp_path):
+    from ctx_tf.data import sources, writer  # pylint: disable=import-outside-toplevel
+
+    omniglot_dir = shared_path("data", "omniglot")
+    test_classes = [c for c in sources.omniglot_classes(omniglot_dir) if c.split == "TEST"]
+    alphabets = sorted({c.alphabet for c in test_classes})[:3]
+    chosen = [c for c in test_classes if c.alphabet in alphabets]
+    with np.load(os.path.join(str(omniglot_dir), chosen[0].npz_file)) as npz:
+        drawings = npz["images"]
+        arrays = [drawings[c.npz_row] for c in chosen]
+    superclasses = [(a, [i for i, c in enumerate(chosen) if c.alphabet == a])
+                    for a in alphabets]
+    writer.write_source_from_arrays(
+        tmp_path, "omniglot", arrays, class_names=[c.name for c in chosen],
+        splits={"TEST": alphabets}, superclasses=superclasses, invert=True)
+    spec = dataset_spec_lib.load_dataset_spec(str(tmp_path / "omniglot"))
+    # Same JPEG bytes as the official converter's records of that character (the labels
+    # differ: the slice numbers its classes from 0).
+    official = shared_path("data", "official_records", "omniglot",
+                           f"{chosen[0].class_id}.tfrecords")
+
+    def images_of(path):
+        return [tf.train.Example.FromString(r.numpy()).features.feature["image"]
+                .bytes_list.value[0] for r in tf.data.TFRecordDataset(str(path))]
+
+    assert images_of(official) == images_of(spec.record_path(0))
+    dataset = pipeline.make_one_source_episode_pipeline(
+        spec, *pipeline.use_ontologies(spec.name), Split.TEST, config(), image_size=28,
+        shuffle_buffer_size=1000, seed=3)
+    for episode, _ in episodes_of(dataset, 4):
+        ids = np.concatenate([episode.support_class_ids, episode.query_class_ids])
+        assert len(_superclasses_of(spec, ids)) == 1
+        for images in (episode.support_images, episode.query_images):
+            assert images.min() >= -1.0 and images.max() <= 1.0
+            assert (images < 0).mean() > 0.8
