@@ -157,3 +157,24 @@ def test_official_omniglot_records(tmp_path):
     entry = result["sources"]["omniglot"]
     assert entry["sampling"] == "bilevel" and entry["num_classes"] == 659
     assert entry["num_episodes"] == 1
+
+
+def test_records_and_results_on_another_filesystem(records_root):
+    """Records read from, and results written to, a non-local tf.io.gfile filesystem."""
+    import tensorflow as tf
+
+    from ctx_tf.evaluation import results as results_lib
+
+    remote = "ram://eval_test/records"
+    tf.io.gfile.makedirs(f"{remote}/tiny")
+    for name in tf.io.gfile.listdir(f"{records_root}/tiny"):
+        tf.io.gfile.copy(f"{records_root}/tiny/{name}", f"{remote}/tiny/{name}", overwrite=True)
+    result = protocol.evaluate(TinyPrototypeLearner(), _setup(remote, num_episodes=2),
+                               log=lambda *_: None)
+    result["model"] = {"name": "tiny"}
+    paths = results_lib.write_results("ram://eval_test/out", result)
+    assert paths["results.json"] == "ram://eval_test/out/results.json"
+    assert results_lib.load_results("ram://eval_test/out") == result
+    assert tf.io.gfile.GFile(paths["results.png"], "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(tf.io.gfile.listdir("ram://eval_test/out")) == [
+        "episodes.csv", "results.json", "results.md", "results.png"]
