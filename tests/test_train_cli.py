@@ -1,0 +1,93 @@
+"""`python -m ctx_tf.train`: fail-fast errors (non-zero exit, nothing written) and the demo."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEMO_GIN = str(REPO_ROOT / "gin" / "demo.gin")
+CTX_GIN = str(REPO_ROOT / "gin" / "ctx.gin")
+
+
+def run_cli(args, tmp_path, timeout=300, cwd=None):
+    env = dict(os.environ, CTX_TF_CACHE=str(tmp_path / "cache"))
+    return subprocess.run([sys.executable, "-m", "ctx_tf.train"] + args, capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd or tmp_path, env=env)
+
+
+def outputs(tmp_path):
+    return dict(ckpt=tmp_path / "out" / "ckpt", summaries=tmp_path / "out" / "summaries")
+
+
+def flags(tmp_path):
+    o = outputs(tmp_path)
+    return [f"--train_checkpoint_dir={o['ckpt']}", f"--summary_dir={o['summaries']}"]
+
+
+def test_unknown_gin_binding_fails_before_anything_is_written(tmp_path):
+    proc = run_cli([f"--gin_config={DEMO_GIN}", "--gin_bindings=Trainer.num_updatez = 5"]
+                   + flags(tmp_path), tmp_path)
+    assert proc.returncode == 1
+    assert "Trainer.num_updatez" in proc.stderr and "bad gin configuration" in proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_missing_records_root_fails_fast(tmp_path):
+    missing = tmp_path / "no_records"
+    proc = run_cli([f"--gin_config={CTX_GIN}", f"--records_root_dir={missing}"]
+                   + flags(tmp_path), tmp_path)
+    assert proc.returncode == 1
+    assert f"--records_root_dir={missing} is not a directory" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    missing.mkdir()
+    proc = run_cli([f"--gin_config={CTX_GIN}", f"--records_root_dir={missing}"]
+                   + flags(tmp_path), tmp_path)
+    assert proc.returncode == 1
+    assert "dataset 'ilsvrc_2012' (benchmark.train_datasets) has no records" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_checkpoint_dir_fails_fast(tmp_path):
+    from ctx_tf.data import demo
+
+    records = demo.ensure_demo_source(cache_dir=tmp_path / "records", print_fn=lambda m: None,
+                                      num_train_classes=6, num_valid_classes=5,
+                                      num_test_classes=5, images_per_class=4, image_size=16)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    proc = run_cli([f"--gin_config={DEMO_GIN}", f"--records_root_dir={records}",
+                    f"--train_checkpoint_dir={blocker / 'ckpt'}",
+                    f"--summary_dir={tmp_path / 'summaries'}"], tmp_path)
+    assert proc.returncode == 1
+    assert f"--train_checkpoint_dir={blocker / 'ckpt'} is not writable" in proc.stderr
+    assert not (tmp_path / "summaries").exists()
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
+    bindings = ["Trainer.num_updates = 80", "Trainer.validate_every = 40",
+                "Trainer.checkpoint_every = 40", "Trainer.log_every = 20",
+                "Trainer.num_eval_episodes = 20", "final_test.num_episodes = 60"]
+    proc = run_cli([f"--gin_config={DEMO_GIN}"] + [f"--gin_bindings={b}" for b in bindings],
+                   tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "Generating the demo source" in out
+    assert f"Checkpoints: {tmp_path / 'runs' / 'demo' / 'checkpoints'}" in out
+    model = re.search(r"CrossTransformerLearner: ([\d.]+) \+- ([\d.]+) %", out)
+    baseline = re.search(r"nearest centroid on raw pixels: ([\d.]+) \+- ([\d.]+) %", out)
+    assert model and baseline, out
+    model_acc, model_ci = float(model.group(1)), float(model.group(2))
+    base_acc, base_ci = float(baseline.group(1)), float(baseline.group(2))
+    print(f"demo: CTX {model_acc} +- {model_ci} %, raw-pixel baseline {base_acc} +- {base_ci} %")
+    assert model_acc - model_ci > base_acc + base_ci, out
+    ckpt = tmp_path / "runs" / "demo" / "checkpoints"
+    results = json.loads((ckpt / "test_results.json").read_text())
+    assert results["num_episodes"] == 60 and results["mean"] * 100 == pytest.approx(model_acc, abs=0.01)
+    assert (ckpt / "operative_config.gin").exists()
+    assert "Trainer.num_updates = 80" in (ckpt / "operative_config.gin").read_text()
