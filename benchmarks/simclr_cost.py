@@ -16,16 +16,19 @@ from ctx_tf.data import simclr
 
 
 def _time(fn, repeats):
+    """(best wall seconds, mean wall seconds, mean process CPU seconds) over `repeats` runs."""
     fn()  # trace + warm up
     best = float("inf")
     total = 0.0
+    cpu = 0.0
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         elapsed = time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         best = min(best, elapsed)
         total += elapsed
-    return best, total / repeats
+    return best, total / repeats, cpu / repeats
 
 
 def main():
@@ -35,7 +38,7 @@ def main():
     parser.add_argument("--num_query", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs")
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     for size in args.sizes:
         support = tf.random.uniform([args.num_support, size, size, 3], -1.0, 1.0, seed=1)
         query = support[: args.num_query]
@@ -58,8 +61,11 @@ def main():
             (f"  of which blur {args.num_query}", lambda: blur_only(query).numpy()),
         ]
         for name, fn in rows:
-            best, mean = _time(fn, args.repeats)
-            print(f"{size:4d}px  {name:28s} best {best:7.3f} s   mean {mean:7.3f} s")
+            best, mean, cpu = _time(fn, args.repeats)
+            print(
+                f"{size:4d}px  {name:28s} wall best {best:7.3f} s  mean {mean:7.3f} s  "
+                f"CPU {cpu:7.3f} s"
+            )
 
 
 if __name__ == "__main__":

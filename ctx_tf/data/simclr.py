@@ -25,7 +25,12 @@ Every random function takes ``seed``:
   follow ``tf.random.set_seed`` the way any unseeded TF random op does;
 * a shape-``[2]`` integer tensor/array (a *stateless seed pair*, as used by ``tf.random.stateless_*``):
   the result is a deterministic function of the inputs and the pair;
-* a Python ``int`` ``s``: shorthand for the pair ``[s, 0]``;
+* a Python ``int`` ``s``: in eager mode the fixed pair ``[s, 0]``; in graph mode (inside
+  ``Dataset.map`` or a ``tf.function``) a *stream* seed: the pair comes from a stateful
+  ``tf.random.uniform(seed=s)`` op, so each call (each episode) gets a different pair while
+  the sequence is the same every time the dataset is iterated and every run (sequential
+  ``map`` assumed; with ``num_parallel_calls`` the assignment of pairs to elements can vary).
+  This is what a pipeline-level integer seed needs;
 * a ``tf.random.Generator``: one seed pair is taken from it (eager use only; a generator cannot
   be captured by a ``tf.data`` function).
 
@@ -120,8 +125,14 @@ def _as_seed(seed):
         return tf.random.uniform([2], minval=0, maxval=2**62, dtype=tf.int64)
     if isinstance(seed, tf.random.Generator):
         return seed.make_seeds(1)[:, 0]
-    if isinstance(seed, (int, np.integer)):
-        return tf.constant([int(seed), 0], dtype=tf.int64)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if tf.executing_eagerly():
+            return tf.constant([int(seed), 0], dtype=tf.int64)
+        # In a graph (Dataset.map, tf.function) a constant pair would repeat on every call:
+        # use a stateful op seeded with `seed` instead -- a deterministic stream of pairs.
+        return tf.random.uniform(
+            [2], minval=0, maxval=2**62, dtype=tf.int64, seed=int(seed) % 2**63
+        )
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     seed.shape.assert_is_compatible_with([2])
     return tf.reshape(seed, [2])
@@ -308,26 +319,37 @@ def adjust_brightness(images, delta):
 
 
 @_no_autograph
+def _map_scalar_op(op, images, values):
+    """Applies ``op(image_i, values_i)`` to every image (the fused tf.image kernels take a
+    scalar; they are several times faster on CPU than an unfused HSV round trip)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    values = tf.cast(values, tf.float32)
+    out = tf.map_fn(
+        lambda args: op(args[0], args[1]),
+        (images, values),
+        fn_output_signature=tf.TensorSpec(images.shape[1:], tf.float32),
+    )
+    out.set_shape(images.shape)
+    return out
+
+
+@_no_autograph
 def adjust_contrast(images, factor):
-    """``(x - m) * f_i + m`` with m the per-channel mean of image i, as ``tf.image.adjust_contrast``."""
+    """``(x - m) * f_i + m``, m = per-channel mean of image i (``tf.image.adjust_contrast``)."""
     mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
     return (images - mean) * _per_image(factor) + mean
 
 
 @_no_autograph
 def adjust_saturation(images, factor):
-    """HSV saturation ``S <- clip(S * f_i, 0, 1)``, as ``tf.image.adjust_saturation`` per image."""
-    hue, sat, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
-    sat = tf.clip_by_value(sat * _per_image(factor)[..., 0], 0.0, 1.0)
-    return tf.image.hsv_to_rgb(tf.stack([hue, sat, value], axis=-1))
+    """HSV saturation ``S <- clip(S * f_i, 0, 1)`` per image (``tf.image.adjust_saturation``)."""
+    return _map_scalar_op(tf.image.adjust_saturation, images, factor)
 
 
 @_no_autograph
 def adjust_hue(images, delta):
-    """HSV hue ``H <- (H + d_i) mod 1``, as ``tf.image.adjust_hue`` per image."""
-    hue, sat, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
-    hue = tf.math.floormod(hue + _per_image(delta)[..., 0], 1.0)
-    return tf.image.hsv_to_rgb(tf.stack([hue, sat, value], axis=-1))
+    """HSV hue ``H <- (H + d_i) mod 1`` per image (``tf.image.adjust_hue``)."""
+    return _map_scalar_op(tf.image.adjust_hue, images, delta)
 
 
 # Jitter ops in parameter order (brightness, contrast, saturation, hue).
@@ -348,14 +370,16 @@ def _jitter_batch(images, params, order, apply):
     x = images
     for step in range(4):
         op = tf.where(apply, order[:, step], identity)
-        parts = tf.dynamic_partition(x, op, identity + 1)
+        # Partition only the indices and gather everything with them: one partition feeds
+        # all consumers, so they cannot disagree (with a constant seed, Grappler's constant
+        # folding made separate partitions of images and parameters inconsistent).
         part_index = tf.dynamic_partition(index, op, identity + 1)
-        part_params = tf.dynamic_partition(params, op, identity + 1)
-        outs = [
-            tf.clip_by_value(fn(parts[k], part_params[k][:, k]), 0.0, 1.0)
-            for k, fn in enumerate(_JITTER_OPS)
-        ]
-        outs.append(parts[identity])
+        outs = []
+        for k, fn in enumerate(_JITTER_OPS):
+            part = tf.gather(x, part_index[k])
+            values = tf.gather(params[:, k], part_index[k])
+            outs.append(tf.clip_by_value(fn(part, values), 0.0, 1.0))
+        outs.append(tf.gather(x, part_index[identity]))
         x = tf.dynamic_stitch(part_index, outs)
     x = tf.reshape(x, tf.shape(images))
     x.set_shape(images.shape)
@@ -759,35 +783,40 @@ def save_episode_grid(episode, path, max_rows=16):
 
 
 def _first_episode_from_pipeline(args):
-    """One decoded training episode from the single-source pipeline (imported lazily)."""
+    """One decoded episode of `args.dataset` from the single-source pipeline (lazy imports)."""
+    import os  # pylint: disable=import-outside-toplevel
+
     try:
-        from ctx_tf.data import pipeline  # pylint: disable=import-outside-toplevel
+        # pylint: disable=import-outside-toplevel
+        from ctx_tf.data import dataset_spec as spec_lib
+        from ctx_tf.data import pipeline
+        from ctx_tf.data import sampling
     except ImportError as exc:
         raise SystemExit(
-            "ctx_tf.data.pipeline is not available yet (" + str(exc) + "); "
+            f"ctx_tf.data.pipeline is not available ({exc}); "
             "use save_episode_grid() on an Episode you build yourself."
         ) from exc
     make = getattr(pipeline, "make_one_source_episode_pipeline", None)
     if make is None:
         raise SystemExit(
-            "ctx_tf.data.pipeline has no make_one_source_episode_pipeline yet; "
+            "ctx_tf.data.pipeline has no make_one_source_episode_pipeline; "
             "use save_episode_grid() on an Episode you build yourself."
         )
-    try:
-        dataset = make(
-            records_root_dir=args.records_root_dir,
-            dataset_name=args.dataset,
-            split=args.split,
-            image_size=args.image_size,
-        )
-    except TypeError as exc:
-        raise SystemExit(
-            "could not call ctx_tf.data.pipeline.make_one_source_episode_pipeline with "
-            f"(records_root_dir, dataset_name, split, image_size): {exc}"
-        ) from exc
+    spec = spec_lib.load_dataset_spec(os.path.join(args.records_root_dir, args.dataset))
+    use_dag, use_bilevel = pipeline.use_ontologies(args.dataset)
+    dataset = make(
+        spec,
+        use_dag,
+        use_bilevel,
+        spec_lib.Split[args.split.upper()],
+        sampling.EpisodeDescriptionConfig(),
+        image_size=args.image_size,
+        shuffle_buffer_size=1000,
+        seed=args.seed,
+    )
     element = next(iter(dataset))
-    # The pipeline may yield (episode, source_id).
-    if isinstance(element, tuple) and len(element) == 2 and not isinstance(element, Episode):
+    # The pipeline yields (episode, source_id).
+    if not isinstance(element, Episode) and len(element) == 2:
         element = element[0]
     return Episode(*element)
 

@@ -196,6 +196,20 @@ def test_fraction_half_seeded_and_unseeded(rng_seed):
     assert _within_5_sigma(quarter, n, 0.25), quarter
 
 
+def test_pipeline_level_int_seed_is_a_stream(rng_seed):
+    """An int seed inside Dataset.map: different per episode, same on every iteration."""
+    n = 400
+    episode = _make_episode([2, 2], [1, 1], [3, 8], size=8)
+    ds = tf.data.Dataset.from_tensors(tuple(episode)).repeat(n)
+    ds = ds.map(lambda *e: simclr.maybe_convert_to_simclr(Episode(*e), 0.5, seed=rng_seed,
+                                                          augment=False))
+    ds = ds.map(lambda e: tf.reduce_max(e.support_labels) == 3)
+    first = np.array(list(ds.as_numpy_iterator()))
+    second = np.array(list(ds.as_numpy_iterator()))
+    np.testing.assert_array_equal(first, second)
+    assert _within_5_sigma(int(first.sum()), n, 0.5)
+
+
 def test_maybe_convert_keeps_structure_types():
     episode = _make_episode([2, 3], [2, 2], [3, 8], size=8)
     out = simclr.maybe_convert_to_simclr(episode, 0.0)
@@ -546,11 +560,22 @@ def test_seeded_augmentation_reproducible(rng_seed):
         np.testing.assert_array_equal(u.numpy(), v.numpy())
 
 
+def test_constant_seed_in_graph_matches_eager(rng_seed):
+    """Grappler constant-folds everything that depends only on a constant seed; the result
+    must still be the eager one (an earlier version crashed or could mix up jitter ops)."""
+    images = np.random.default_rng(rng_seed).uniform(-1, 1, (40, 28, 28, 3)).astype(np.float32)
+    pair = [rng_seed, 5]
+    graph = tf.function(lambda x: simclr.simclr_augment(x, blur=True, seed=pair))(images)
+    eager = simclr.simclr_augment(images, blur=True, seed=pair)  # seed is a graph input
+    np.testing.assert_allclose(graph.numpy(), eager.numpy(), atol=1e-5)
+
+
 def test_gin_color_jitter_strength(rng_seed):
     images = _colourful(size=8, n=300)
     kwargs = dict(blur=False, seed=_seed_pair(rng_seed), crop=False, flip=False)
-    episode = _make_episode([2, 3], [2, 2], [3, 8], size=16)
-    episode = episode._replace(support_images=_colourful(size=16, n=5))
+    # 28 px and the default flags: shares compiled graphs with the other tests.
+    episode = _make_episode([2, 3], [2, 2], [3, 8], size=28)
+    episode = episode._replace(support_images=_colourful(size=28, n=5))
     try:
         gin.parse_config("simclr_augment.color_jitter_strength = 0.0")
         out = simclr.simclr_augment(images, **kwargs).numpy()
@@ -589,25 +614,28 @@ def _png_size(path):
 def test_save_episode_grid(tmp_path):
     from PIL import Image
 
-    episode = _make_episode([3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5], size=12)
+    size = 28
+    episode = _make_episode([3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5], size=size)
     converted = simclr.to_simclr_episode(episode, seed=[1, 2])
     path = tmp_path / "grid.png"
     rows = len(converted.query_labels)  # 6
     shape = simclr.save_episode_grid(converted, path, max_rows=20)
     width, height = _png_size(path)
-    assert (width, height) == (2 * 12 + 3 * 2, rows * 12 + (rows + 1) * 2)
+    assert (width, height) == (2 * size + 3 * 2, rows * size + (rows + 1) * 2)
     assert shape == (height, width)
     pixels = np.asarray(Image.open(path))
     # Left of row r: the support image the query was copied from; right: the query.
     expected_support = np.round((converted.support_images.numpy() + 1) * 127.5).astype(np.uint8)
     expected_query = np.round((converted.query_images.numpy() + 1) * 127.5).astype(np.uint8)
     for r, source in enumerate(converted.query_labels.numpy()):
-        top = 2 + r * 14
-        np.testing.assert_array_equal(pixels[top : top + 12, 2:14], expected_support[source])
-        np.testing.assert_array_equal(pixels[top : top + 12, 16:28], expected_query[r])
+        top = 2 + r * (size + 2)
+        left = pixels[top : top + size, 2 : 2 + size]
+        right = pixels[top : top + size, 4 + size : 4 + 2 * size]
+        np.testing.assert_array_equal(left, expected_support[source])
+        np.testing.assert_array_equal(right, expected_query[r])
     # Row limit.
     simclr.save_episode_grid(converted, tmp_path / "small.png", max_rows=2)
-    assert _png_size(tmp_path / "small.png") == (30, 2 * 12 + 3 * 2)
+    assert _png_size(tmp_path / "small.png") == (2 * size + 6, 2 * size + 6)
 
 
 def test_cli_without_pipeline_fails_clearly(tmp_path, monkeypatch):
