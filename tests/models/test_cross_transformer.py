@@ -119,6 +119,7 @@ def test_chunk_sizes_and_paths_agree(rng_seed):
             assert_close(a, b, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_memory_budget_sets_chunk_and_graph_mode_matches_eager(rng_seed):
     rng = np.random.default_rng(rng_seed)
     fs, labels, fq = random_episode(rng, num_classes=3, num_query=5)
