@@ -1,6 +1,5 @@
 """End to end: train CTX a few steps on tiny records, evaluate it with ctx_tf.evaluate."""
 
-import io
 import json
 import os
 

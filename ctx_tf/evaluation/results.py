@@ -156,11 +156,13 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
     lines.append(leaderboard.markdown_table(table, sources, rank=rankable, scale=100.0))
     published_names = [n for n in table if n.endswith("(published)")]
     if rankable:
+        trained_on = ("ImageNet only" if setting == leaderboard.IMAGENET_ONLY
+                      else "all datasets")
         lines.append(
             f"Accuracy in percent ± 95% CI (rank). Ranks follow the official leaderboard rule "
             f"among the rows shown, over the {len(sources)} source(s) evaluated; published rows "
             f"({', '.join(published_names)}) are the google-research/meta-dataset leaderboard "
-            f"numbers (trained on {'ImageNet only' if setting == leaderboard.IMAGENET_ONLY else 'all datasets'}).")
+            f"numbers (trained on {trained_on}).")
         for name in published:
             row = leaderboard.published_row(name, setting)
             if f"{row.name} (published)" not in published_names:
