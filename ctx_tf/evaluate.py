@@ -153,6 +153,8 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     protocol.load_sources(records_root_dir, list(datasets), split_enum)
     prefix, info = checkpoints.resolve_checkpoint(checkpoint, train_checkpoint_dir)
     log(f"checkpoint: {prefix} (step {info.get('step')}, selected by {info['selected_by']})")
+    if info.get("note"):
+        log(f"note: {info['note']}")
     log(f"output: {output_dir}")
 
     learner = trainer_lib.build_learner(training=False, image_size=image_size)

@@ -112,8 +112,19 @@ def resolve_checkpoint(checkpoint, train_checkpoint_dir=None):
                     f"--train_checkpoint_dir={checkpoint})"
                     if tf.io.gfile.exists(_join(checkpoint, BEST_CHECKPOINT_JSON)) else "")
             raise CheckpointError(f"no checkpoint in directory {checkpoint}{hint}")
-        return _check_prefix(latest, checkpoint), {
-            "step": _step_of(latest), "selected_by": f"latest in {checkpoint}"}
+        info = {"step": _step_of(latest), "selected_by": f"latest in {checkpoint}"}
+        best_json = _join(checkpoint, BEST_CHECKPOINT_JSON)
+        if tf.io.gfile.exists(best_json):
+            try:
+                best_prefix, best_info = _from_best_json(best_json)
+            except CheckpointError:
+                best_prefix, best_info = None, {}
+            if best_prefix is not None and best_info.get("step") != info["step"]:
+                info["note"] = (
+                    f"{best_json} selects step {best_info.get('step')} (the model selection of "
+                    f"the protocol); evaluating the latest, step {info['step']}. Use "
+                    f"--checkpoint=best:{checkpoint} for the selected one.")
+        return _check_prefix(latest, checkpoint), info
     if checkpoint.endswith(".index"):
         checkpoint = checkpoint[: -len(".index")]
     return _check_prefix(checkpoint, "--checkpoint"), {

@@ -36,6 +36,7 @@ def test_best_latest_and_prefix(train_dir):
     prefix, info = resolve_checkpoint(str(train_dir))
     assert prefix == str(train_dir / "ckpt-5") and info["step"] == 5
     assert info["selected_by"] == f"latest in {train_dir}"
+    assert "selects step 3" in info["note"] and f"--checkpoint=best:{train_dir}" in info["note"]
 
     assert resolve_checkpoint(str(train_dir / "ckpt-0"))[0] == str(train_dir / "ckpt-0")
     assert resolve_checkpoint(str(train_dir / "ckpt-0.index"))[0] == str(train_dir / "ckpt-0")
