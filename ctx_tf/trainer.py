@@ -485,8 +485,9 @@ class Trainer:
         self.records_root_dir = records_root_dir
         self.train_dataset_list = list(train_dataset_list)
         self.eval_dataset_list = list(eval_dataset_list)
-        self.checkpoint_dir = checkpoint_dir
-        self.summary_dir = summary_dir
+        # Absolute: best_checkpoint.json must point at the checkpoint from any directory.
+        self.checkpoint_dir = os.path.abspath(checkpoint_dir) if checkpoint_dir else None
+        self.summary_dir = os.path.abspath(summary_dir) if summary_dir else None
         self.train_episodes_fn = train_episodes_fn
         self.eval_episodes_fn = eval_episodes_fn
         self.print = print_fn or (lambda message: print(message, flush=True))
@@ -773,14 +774,26 @@ class Trainer:
         except OSError as e:
             raise TrainerError(f"{what} {directory} is not writable: {e}") from e
 
-    def _managers(self):
+    def _managers(self, directory=None):
+        directory = directory or self.checkpoint_dir
         manager = tf.train.CheckpointManager(
-            self.checkpoint, self.checkpoint_dir, max_to_keep=self.max_checkpoints_to_keep,
+            self.checkpoint, directory, max_to_keep=self.max_checkpoints_to_keep,
             checkpoint_name=CHECKPOINT_PREFIX)
         best = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.checkpoint_dir, BEST_SUBDIR), max_to_keep=1,
+            self.checkpoint, os.path.join(directory, BEST_SUBDIR), max_to_keep=1,
             checkpoint_name=CHECKPOINT_PREFIX)
         return manager, best
+
+    def is_chief(self):
+        """False only for the non-chief workers of a multi-worker run."""
+        if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return True
+        resolver = self.strategy.cluster_resolver
+        task_type, task_id = resolver.task_type, resolver.task_id
+        if task_type in (None, "chief"):
+            return True
+        return (task_type == "worker" and task_id == 0
+                and "chief" not in resolver.cluster_spec().as_dict())
 
     def _restore_backbone(self, path):
         """Initializes the backbone only from another run's checkpoint (§5.6)."""
@@ -832,13 +845,20 @@ class Trainer:
             self._check_writable(self.summary_dir, "summary directory")
         if self.train_episodes_fn is None or self.eval_episodes_fn is None:
             self.check_data()
-        manager, best_manager = self._managers()
+        chief = self.is_chief()
+        manager, best_manager = self._managers(self.checkpoint_dir)
         resumed = self._restore_or_initialize(manager)
-        writer = (tf.summary.create_file_writer(self.summary_dir) if self.summary_dir
-                  else tf.summary.create_noop_writer())
+        if not chief:
+            # Other workers of a multi-worker run save into a private directory (every worker
+            # takes part in saving, only the chief's files are kept) and write nothing else.
+            private = tempfile.mkdtemp(prefix="ctx_tf_worker_")
+            manager, best_manager = self._managers(private)
+        writer = (tf.summary.create_file_writer(self.summary_dir)
+                  if self.summary_dir and chief else tf.summary.create_noop_writer())
         best = read_best_checkpoint(self.checkpoint_dir) if resumed else None
         step = int(self.step.numpy())
-        self.write_operative_config()
+        if chief:
+            self.write_operative_config()
 
         def validate(step):
             start = time.time()
@@ -856,7 +876,8 @@ class Trainer:
             path = self._save(best_manager, step)
             record = dict(step=int(step), valid_accuracy=result["mean"],
                           valid_ci95=result["ci95"], checkpoint=path)
-            write_json_atomic(os.path.join(self.checkpoint_dir, BEST_CHECKPOINT_JSON), record)
+            if chief:
+                write_json_atomic(os.path.join(self.checkpoint_dir, BEST_CHECKPOINT_JSON), record)
             return record
 
         if not resumed:
@@ -913,5 +934,6 @@ class Trainer:
             if step % self.validate_every == 0 or step % self.checkpoint_every == 0:
                 window_time = time.time()  # updates/s counts training time only
         writer.flush()
-        self.write_operative_config()
+        if chief:
+            self.write_operative_config()
         return best

@@ -82,22 +82,24 @@ WORKER_SCRIPT = textwrap.dedent("""
     strategy = distribute.make_strategy()
     assert isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy), strategy
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-    t = make_trainer(pathlib.Path(sys.argv[2]) / f"worker{task}", strategy=strategy,
+    # Both workers are given the same directories; only the chief (worker 0) writes there.
+    t = make_trainer(pathlib.Path(sys.argv[3]), strategy=strategy,
                      num_updates=3, checkpoint_every=3, validate_every=3, num_eval_episodes=2)
     best = t.train()
     weights = [v.numpy().astype(float) for v in t.learner.trainable_variables]
     print("RESULT " + json.dumps(dict(
         replicas=strategy.num_replicas_in_sync, step=int(t.step.numpy()),
-        checksum=[float(np.sum(w)) for w in weights],
+        chief=t.is_chief(), checksum=[float(np.sum(w)) for w in weights],
         sq=[float(np.sum(w * w)) for w in weights], best=best["valid_accuracy"])))
 """)
 
 
-def _run(script, tmp_path, env=None, timeout=240):
+def _run(script, tmp_path, env=None, shared_dir=None):
     path = tmp_path / "script.py"
     path.write_text(script)
     return subprocess.Popen(
-        [sys.executable, str(path), str(REPO_ROOT), str(tmp_path)], stdout=subprocess.PIPE,
+        [sys.executable, str(path), str(REPO_ROOT), str(tmp_path), str(shared_dir or tmp_path)],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -147,13 +149,20 @@ def test_multi_worker_mirrored_two_processes_agree(tmp_path):
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         worker_dir = tmp_path / f"w{index}"
         worker_dir.mkdir()
-        processes.append(_run(WORKER_SCRIPT, worker_dir, env=env))
+        processes.append(_run(WORKER_SCRIPT, worker_dir, env=env, shared_dir=tmp_path / "run"))
     results = [_result(p, timeout=300) for p in processes]
     assert [r["replicas"] for r in results] == [2, 2]
     assert [r["step"] for r in results] == [3, 3]
     np.testing.assert_allclose(results[0]["checksum"], results[1]["checksum"], rtol=1e-6)
     np.testing.assert_allclose(results[0]["sq"], results[1]["sq"], rtol=1e-6)
     assert results[0]["best"] == results[1]["best"]
+    assert [r["chief"] for r in results] == [True, False]
+    # The chief's files only: checkpoints of steps 0 and 3, the best record, the config.
+    ckpt = tmp_path / "run" / "ckpt"
+    assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-3")
+    assert json.loads((ckpt / "best_checkpoint.json").read_text())["valid_accuracy"] == (
+        results[0]["best"])
+    assert (ckpt / "operative_config.gin").exists()
 
 
 # ----------------------------------------------------------------------------- helpers
