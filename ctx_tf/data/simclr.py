@@ -23,14 +23,15 @@ Every random function takes ``seed``:
 
 * ``None``: a fresh stateless seed is drawn from TensorFlow's global (stateful) RNG, so results
   follow ``tf.random.set_seed`` the way any unseeded TF random op does;
-* a shape-``[2]`` integer tensor/array (a *stateless seed pair*, as used by ``tf.random.stateless_*``):
-  the result is a deterministic function of the inputs and the pair;
+* a shape-``[2]`` integer tensor/array (a *stateless seed pair*, as used by
+  ``tf.random.stateless_*``): the result is a deterministic function of the inputs and the pair;
 * a Python ``int`` ``s``: in eager mode the fixed pair ``[s, 0]``; in graph mode (inside
   ``Dataset.map`` or a ``tf.function``) a *stream* seed: the pair comes from a stateful
   ``tf.random.uniform(seed=s)`` op, so each call (each episode) gets a different pair while
   the sequence is the same every time the dataset is iterated and every run (sequential
   ``map`` assumed; with ``num_parallel_calls`` the assignment of pairs to elements can vary).
-  This is what a pipeline-level integer seed needs;
+  This is what a pipeline-level integer seed needs (if ``tf.random.set_seed`` was called, the
+  stream also depends on that global seed, as for any TF op seed);
 * a ``tf.random.Generator``: one seed pair is taken from it (eager use only; a generator cannot
   be captured by a ``tf.data`` function).
 
@@ -693,10 +694,16 @@ def maybe_convert_to_simclr(
     with ``tf.cond`` so it works inside ``Dataset.map``. Call it on TRAINING episodes only
     (validation/test use fraction 0), after decoding and before batching/prefetch, e.g.::
 
-        base_seed = 1234  # or None for unseeded
         ds = ds.enumerate().map(
             lambda i, ep: maybe_convert_to_simclr(
                 ep, simclr_episode_fraction, seed=episode_seed(base_seed, i)))
+
+    or, equivalently reproducible, with one pipeline-level Python int (a stream seed in graph
+    mode, see the module docstring; needs a sequential ``map``)::
+
+        ds = ds.map(lambda ep: maybe_convert_to_simclr(ep, fraction, seed=pipeline_seed))
+
+    ``seed=None`` is unseeded (follows ``tf.random.set_seed``, like the official pipeline).
 
     A Python fraction <= 0 returns the episode (cast to the Episode dtypes) without building
     the conversion graph.

@@ -172,7 +172,6 @@ def _count_conversions(fraction, num_episodes, seed_fn, augment=False):
     return int(np.sum(list(ds.as_numpy_iterator())))
 
 
-@pytest.mark.compat
 def test_fraction_zero_and_one(rng_seed):
     def seed_fn(i):
         return simclr.episode_seed(rng_seed, i)
