@@ -63,20 +63,6 @@ def _import_configurables():
         raise LaunchError(f"the learners module ctx_tf.learners cannot be imported: {e}") from e
 
 
-def _final_test_configurable():
-    import gin
-
-    @gin.configurable("final_test")
-    def final_test(num_episodes=600, seed=5678, enabled=True):
-        """Final TEST evaluation of the launcher: episodes (600 officially), seed, on/off."""
-        return dict(num_episodes=num_episodes, seed=seed, enabled=enabled)
-
-    return final_test
-
-
-final_test = None
-
-
 class _DropGinPathLogs(logging.Filter):
     def filter(self, record):
         return not record.pathname.endswith("resource_reader.py")
@@ -86,10 +72,7 @@ def parse_gin(configs, bindings):
     """Parses gin files and bindings; raises LaunchError naming the file/binding at fault."""
     import gin
 
-    global final_test
     _import_configurables()
-    if final_test is None:
-        final_test = _final_test_configurable()
     if not configs:
         raise LaunchError("no --gin_config given (e.g. --gin_config=gin/demo.gin)")
     for path in configs:
@@ -172,7 +155,7 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
                               "its own records)")
     train_summary = check_records(records_root_dir, train_names, "benchmark.train_datasets")
     eval_summary = check_records(records_root_dir, eval_names, "benchmark.eval_datasets")
-    test_config = final_test()
+    test_config = trainer_lib.final_test()
     if test_config["enabled"] and len(eval_names) != 1:
         raise LaunchError(
             "the final test evaluation takes exactly one dataset; bind benchmark.eval_datasets "

@@ -263,6 +263,13 @@ def benchmark(train_datasets="", eval_datasets="", use_dumped_episodes=False,
             split(eval_datasets, "benchmark.eval_datasets"))
 
 
+@gin.configurable
+def final_test(num_episodes=600, seed=5678, enabled=True):
+    """The launcher's final TEST evaluation (`python -m ctx_tf.train`): number of episodes (600
+    officially; gin/demo.gin uses fewer), their seed, and whether it runs at all."""
+    return dict(num_episodes=num_episodes, seed=seed, enabled=enabled)
+
+
 # ----------------------------------------------------------------------------- maths
 
 
