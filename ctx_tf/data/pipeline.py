@@ -206,6 +206,8 @@ def _path_lookup(dataset_specs):
 def _decode_all(decoder, strings, class_ids, indices, paths):
     if decoder is None:
         return strings
+    if hasattr(decoder, "decode_batch"):
+        return decoder.decode_batch(strings, class_ids, indices, paths)
     return tf.map_fn(
         lambda args: decoder(*args), (strings, class_ids, indices, paths),
         fn_output_signature=decoder.out_type)

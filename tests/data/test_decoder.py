@@ -149,10 +149,22 @@ def test_bad_records_fail_naming_file_class_and_position():
         decoder(tf.constant(example(b"\x00garbage", label=5)), **where)
     png = encode(np.zeros([8, 8, 3], np.uint8), "PNG")
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"record label(.|\n)*4(.|\n)*differs from its class id"):
+                       match=r"label differs from the class id(.|\n)*5\.tfrecords(.|\n)*"
+                             r"class id(.|\n)*5(.|\n)*label(.|\n)*4"):
         decoder(tf.constant(example(png, label=4)), **where)
     with pytest.raises(ValueError, match="image_size is not set"):
         decoder_lib.ImageDecoder()(tf.constant(example(png)))
+    # The vectorized batch path names the first bad record of the batch.
+    good = example(png, label=5)
+    batch = tf.constant([good, good, example(b"GIF", label=5), good])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"undecodable image(.|\n)*b\.tfrecords(.|\n)*record index"
+                             r"(.|\n)*\n2\n"):
+        decoder.decode_batch(batch, tf.constant([5, 5, 5, 5], tf.int64),
+                             tf.range(4, dtype=tf.int64),
+                             tf.constant(["a.tfrecords", "a.tfrecords", "b.tfrecords", "c"]))
+    images = decoder.decode_batch(tf.constant([good, good]), tf.constant([5, 5], tf.int64))
+    np.testing.assert_array_equal(images.numpy(), np.full([2, 8, 8, 3], -1.0, np.float32))
 
 
 def test_gin_surface_uses_the_official_names():

@@ -219,6 +219,10 @@ def test_errors_before_building(tmp_path, toy):
         one_source(toy, episode_config=config(num_ways=9, num_support=1, num_query=1))
     with pytest.raises(NotImplementedError, match="pool"):
         one_source(toy, pool="test")
+    # A description the sampler cannot fill (a class of 1 image) fails at build time too.
+    tiny = write_source(tmp_path, "tiny", [6, 6, 6, 6, 1], (5, 0, 0))
+    with pytest.raises(ReaderError, match="cannot sample episodes.*at least 2 images"):
+        one_source(tiny, episode_config=config(num_ways=5))
 
 
 def test_validate_records_names_file_and_counts(tmp_path):
