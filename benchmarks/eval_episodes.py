@@ -8,8 +8,8 @@ max_stride 16, no DeepLab alignment, at 224 px -- the leaderboard model), in eva
 
 1. backbone throughput (images/s) on random images;
 2. full episodes of several sizes timed end to end, and the model of one episode's time
-   `t = overhead + (S + Q) / images_per_s + S * Q * pair_cost` (overhead and pair_cost fitted
-   by least squares on those episodes, the backbone term measured alone);
+   `t = overhead + image_cost * (S + Q) + pair_cost * S * Q` fitted to them (non-negative
+   least squares);
 3. episode sizes (S support, Q query images) of each of the ten test sources, from the official
    sampler (variable way and shot, DAG / bi-level / uniform) on the shipped dataset specs
    (`../shared/meta_dataset_specs`, or --specs_dir), and with them the expected seconds per
@@ -109,7 +109,8 @@ def measure(config_name, quick, rng):
     # Whole episodes end to end; the first two calls trace (variable shapes) and are dropped.
     for s, q in [(5 * [2], 5 * [2]), (5 * [3], 5 * [3])]:
         predict(episode_of(s, q, size, rng))
-    checks = ([(5 * [4], 5 * [4]), (10 * [4], 10 * [3]), (10 * [6], 10 * [4])] if quick
+    checks = ([(5 * [4], 5 * [4]), (10 * [4], 10 * [3]), (10 * [6], 10 * [4]),
+               (10 * [8], 10 * [6])] if quick
               else [(5 * [5], 5 * [5]), (10 * [5], 10 * [5]), (10 * [10], 10 * [8]),
                     (20 * [8], 20 * [8])])
     measured = []
@@ -118,22 +119,38 @@ def measure(config_name, quick, rng):
         seconds = timed(lambda: [x.numpy() for x in predict(episode)], repeats)
         measured.append((sum(s), sum(q), seconds))
 
-    # What the backbone does not explain is fitted as overhead + pair_cost * S * Q (the
-    # CrossTransformer attention grows with support x query positions), least squares.
-    residual = np.array([t - (s + q) / images_per_s for s, q, t in measured])
-    design = np.array([[1.0, s * q] for s, q, _ in measured])
-    (overhead, pair_cost), *_ = np.linalg.lstsq(design, residual, rcond=None)
-    if pair_cost < 0:  # noise on a busy machine; keep the model physical
-        overhead, pair_cost = float(residual.mean()), 0.0
-    overhead, pair_cost = max(0.0, float(overhead)), float(pair_cost)
+    overhead, image_cost, pair_cost = fit_cost_model(measured)
     grid = features.shape[1:]
     return dict(name=config_name, label=config["label"], image_size=size,
-                grid=tuple(grid), images_per_s=images_per_s, pair_cost=pair_cost,
-                overhead=overhead, measured=measured)
+                grid=tuple(grid), images_per_s=images_per_s, image_cost=image_cost,
+                pair_cost=pair_cost, overhead=overhead, measured=measured)
+
+
+def fit_cost_model(measured):
+    """Non-negative least squares of `t = overhead + image_cost * (S + Q) + pair_cost * S * Q`.
+
+    The CrossTransformer attention grows with support x query positions, hence the S * Q term.
+    Every subset of the three terms is fitted and the best fit with no negative coefficient
+    kept (a negative cost is measurement noise on a busy machine).
+    """
+    design = np.array([[1.0, s + q, s * q] for s, q, _ in measured])
+    times = np.array([t for _, _, t in measured])
+    best, best_error = np.zeros(3), float(np.sum(times ** 2))
+    for mask in range(1, 8):
+        columns = [i for i in range(3) if mask >> i & 1]
+        coefficients, *_ = np.linalg.lstsq(design[:, columns], times, rcond=None)
+        if np.any(coefficients < 0):
+            continue
+        full = np.zeros(3)
+        full[columns] = coefficients
+        error = float(np.sum((design @ full - times) ** 2))
+        if error < best_error - 1e-12:
+            best, best_error = full, error
+    return tuple(float(c) for c in best)
 
 
 def expected_seconds(m, s, q):
-    return m["overhead"] + (s + q) / m["images_per_s"] + s * q * m["pair_cost"]
+    return m["overhead"] + (s + q) * m["image_cost"] + s * q * m["pair_cost"]
 
 
 def format_duration(seconds):
@@ -165,14 +182,15 @@ def main():
 
     results = [measure(name, args.quick, rng) for name in args.configs]
     print("\nModel cost (inference mode, CPU):")
-    print("| model | grid | backbone images/s | head ms per S-Q image pair | overhead s "
-          "| episode (S, Q): measured s / modelled s |")
-    print("|---|---|---|---|---|---|")
+    print("| model | grid | backbone alone, images/s | fitted s per image | fitted ms per "
+          "S-Q image pair | fitted overhead s | episode (S, Q): measured s / fitted s |")
+    print("|---|---|---|---|---|---|---|")
     for m in results:
         checks = "; ".join(f"({s}, {q}): {t:.2f} / {expected_seconds(m, s, q):.2f}"
                            for s, q, t in m["measured"])
         print(f"| {m['label']} | {m['grid'][0]}x{m['grid'][1]} | {m['images_per_s']:.1f} "
-              f"| {1000 * m['pair_cost']:.3f} | {m['overhead']:.3f} | {checks} |")
+              f"| {m['image_cost']:.4f} | {1000 * m['pair_cost']:.4f} | {m['overhead']:.3f} "
+              f"| {checks} |")
 
     print("\nExpected evaluation time, 600 TEST episodes per source (model only):")
     header = "| source | " + " | ".join(f"{m['name']} s/episode | {m['name']} 600 episodes"
