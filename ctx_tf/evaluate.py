@@ -66,8 +66,6 @@ def _import_configurables():
     import ctx_tf.learners  # noqa: F401  CrossTransformerLearner, PrototypicalNetworkLearner
 
 
-# Launcher-only configurables a training config may bind; irrelevant to evaluation.
-_LAUNCHER_ONLY = ["final_test"]
 _REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
 
@@ -86,8 +84,7 @@ def _parse_gin(gin_config, gin_bindings):
         gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
     gin.add_config_file_search_path(_REPO_GIN_DIR)
     try:
-        gin.parse_config_files_and_bindings(list(gin_config), list(gin_bindings),
-                                            skip_unknown=_LAUNCHER_ONLY)
+        gin.parse_config_files_and_bindings(list(gin_config), list(gin_bindings))
     except Exception as e:  # gin raises ValueError, KeyError, ... naming the binding
         raise UsageError(f"bad gin configuration ({', '.join(gin_config) or 'no files'}; "
                          f"bindings {list(gin_bindings)}): {type(e).__name__}: {e}") from e
