@@ -97,8 +97,10 @@ def _episode_images(element):
     return int(tf.shape(episode.support_labels)[0] + tf.shape(episode.query_labels)[0])
 
 
-def _raw_images(element):
-    return int(tf.reduce_sum(tf.cast(element[1] >= 0, tf.int32)))
+def _raw_images(flush_size):
+    def count(element):  # support + query records (the flushed ones are read but not used)
+        return int(tf.reduce_sum(tf.cast(element[1][flush_size:] >= 0, tf.int32)))
+    return count
 
 
 def main():
@@ -142,7 +144,8 @@ def main():
             spec, Split.TRAIN, data_config.shuffle_buffer_size,
             data_config.read_buffer_size_bytes, data_config.num_prefetch
         ).episode_dataset(reader_lib.DescriptionSource(sampler), sampler.compute_chunk_sizes())
-        eps, ips = _time(iter(_with_threads(raw, t)), args.episodes, _raw_images)
+        eps, ips = _time(iter(_with_threads(raw, t)), args.episodes,
+                         _raw_images(sampler.compute_chunk_sizes()[0]))
         rows.append(("+ read records (tf.data)", "-", t, eps, ips))
 
     # 3. Parsing only (StringDecoder), 4. full decoding (ImageDecoder).
@@ -154,8 +157,8 @@ def main():
                 with gin.unlock_config():
                     gin.clear_config()
                     if decoder is not None:
-                        gin.bind_parameter("episode_decoders.support_decoder", decoder)
-                        gin.bind_parameter("episode_decoders.query_decoder", decoder)
+                        gin.bind_parameter("process_episode.support_decoder", decoder)
+                        gin.bind_parameter("process_episode.query_decoder", decoder)
                 dataset = pipeline.make_one_source_episode_pipeline(
                     spec, False, False, Split.TRAIN, episode_config, image_size=size,
                     **common)
@@ -169,7 +172,7 @@ def main():
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"source: {spec.num_classes} classes x {args.images_per_class} JPEGs (~400x350 px), "
           f"variable way/shot episodes (official defaults), {args.episodes} timed episodes "
-          f"per row; tf.data threads = private thread pool size")
+          f"per row; tf.data threads = private thread pool size; images = support + query")
     header = f"| {'stage':<30} | {'size':>4} | {'tf.data threads':>15} | " \
              f"{'episodes/s':>10} | {'images/s':>9} |"
     print(header)

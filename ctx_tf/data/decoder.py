@@ -187,6 +187,7 @@ class ImageDecoder:
             image_bytes = tf.identity(image_bytes)
         return tf.map_fn(self._decode_image, image_bytes, fn_output_signature=tf.float32)
 
+    @tf.autograph.experimental.do_not_convert
     def _decode_image(self, image_bytes):
         if self.image_size is None:
             raise ValueError(

@@ -38,6 +38,10 @@ from ctx_tf.data import simclr
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.reader import ReaderError
 
+# Pipeline functions have no tensor-dependent Python control flow; AutoGraph would only add
+# tracing time.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 # Official default decoders: no augmentation (the official gin's augmentation is the identity).
 _DEFAULT_DECODER = "default ImageDecoder"
 
@@ -170,10 +174,12 @@ def _resolve_decoder(decoder, image_size, role):
     return decoder
 
 
-@gin.configurable(allowlist=["support_decoder", "query_decoder"])
+# Registered under the official gin names, so official bindings such as
+# `process_episode.support_decoder = @support/ImageDecoder()` carry over.
+@gin.configurable("process_episode", allowlist=["support_decoder", "query_decoder"])
 def episode_decoders(image_size, support_decoder=_DEFAULT_DECODER,
                      query_decoder=_DEFAULT_DECODER):
-    """The support and query decoders (gin: `episode_decoders.support_decoder = ...`).
+    """The support and query decoders (gin: `process_episode.support_decoder = ...`).
 
     Defaults: `ImageDecoder` without augmentation. None: keep the raw record strings.
     """
@@ -181,9 +187,9 @@ def episode_decoders(image_size, support_decoder=_DEFAULT_DECODER,
             _resolve_decoder(query_decoder, image_size, "query"))
 
 
-@gin.configurable(allowlist=["batch_decoder"])
+@gin.configurable("process_batch", allowlist=["batch_decoder"])
 def batch_decoder_for(image_size, batch_decoder=_DEFAULT_DECODER):
-    """The batch decoder (gin: `batch_decoder_for.batch_decoder = ...`)."""
+    """The batch decoder (gin: `process_batch.batch_decoder = ...`)."""
     return _resolve_decoder(batch_decoder, image_size, "batch")
 
 
@@ -224,6 +230,7 @@ def _episode_processor(chunk_sizes, support_decoder, query_decoder, path_lookup,
     """`fn(episode_index, (raw, source_id)) -> (Episode, source_id)`."""
     flush_size, support_size, query_size = chunk_sizes
 
+    @_no_autograph
     def process(episode_index, raw_and_source):
         (strings, class_ids, indices), source_id = raw_and_source
         # The flush chunk only advanced the class streams past the end of an epoch.
@@ -390,6 +397,7 @@ def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
 
 
 def _batch_processor(decoder, path_lookup):
+    @_no_autograph
     def process(raw, source_id):
         strings, labels, class_ids, indices = raw
         images = _decode_all(decoder, strings, class_ids, indices,

@@ -208,11 +208,13 @@ class EpisodeIdStream:
             yield self.next_episode()
 
 
+@tf.autograph.experimental.do_not_convert
 def _flatten(indexed_records, class_ids):
     indices, records = indexed_records
     return records, class_ids, indices
 
 
+@tf.autograph.experimental.do_not_convert
 def _expand(pairs):
     return tf.repeat(pairs[:, 0], pairs[:, 1])
 
