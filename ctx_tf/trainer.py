@@ -432,8 +432,9 @@ class Trainer:
 
     Our additions: seed (initialization and training episodes; `None`: drawn at random, so a
     resumed run then differs from an uninterrupted one in its data order), eval_seed (validation episodes, the
-    same every validation), max_checkpoints_to_keep, tpu, num_test_episodes is not a
-    parameter (the launcher decides).
+    same every validation), max_checkpoints_to_keep (regular checkpoints; the best one is
+    kept apart in `best/`), tpu (a TPU name/address: TPUStrategy). The launcher's final test
+    is configured by `final_test`.
 
     Launcher arguments: records_root_dir, train_dataset_list, eval_dataset_list,
     checkpoint_dir, summary_dir; tests may pass `strategy`, `train_episodes_fn(seed)` and
