@@ -91,3 +91,38 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
     assert results["num_episodes"] == 60 and results["mean"] * 100 == pytest.approx(model_acc, abs=0.01)
     assert (ckpt / "operative_config.gin").exists()
     assert "Trainer.num_updates = 80" in (ckpt / "operative_config.gin").read_text()
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("name, decay_every, num_updates, simclr", [
+    ("ctx.gin", 2000, 100000, 0.0), ("ctx_simclr.gin", 4000, 400000, 0.5)])
+def test_ctx_gin_files_resolve_to_the_official_values(name, decay_every, num_updates, simclr):
+    import gin
+
+    from ctx_tf import train, trainer as trainer_lib
+    from ctx_tf.data.sampling import EpisodeDescriptionConfig
+
+    gin.clear_config()
+    try:
+        train.parse_gin([str(REPO_ROOT / "gin" / name)], [])
+        q = gin.query_parameter
+        assert trainer_lib.benchmark() == (["ilsvrc_2012"], ["ilsvrc_2012"])
+        assert (q("Trainer.num_updates"), q("Trainer.decay_every")) == (num_updates, decay_every)
+        assert q("Trainer.learning_rate") == 0.0006
+        assert q("Trainer.decay_rate") == 0.915193802145601
+        assert q("Trainer.normalized_gradient_descent") and q("Trainer.decay_learning_rate")
+        assert q("Trainer.distribute") is True
+        assert q("DataConfig.image_height") == 224
+        assert (q("resnet34.max_stride"), q("resnet34.deeplab_alignment")) == (16, False)
+        assert q("bn.use_ema") is True
+        assert q("weight_decay/macro.value") == 0.0000885787420909229
+        with gin.config_scope("train"):
+            train_config = gin.get_configurable(EpisodeDescriptionConfig)()
+        eval_config = gin.get_configurable(EpisodeDescriptionConfig)()
+        assert train_config.ignore_hierarchy_probability == 0.5
+        assert train_config.simclr_episode_fraction == simclr
+        assert eval_config.ignore_hierarchy_probability == 0.0
+        assert eval_config.simclr_episode_fraction == 0.0
+        assert eval_config.num_ways is None and eval_config.max_support_set_size == 500
+    finally:
+        gin.clear_config()
