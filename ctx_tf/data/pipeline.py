@@ -17,11 +17,19 @@ sequence (sources, classes, shot counts and which images) is the same run to run
 Checks done before any graph is built (raising `ReaderError`, a `ValueError`): the source's
 records directory exists, every class file of the split exists (one directory listing), the
 split has classes, the sampler accepts the configuration and its first description can be
-read. Record counts are checked lazily at no cost: a class file with fewer or more records
-than its spec count fails when its end is read, naming the file and both counts. With
-`validate_records=True` every class file of the split is also counted (and its labels
-checked) up front, which reads all records of the split once -- affordable for small sources,
-slow for ImageNet.
+read. Record counts are also checked lazily at no cost: a class file with fewer or more
+records than its spec count fails (tf.errors.FailedPreconditionError "Input dataset was
+expected to contain N elements but contained only M") when its end is read; that message is
+TensorFlow's and does not name the file. With `validate_records=True` every class file of the
+split is counted and its labels checked up front (`ReaderError` naming the file and both
+counts); this reads every record of the split once -- cheap for small sources, minutes for
+ImageNet. Bad records met while decoding (label differing from the file's class, `image`
+bytes that are not JPEG/PNG/GIF/BMP) raise `InvalidArgumentError` naming the file, class id
+and record position.
+
+Decoders come from the gin-configurable `process_episode.support_decoder` /
+`process_episode.query_decoder` and `process_batch.batch_decoder` (official names; default
+`ImageDecoder()` without augmentation; None keeps the raw record strings).
 """
 
 import copy
