@@ -109,14 +109,16 @@ def measure(config_name, quick, rng):
     # Whole episodes end to end; the first two calls trace (variable shapes) and are dropped.
     for s, q in [(5 * [2], 5 * [2]), (5 * [3], 5 * [3])]:
         predict(episode_of(s, q, size, rng))
+    # Each timed episode has a shape not seen before and is run once, as in an evaluation
+    # (every episode has its own support and query sizes; kernels set up per shape count).
     checks = ([(5 * [4], 5 * [4]), (10 * [4], 10 * [3]), (10 * [6], 10 * [4]),
                (10 * [8], 10 * [6])] if quick
               else [(5 * [5], 5 * [5]), (10 * [5], 10 * [5]), (10 * [10], 10 * [8]),
-                    (20 * [8], 20 * [8])])
+                    (20 * [8], 20 * [8]), (25 * [10], 25 * [6]), (40 * [10], 40 * [10])])
     measured = []
     for s, q in checks:
         episode = episode_of(s, q, size, rng)
-        seconds = timed(lambda: [x.numpy() for x in predict(episode)], repeats)
+        seconds = timed(lambda: [x.numpy() for x in predict(episode)], 1)
         measured.append((sum(s), sum(q), seconds))
 
     overhead, image_cost, pair_cost = fit_cost_model(measured)
