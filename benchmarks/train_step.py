@@ -146,7 +146,8 @@ def main():
                 rows.append((backbone, size, devices, "failed: " + proc.stderr.strip()[-300:]))
                 continue
             r = json.loads(lines[-1][len("RESULT "):])
-            note = " (dilated conv via tf.nn.convolution)" if r["patched"] else ""
+            note = (" (dilated conv via tf.nn.convolution)"
+                    if r["patched"] and backbone == "resnet34" else "")
             rows.append((backbone + note, size, devices, f"{r['updates_per_s']:.3f} | "
                          f"{r['first_step_s']:.1f} | {r['peak_mb']:.0f}"))
             print(f"  done: {backbone} {size}px {devices} device(s)", flush=True)
