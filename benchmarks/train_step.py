@@ -25,37 +25,6 @@ CONFIGS = [
 ]
 
 
-def _patch_dilated_conv_if_needed():
-    """TensorFlow's CPU kernels have no gradient for `tf.nn.conv2d(..., dilations>1)` (ResNet-34
-    conv5_x with max_stride 16); `tf.nn.convolution` computes the same values through
-    space-to-batch and has one. If the backbone's dilated conv cannot be differentiated here,
-    route it through `tf.nn.convolution` for this benchmark only (reported in the table)."""
-    import tensorflow as tf
-
-    from ctx_tf.models import backbones
-
-    layer = backbones.ConvBN(3, 2, dilation=2)
-    x = tf.ones([1, 5, 5, 1])
-    try:
-        with tf.GradientTape() as tape:
-            y, _ = layer(x, training=True)
-        tape.gradient(y, layer.trainable_variables)
-        return False
-    except tf.errors.InvalidArgumentError:
-        pass
-    original = backbones.ConvBN.call
-
-    def call(self, x, training=None, moments=None):
-        if self.dilation == 1:
-            return original(self, x, training=training, moments=moments)
-        y = tf.nn.convolution(x, self.kernel, strides=self.stride, padding=self.padding,
-                              dilations=self.dilation)
-        return self.bn(y, training=training, moments=moments)
-
-    backbones.ConvBN.call = call
-    return True
-
-
 def child(args):
     import numpy as np
     import tensorflow as tf
@@ -68,8 +37,6 @@ def child(args):
 
     from ctx_tf import learners, trainer as trainer_lib
     from ctx_tf.data.episode import Episode
-
-    patched = _patch_dilated_conv_if_needed()
 
     gin.parse_config([
         f"Learner.embedding_fn = @{args.backbone}",
@@ -108,7 +75,7 @@ def child(args):
     assert np.isfinite(out["loss"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT " + json.dumps(dict(updates_per_s=args.steps / elapsed, first_step_s=first,
-                                      peak_mb=peak_mb, patched=patched)))
+                                      peak_mb=peak_mb)))
 
 
 def main():
@@ -146,9 +113,7 @@ def main():
                 rows.append((backbone, size, devices, "failed: " + proc.stderr.strip()[-300:]))
                 continue
             r = json.loads(lines[-1][len("RESULT "):])
-            note = (" (dilated conv via tf.nn.convolution)"
-                    if r["patched"] and backbone == "resnet34" else "")
-            rows.append((backbone + note, size, devices, f"{r['updates_per_s']:.3f} | "
+            rows.append((backbone, size, devices, f"{r['updates_per_s']:.3f} | "
                          f"{r['first_step_s']:.1f} | {r['peak_mb']:.0f}"))
             print(f"  done: {backbone} {size}px {devices} device(s)", flush=True)
     print("\n| backbone | image px | devices | updates/s | first step (s, incl. tracing) "

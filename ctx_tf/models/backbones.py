@@ -77,9 +77,13 @@ class ConvBN(keras.layers.Layer):
         in_channels = int(self.kernel.shape[2])
         if x.shape[-1] is not None and x.shape[-1] != in_channels:
             raise ValueError(f"{self.scope}: kernel expects {in_channels} input channels, got {x.shape}")
-        y = tf.nn.conv2d(
-            x, self.kernel, strides=self.stride, padding=self.padding, dilations=self.dilation
-        )
+        if self.dilation == 1:
+            y = tf.nn.conv2d(x, self.kernel, strides=self.stride, padding=self.padding)
+        else:
+            # tf.nn.conv2d(dilations>1) has no gradient kernel on CPU; tf.nn.convolution computes
+            # the same values through space-to-batch (natively on TPU) and is differentiable.
+            y = tf.nn.convolution(x, self.kernel, strides=self.stride, padding=self.padding,
+                                  dilations=self.dilation)
         return self.bn(y, training=training, moments=moments)
 
     def official_variable_names(self):

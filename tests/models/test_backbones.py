@@ -132,3 +132,28 @@ def test_four_layer_convnet_shapes_names_and_decay():
         assert np.abs(v.numpy()).max() <= 0.2 + 1e-6  # truncated normal, stddev 0.1
     with pytest.raises(ValueError, match="images"):
         net(tf.zeros([84, 84, 3]), training=True)
+
+
+@pytest.mark.compat
+def test_dilated_conv_matches_a_dense_dilated_kernel_with_gradients(rng_seed):
+    """Dilated ConvBN (conv5_x at max_stride 16) trains on CPU: its values equal a plain conv
+    with the dilated (zero-stuffed) 5x5 kernel, and so do its gradients."""
+    rng = np.random.default_rng(rng_seed)
+    layer = backbones.ConvBN(3, 4, dilation=2)
+    x = tf.constant(rng.normal(size=[2, 9, 9, 3]).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y, _ = layer(x, training=False)
+        loss = tf.reduce_sum(y * tf.cos(y))
+    kernel = layer.kernel
+    with tf.GradientTape(persistent=True) as ref_tape:
+        ref_tape.watch([x, kernel])
+        dense = tf.scatter_nd([[2 * i, 2 * j] for i in range(3) for j in range(3)],
+                              tf.reshape(kernel, [9, 3, 4]), [5, 5, 3, 4])
+        ref = tf.nn.conv2d(x, dense, strides=1, padding="SAME")
+        ref, _ = layer.bn(ref, training=False)
+        ref_loss = tf.reduce_sum(ref * tf.cos(ref))
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+    for got, want in zip(tape.gradient(loss, [x, kernel]),
+                         ref_tape.gradient(ref_loss, [x, kernel])):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
