@@ -22,17 +22,16 @@ import sys
 from absl import app
 from absl import flags
 
-FLAGS = flags.FLAGS
+from ctx_tf import cli_flags
 
-flags.DEFINE_multi_string("gin_config", [], "Gin config file(s) of the model (as in training).")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. 'resnet34.max_stride=16'.")
+FLAGS = flags.FLAGS
+cli_flags.define_shared_flags()
+
 flags.DEFINE_string("checkpoint", None,
                     "'best' (the checkpoint recorded in best_checkpoint.json of "
                     "--train_checkpoint_dir), 'best:<train dir>', a path to a "
                     "best_checkpoint.json, a checkpoint directory (its latest checkpoint) or a "
                     "checkpoint path prefix.")
-flags.DEFINE_string("train_checkpoint_dir", None, "Training directory (for --checkpoint=best).")
-flags.DEFINE_string("records_root_dir", None, "Root of the per-source records directories.")
 flags.DEFINE_list("datasets", None, "Sources to evaluate, e.g. ilsvrc_2012,omniglot,aircraft.")
 flags.DEFINE_enum("split", "test", ["test", "valid"], "Classes to evaluate on.")
 flags.DEFINE_integer("num_episodes", 600, "Episodes per source (the protocol uses 600).")

@@ -30,14 +30,10 @@ import time
 from absl import app
 from absl import flags
 
+from ctx_tf import cli_flags
+
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("gin_config", [], "Gin configuration files (repeatable).")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'Trainer.num_updates=10'.")
-flags.DEFINE_string("records_root_dir", None,
-                    "Folder holding one sub-folder of records per dataset (official layout).")
-flags.DEFINE_string("train_checkpoint_dir", None,
-                    "Checkpoints, best_checkpoint.json, operative_config.gin (default: "
-                    "runs/<config name>/checkpoints).")
+cli_flags.define_shared_flags()
 flags.DEFINE_string("summary_dir", None,
                     "TensorBoard summaries (default: runs/<config name>/summaries).")
 

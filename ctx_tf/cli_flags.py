@@ -1,0 +1,27 @@
+"""Command-line flags shared by `python -m ctx_tf.train` and `python -m ctx_tf.evaluate`.
+
+absl flags live in one process-wide registry, so the flags both programs take are defined here,
+once, whichever module is imported first (tests import both).
+"""
+
+from absl import flags
+
+
+def define_shared_flags():
+    """Defines --gin_config, --gin_bindings, --records_root_dir, --train_checkpoint_dir."""
+    defined = flags.FLAGS
+    if "gin_config" not in defined:
+        flags.DEFINE_multi_string(
+            "gin_config", [], "Gin configuration file(s) (repeatable; later files win).")
+    if "gin_bindings" not in defined:
+        flags.DEFINE_multi_string(
+            "gin_bindings", [], "Gin bindings (repeatable), e.g. 'Trainer.num_updates=10'.")
+    if "records_root_dir" not in defined:
+        flags.DEFINE_string(
+            "records_root_dir", None,
+            "Folder holding one sub-folder of records per dataset (official layout).")
+    if "train_checkpoint_dir" not in defined:
+        flags.DEFINE_string(
+            "train_checkpoint_dir", None,
+            "Training run's checkpoints, best_checkpoint.json and operative_config.gin "
+            "(ctx_tf.train default: runs/<config name>/checkpoints).")
