@@ -25,6 +25,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf.evaluation.stats import mean_and_ci95
+
 # Files of a training directory (see the module docstring).
 BEST_CHECKPOINT_JSON = "best_checkpoint.json"
 OPERATIVE_CONFIG = "operative_config.gin"
@@ -226,14 +228,6 @@ def read_best_checkpoint(train_checkpoint_dir):
         return None
     with open(path) as f:
         return json.load(f)
-
-
-def mean_and_ci95(accuracies):
-    """(mean, 1.96 * std(ddof=0) / sqrt(n)) of per-episode accuracies (§6)."""
-    accuracies = np.asarray(accuracies, np.float64)
-    if accuracies.size == 0:
-        raise ValueError("mean_and_ci95: no episode accuracies")
-    return float(accuracies.mean()), float(1.96 * accuracies.std() / np.sqrt(accuracies.size))
 
 
 

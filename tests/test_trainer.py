@@ -92,12 +92,6 @@ def test_gradient_normalization_uses_the_clamped_global_norm():
     np.testing.assert_allclose(normalized[0].numpy(), [1e-4 / np.sqrt(1e-5)], rtol=1e-5)
 
 
-def test_mean_and_ci95_population_std():
-    mean, ci = trainer_lib.mean_and_ci95([0.2, 0.4, 0.6, 0.8])
-    assert mean == pytest.approx(0.5)
-    assert ci == pytest.approx(1.96 * np.std([0.2, 0.4, 0.6, 0.8]) / 2.0)
-
-
 def test_benchmark_parses_official_names():
     gin.clear_config()
     gin.bind_parameter("benchmark.train_datasets", "ilsvrc_2012, omniglot")
