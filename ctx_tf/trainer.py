@@ -25,6 +25,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf import distribute as distribute_lib
 from ctx_tf.evaluation.stats import mean_and_ci95
 
 # Files of a training directory (see the module docstring).
@@ -343,16 +344,14 @@ def replica_forward(learner, episode, training):
         is the episode loss: mean CE + L2, so summed gradients are the episode gradients);
       ce_sum, correct: local sums; num_query: total queries.
     """
-    from ctx_tf import distribute
-
-    replica_id, num_replicas = distribute.replica_info()
+    replica_id, num_replicas = distribute_lib.replica_info()
     backbone, head = learner_parts(learner)
     num_classes = tf.reduce_max(episode.support_labels) + 1
     num_query = tf.shape(episode.query_labels)[0]
-    support_images = distribute.local_chunk(episode.support_images, replica_id, num_replicas)
-    support_labels = distribute.local_chunk(episode.support_labels, replica_id, num_replicas)
-    query_images = distribute.local_chunk(episode.query_images, replica_id, num_replicas)
-    query_labels = distribute.local_chunk(episode.query_labels, replica_id, num_replicas)
+    support_images = distribute_lib.local_chunk(episode.support_images, replica_id, num_replicas)
+    support_labels = distribute_lib.local_chunk(episode.support_labels, replica_id, num_replicas)
+    query_images = distribute_lib.local_chunk(episode.query_images, replica_id, num_replicas)
+    query_labels = distribute_lib.local_chunk(episode.query_labels, replica_id, num_replicas)
 
     support_features, moments = backbone(support_images, training=training)
     if not getattr(learner, "backprop_through_moments", True):
@@ -362,16 +361,16 @@ def replica_forward(learner, episode, training):
     if head is not None:
         support_keys, support_values = head.project(support_features)
         query_keys, query_values = head.project(query_features)
-        support_keys = distribute.aggregate(support_keys)
-        support_values = distribute.aggregate(support_values)
-        one_hot = distribute.aggregate(one_hot)
+        support_keys = distribute_lib.aggregate(support_keys)
+        support_values = distribute_lib.aggregate(support_values)
+        one_hot = distribute_lib.aggregate(one_hot)
         logits = head.logits_from_projections(
             support_keys, support_values, one_hot, query_keys, query_values,
             num_classes=num_classes)
     else:
         flat = lambda x: tf.reshape(x, [tf.shape(x)[0], -1])
-        support_features = distribute.aggregate(flat(support_features))
-        one_hot = distribute.aggregate(one_hot)
+        support_features = distribute_lib.aggregate(flat(support_features))
+        one_hot = distribute_lib.aggregate(one_hot)
         query_features = flat(query_features)
         prototypes = tf.matmul(one_hot, support_features, transpose_a=True) / (
             tf.reduce_sum(one_hot, axis=0)[:, None])
@@ -501,7 +500,6 @@ class Trainer:
                                "`Trainer.data_config = @DataConfig()`")
         self.image_size = getattr(data_config, "image_height", None)
         if strategy is None:
-            from ctx_tf import distribute as distribute_lib
             strategy = distribute_lib.make_strategy(distribute=distribute, tpu=tpu)
         self.strategy = strategy
         self._train_specs = None
@@ -557,7 +555,6 @@ class Trainer:
         normalized = self.normalized_gradient_descent
 
         def replica_fn(episode):
-            from ctx_tf import distribute
 
             variables = learner.trainable_variables
             with tf.GradientTape() as tape:
@@ -566,13 +563,13 @@ class Trainer:
             gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                          for g, v in zip(gradients, variables)]
             # Cross-replica sum first: the norm is that of the episode gradient (§5.5).
-            gradients = distribute.all_reduce_sum(gradients)
+            gradients = distribute_lib.all_reduce_sum(gradients)
             norm = tf.sqrt(global_norm_squared(gradients))
             if normalized:
                 gradients, _ = normalize_gradients(gradients)
             optimizer.apply_gradients(zip(gradients, variables),
                                       skip_gradients_aggregation=True)
-            loss, ce_sum, correct = distribute.all_reduce_sum(
+            loss, ce_sum, correct = distribute_lib.all_reduce_sum(
                 [out["loss"], out["ce_sum"], out["correct"]])
             num_query = tf.cast(out["num_query"], tf.float32)
             return dict(loss=loss, accuracy=correct / num_query, grad_norm=norm,
@@ -580,11 +577,10 @@ class Trainer:
 
         @tf.function(input_signature=[signature], autograph=False)
         def train_step(episode):
-            from ctx_tf import distribute
 
             results = strategy.run(replica_fn, args=(episode,))
             self.step.assign_add(1)
-            return distribute.first_replica_value(strategy, results)
+            return distribute_lib.first_replica_value(strategy, results)
 
         return train_step
 
@@ -592,17 +588,15 @@ class Trainer:
         strategy, learner = self.strategy, self.learner
 
         def replica_fn(episode):
-            from ctx_tf import distribute
 
             out = replica_forward(learner, episode, training=False)
-            loss, correct = distribute.all_reduce_sum([out["loss"], out["correct"]])
+            loss, correct = distribute_lib.all_reduce_sum([out["loss"], out["correct"]])
             return dict(loss=loss, accuracy=correct / tf.cast(out["num_query"], tf.float32))
 
         @tf.function(input_signature=[signature], autograph=False)
         def eval_step(episode):
-            from ctx_tf import distribute
 
-            return distribute.first_replica_value(
+            return distribute_lib.first_replica_value(
                 strategy, strategy.run(replica_fn, args=(episode,)))
 
         return eval_step
@@ -611,7 +605,6 @@ class Trainer:
         strategy, learner = self.strategy, self.learner
 
         def replica_fn(episode):
-            from ctx_tf import distribute
 
             variables = learner.trainable_variables
             with tf.GradientTape() as tape:
@@ -619,13 +612,12 @@ class Trainer:
             gradients = tape.gradient(out["loss"], variables)
             gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                          for g, v in zip(gradients, variables)]
-            return distribute.all_reduce_sum([out["loss"]] + gradients)
+            return distribute_lib.all_reduce_sum([out["loss"]] + gradients)
 
         @tf.function(input_signature=[signature], autograph=False)
         def gradient_fn(episode):
-            from ctx_tf import distribute
 
-            return distribute.first_replica_value(
+            return distribute_lib.first_replica_value(
                 strategy, strategy.run(replica_fn, args=(episode,)))
 
         return gradient_fn
