@@ -41,9 +41,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
+from ctx_tf.data.dataset_spec import SPEC_FILENAME, Split, load_dataset_spec
+
 SPLIT_NAMES = ("TRAIN", "VALID", "TEST")
-FILE_PATTERN = "{}.tfrecords"
-SPEC_FILENAME = "dataset_spec.json"
 DEFAULT_VALID_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
 DEFAULT_SEED = 0
@@ -738,8 +739,6 @@ def check_source(directory, raise_on_error=True, max_problems_per_file=3) -> Sou
     problems when there are any (unless ``raise_on_error=False``). A bad spec raises the spec
     loader's ``DatasetSpecError``.
     """
-    from ctx_tf.data.dataset_spec import Split, load_dataset_spec  # pylint: disable=g-import-not-at-top
-
     directory = pathlib.Path(directory)
     spec = load_dataset_spec(str(directory), check_name=False)
     problems = []
