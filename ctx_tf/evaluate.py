@@ -109,6 +109,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     """
     import gin
 
+    from ctx_tf import official_checkpoint
     from ctx_tf import trainer as trainer_lib
     from ctx_tf.data import config as config_lib
     from ctx_tf.data import sampling
@@ -154,7 +155,12 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     log(f"output: {output_dir}")
 
     learner = trainer_lib.build_learner(training=False, image_size=image_size)
-    trainer_lib.restore_learner(learner, prefix)
+    if official_checkpoint.is_official_checkpoint(prefix):
+        # A checkpoint of the official TF1 code (e.g. a released CTX model): mapped by name.
+        log("official TF1 checkpoint: "
+            + official_checkpoint.load_official_checkpoint(learner, prefix).summary())
+    else:
+        trainer_lib.restore_learner(learner, prefix)
 
     setup = protocol.EvaluationSetup(
         records_root=str(records_root_dir), sources=tuple(datasets), split=split_enum,

@@ -155,3 +155,61 @@ def test_cli_reports_bad_inputs_clearly(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("ctx_tf.evaluate: error: ") and expected in err, (flags, err)
     assert not (tmp_path / "out").exists()
+
+
+RESNET_GIN = """
+Trainer.train_learner_class = @CrossTransformerLearner
+Trainer.eval_learner_class = @CrossTransformerLearner
+Trainer.data_config = @DataConfig()
+Learner.embedding_fn = @resnet34
+resnet34.max_stride = 16
+resnet34.deeplab_alignment = False
+DataConfig.image_height = 32
+DataConfig.shuffle_buffer_size = 20
+EpisodeDescriptionConfig.max_ways_upper_bound = 6
+EpisodeDescriptionConfig.max_num_query = 3
+EpisodeDescriptionConfig.max_support_set_size = 24
+EpisodeDescriptionConfig.max_support_size_contrib_per_class = 4
+"""
+
+
+@pytest.mark.slow
+def test_official_tf1_checkpoint_is_detected_and_evaluates_like_our_checkpoint(tmp_path):
+    """--checkpoint=<official TF1 prefix> loads by official names; same episodes, same results
+    as the same weights in our own checkpoint format."""
+    import tensorflow as tf
+
+    from ctx_tf import official_checkpoint
+
+    records = write_tiny_source(tmp_path / "records", "tiny", size=32, splits=(6, 5, 6),
+                                num_classes=17)
+    gin_file = tmp_path / "resnet_ctx.gin"
+    gin_file.write_text(RESNET_GIN)
+    evaluate._parse_gin([str(gin_file)], [])
+    learner = trainer_lib.build_learner(training=False, image_size=32)
+    rng = np.random.default_rng(0)
+    for variable in learner.variables:  # non-trivial weights and EMAs
+        if "var_ema" in variable.name:
+            variable.assign(rng.uniform(0.5, 2.0, variable.shape).astype(np.float32))
+        elif "mean_ema" in variable.name:
+            variable.assign(rng.normal(0.0, 0.1, variable.shape).astype(np.float32))
+    official = official_checkpoint.save_official_checkpoint(
+        learner, str(tmp_path / "tf1" / "model.ckpt"), global_step=1234)
+    ours = tf.train.Checkpoint(learner=learner).save(str(tmp_path / "tf2" / "ckpt"))
+    gin.clear_config()
+    outputs = {}
+    for name, prefix in (("official", official), ("ours", ours)):
+        gin.clear_config()
+        out_dir = tmp_path / f"eval_{name}"
+        logs = []
+        evaluate.run_evaluation(gin_config=[str(gin_file)], checkpoint=prefix,
+                                records_root_dir=records, datasets=["tiny"], num_episodes=3,
+                                seed=3, output_dir=str(out_dir), log=logs.append)
+        outputs[name] = json.loads((out_dir / "results.json").read_text())
+        detected = any("official TF1 checkpoint" in line and "global_step 1234" in line
+                       for line in logs)
+        assert detected == (name == "official"), logs
+    accuracies = {name: [e["accuracy"] for e in out["sources"]["tiny"]["episodes"]]
+                  for name, out in outputs.items()}
+    assert len(accuracies["official"]) == 3
+    assert accuracies["official"] == accuracies["ours"]
