@@ -133,14 +133,17 @@ def omniglot_classes(omniglot_dir):
 
 def _npz_member_shape(npz_path, key):
     """Shape of one array of an .npz file, read from its header only."""
-    with zipfile.ZipFile(npz_path) as z:
-        try:
-            member = z.open(key + ".npy")
-        except KeyError as e:
-            raise SourceConversionError(f"{npz_path}: no array {key!r}") from e
-        with member:
-            shape, _, _ = _read_npy_header(member, npz_path, key)
+    with zipfile.ZipFile(npz_path) as z, _open_npz_member(z, npz_path, key) as member:
+        shape, _, _ = _read_npy_header(member, npz_path, key)
     return shape
+
+
+def _open_npz_member(archive, npz_path, key):
+    """The stream of array `key` inside an opened .npz archive."""
+    try:
+        return archive.open(key + ".npy")
+    except KeyError as e:
+        raise SourceConversionError(f"{npz_path}: no array {key!r}") from e
 
 
 def _read_npy_header(member, npz_path, key):
@@ -162,32 +165,27 @@ def _iter_npz_rows(npz_path, key, rows):
     wanted = sorted(set(rows))
     if not wanted:
         return
-    with zipfile.ZipFile(npz_path) as z:
-        try:
-            member = z.open(key + ".npy")
-        except KeyError as e:
-            raise SourceConversionError(f"{npz_path}: no array {key!r}") from e
-        with member:
-            shape, fortran_order, dtype = _read_npy_header(member, npz_path, key)
-            if fortran_order or dtype != np.bool_ or len(shape) != 4:
-                raise SourceConversionError(
-                    f"{npz_path}: field {key!r} must be a C-ordered bool array [chars, drawers, "
-                    f"H, W], got shape {shape}, dtype {dtype}, fortran_order={fortran_order}")
-            if wanted[-1] >= shape[0]:
-                raise SourceConversionError(
-                    f"{npz_path}: row {wanted[-1]} requested, field {key!r} has {shape[0]} rows")
-            row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
-            position = 0
-            for row in wanted:
-                while position < row:  # skip rows nobody asked for
-                    member.read(row_bytes)
-                    position += 1
-                data = member.read(row_bytes)
-                if len(data) != row_bytes:
-                    raise SourceConversionError(
-                        f"{npz_path}: field {key!r} is truncated at row {row}")
+    with zipfile.ZipFile(npz_path) as z, _open_npz_member(z, npz_path, key) as member:
+        shape, fortran_order, dtype = _read_npy_header(member, npz_path, key)
+        if fortran_order or dtype != np.bool_ or len(shape) != 4:
+            raise SourceConversionError(
+                f"{npz_path}: field {key!r} must be a C-ordered bool array [chars, drawers, "
+                f"H, W], got shape {shape}, dtype {dtype}, fortran_order={fortran_order}")
+        if wanted[-1] >= shape[0]:
+            raise SourceConversionError(
+                f"{npz_path}: row {wanted[-1]} requested, field {key!r} has {shape[0]} rows")
+        row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+        position = 0
+        for row in wanted:
+            while position < row:  # skip rows nobody asked for
+                member.read(row_bytes)
                 position += 1
-                yield row, np.frombuffer(data, dtype=dtype).reshape(shape[1:])
+            data = member.read(row_bytes)
+            if len(data) != row_bytes:
+                raise SourceConversionError(
+                    f"{npz_path}: field {key!r} is truncated at row {row}")
+            position += 1
+            yield row, np.frombuffer(data, dtype=dtype).reshape(shape[1:])
 
 
 def omniglot_dataset_spec(omniglot_dir, records_root=".", name=OMNIGLOT_NAME):
