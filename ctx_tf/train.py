@@ -175,7 +175,8 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
         f"{trainer.strategy.num_replicas_in_sync} replica(s); learner "
         f"{type(trainer.learner).__name__}")
     best = trainer.train()
-    say(f"Training done in {time.time() - start:.0f} s. Best validation: "
+    train_seconds = time.time() - start
+    say(f"Training done in {train_seconds:.0f} s. Best validation: "
         f"{100 * best['valid_accuracy']:.2f} +- {100 * best['valid_ci95']:.2f} % at step "
         f"{best['step']} ({best['checkpoint']})")
     if not test_config["enabled"]:
@@ -186,15 +187,20 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
     result = trainer.evaluate("test", num_episodes=test_config["num_episodes"],
                               seed=test_config["seed"], with_baseline=True)
     n = result["num_episodes"]
+    test_seconds = time.time() - start
     say(f"Test ({eval_names[0]}, {n} episodes, checkpoint of step {best['step']}, "
-        f"{time.time() - start:.0f} s):")
+        f"{test_seconds:.0f} s):")
     say(f"  {type(trainer.learner).__name__}: "
         f"{100 * result['mean']:.2f} +- {100 * result['ci95']:.2f} %")
     say(f"  nearest centroid on raw pixels: "
         f"{100 * result['baseline_mean']:.2f} +- {100 * result['baseline_ci95']:.2f} %")
     record = dict(dataset=eval_names[0], num_episodes=n, step=best["step"],
                   checkpoint=best["checkpoint"], mean=result["mean"], ci95=result["ci95"],
-                  baseline_mean=result["baseline_mean"], baseline_ci95=result["baseline_ci95"])
+                  baseline_mean=result["baseline_mean"], baseline_ci95=result["baseline_ci95"],
+                  learner=type(trainer.learner).__name__, num_updates=trainer.num_updates,
+                  train_seconds=round(train_seconds, 1), test_seconds=round(test_seconds, 1),
+                  seed=test_config["seed"], accuracies=[float(a) for a in result["accuracies"]],
+                  baseline_accuracies=[float(a) for a in result["baseline_accuracies"]])
     trainer_lib.write_json_atomic(os.path.join(train_checkpoint_dir, "test_results.json"),
                                   record)
     trainer.write_operative_config()

@@ -756,6 +756,7 @@ class Trainer:
         result = dict(mean=mean, ci95=ci95, accuracies=accuracies, num_episodes=num_episodes)
         if with_baseline:
             result["baseline_mean"], result["baseline_ci95"] = mean_and_ci95(baseline)
+            result["baseline_accuracies"] = baseline
         return result
 
     # ------------------------------------------------------------------ checkpoints

@@ -89,6 +89,11 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
     ckpt = tmp_path / "runs" / "demo" / "checkpoints"
     results = json.loads((ckpt / "test_results.json").read_text())
     assert results["num_episodes"] == 60 and results["mean"] * 100 == pytest.approx(model_acc, abs=0.01)
+    assert len(results["accuracies"]) == len(results["baseline_accuracies"]) == 60
+    assert sum(results["accuracies"]) / 60 == pytest.approx(results["mean"], abs=1e-6)
+    assert sum(results["baseline_accuracies"]) / 60 == pytest.approx(results["baseline_mean"], abs=1e-6)
+    assert results["learner"] == "CrossTransformerLearner" and results["num_updates"] == 80
+    assert results["train_seconds"] > 0 and results["test_seconds"] > 0
     assert (ckpt / "operative_config.gin").exists()
     assert "Trainer.num_updates = 80" in (ckpt / "operative_config.gin").read_text()
 
@@ -126,3 +131,68 @@ def test_ctx_gin_files_resolve_to_the_official_values(name, decay_every, num_upd
         assert eval_config.num_ways is None and eval_config.max_support_set_size == 500
     finally:
         gin.clear_config()
+
+
+OMNIGLOT_GINS = {"omniglot_protonet.gin": ("PrototypicalNetworkLearner", 0.0),
+                 "omniglot_ctx.gin": ("CrossTransformerLearner", 0.0),
+                 "omniglot_ctx_simclr.gin": ("CrossTransformerLearner", 0.5)}
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("name", sorted(OMNIGLOT_GINS))
+def test_omniglot_gin_files_differ_only_in_the_learner(name):
+    import gin
+
+    from ctx_tf import train, trainer as trainer_lib
+    from ctx_tf.data.sampling import EpisodeDescriptionConfig
+    from ctx_tf.evaluation import protocol
+
+    learner, simclr = OMNIGLOT_GINS[name]
+    gin.clear_config()
+    try:
+        train.parse_gin([str(REPO_ROOT / "gin" / name)], [])
+        q = gin.query_parameter
+        assert trainer_lib.benchmark() == (["omniglot"], ["omniglot"])
+        assert q("Trainer.train_learner_class").selector == learner
+        assert q("Trainer.eval_learner_class").selector == learner
+        assert q("Learner.embedding_fn").selector == "four_layer_convnet"
+        assert q("DataConfig.image_height") == 42
+        assert (q("Trainer.num_updates"), q("Trainer.learning_rate")) == (1200, 0.002)
+        assert q("Trainer.normalized_gradient_descent") and q("bn.use_ema")
+        assert q("final_test.num_episodes") == 600
+        with gin.config_scope("train"):
+            train_config = gin.get_configurable(EpisodeDescriptionConfig)()
+        eval_config = gin.get_configurable(EpisodeDescriptionConfig)()
+        assert train_config.simclr_episode_fraction == simclr
+        assert (train_config.max_ways_upper_bound, train_config.max_num_query,
+                train_config.max_support_set_size) == (20, 5, 100)
+        # Test episodes follow the official protocol exactly.
+        assert protocol.is_official_config(eval_config)
+        assert eval_config.simclr_episode_fraction == 0.0
+    finally:
+        gin.clear_config()
+
+
+@pytest.mark.slow
+def test_ctx_learns_on_official_omniglot_records(tmp_path):
+    """Real Omniglot as written by the official converter: a short CTX run of
+    gin/omniglot_ctx.gin (bi-level train episodes, official test episodes) beats the raw-pixel
+    floor on the same test episodes."""
+    from tests.conftest import shared_path
+
+    records = shared_path("data", "official_records")
+    shared_path("data", "official_records", "omniglot", "dataset_spec.json")
+    bindings = ["Trainer.num_updates = 40", "Trainer.validate_every = 40",
+                "Trainer.checkpoint_every = 40", "Trainer.log_every = 10",
+                "Trainer.num_eval_episodes = 10", "final_test.num_episodes = 30"]
+    proc = run_cli([f"--gin_config={REPO_ROOT / 'gin' / 'omniglot_ctx.gin'}",
+                    f"--records_root_dir={records}"] + flags(tmp_path)
+                   + [f"--gin_bindings={b}" for b in bindings], tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "omniglot (train 883, valid 81, test 659 classes)" in proc.stdout
+    results = json.loads((outputs(tmp_path)["ckpt"] / "test_results.json").read_text())
+    print(f"omniglot, 40 updates: CTX {results['mean']:.3f} +- {results['ci95']:.3f}, floor "
+          f"{results['baseline_mean']:.3f} +- {results['baseline_ci95']:.3f}")
+    assert results["num_episodes"] == 30 and results["learner"] == "CrossTransformerLearner"
+    assert (results["mean"] - results["ci95"]
+            > results["baseline_mean"] + results["baseline_ci95"]), results
