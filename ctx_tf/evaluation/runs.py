@@ -1,0 +1,208 @@
+"""Compares finished training runs of `python -m ctx_tf.train` on their final test episodes.
+
+    python -m ctx_tf.evaluation.runs \
+        --run="ProtoNet=runs/omniglot_protonet/checkpoints" \
+        --run="CTX=runs/omniglot_ctx/checkpoints" \
+        --run="CTX + SimCLR episodes=runs/omniglot_ctx_simclr/checkpoints" \
+        --output_dir=docs/results --name=omniglot
+
+Each run directory holds the `test_results.json` the launcher writes after training (every
+test episode's accuracy and the raw-pixel nearest-centroid floor on the same episodes) and the
+`operative_config.gin` of the run. Runs trained with the same `final_test.seed` and episode
+configuration on the same records see identical test episodes; this is checked (their
+per-episode floor accuracies must agree exactly) before any paired difference is reported.
+
+Writes `<name>_table.md` (accuracy +- 95% CI of every run and of the floor, paired
+differences, updates and wall times) and `<name>.png` (bar chart), and prints the table.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from ctx_tf.evaluation import plot
+from ctx_tf.evaluation.stats import mean_and_ci95
+
+FLAGS = flags.FLAGS
+
+TEST_RESULTS = "test_results.json"
+FLOOR_NAME = "Nearest centroid, raw pixels (no learning)"
+_REQUIRED = ("dataset", "num_episodes", "accuracies", "baseline_accuracies", "step")
+
+
+class RunsError(ValueError):
+    """A run directory or its results cannot be compared."""
+
+
+def load_run(directory):
+    """The `test_results.json` of a training run directory, checked."""
+    path = os.path.join(str(directory), TEST_RESULTS)
+    if not os.path.exists(path):
+        raise RunsError(f"{path} does not exist: the run has not finished its final test "
+                        "(python -m ctx_tf.train writes it after training)")
+    with open(path) as f:
+        try:
+            record = json.load(f)
+        except json.JSONDecodeError as e:
+            raise RunsError(f"{path}: malformed JSON: {e}") from None
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise RunsError(f"{path} lacks {missing}; it was written by an older ctx_tf that did "
+                        "not keep per-episode accuracies; rerun the final test")
+    if not (len(record["accuracies"]) == len(record["baseline_accuracies"])
+            == record["num_episodes"]):
+        raise RunsError(f"{path}: {record['num_episodes']} episodes but "
+                        f"{len(record['accuracies'])} accuracies and "
+                        f"{len(record['baseline_accuracies'])} floor accuracies")
+    record["path"] = path
+    return record
+
+
+def paired(a, b):
+    """`(mean, ci95)` of the per-episode difference `a - b` (same episodes, same order)."""
+    return mean_and_ci95(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+
+
+def compare(runs):
+    """Checks that the runs saw the same test episodes and computes the table's numbers.
+
+    Args:
+      runs: ordered `{name: test_results record}`; the first run is the reference of the
+        paired differences.
+
+    Returns:
+      `{"dataset", "num_episodes", "floor": (mean, ci95), "rows": [dict per run]}`.
+    """
+    if not runs:
+        raise RunsError("no runs to compare")
+    names = list(runs)
+    first = runs[names[0]]
+    for name in names[1:]:
+        record = runs[name]
+        if record["dataset"] != first["dataset"]:
+            raise RunsError(f"{name} was tested on {record['dataset']!r}, {names[0]} on "
+                            f"{first['dataset']!r}")
+        if record["num_episodes"] != first["num_episodes"]:
+            raise RunsError(f"{name} has {record['num_episodes']} test episodes, {names[0]} "
+                            f"{first['num_episodes']}")
+        if not np.array_equal(record["baseline_accuracies"], first["baseline_accuracies"]):
+            differing = int(np.sum(np.asarray(record["baseline_accuracies"])
+                                   != np.asarray(first["baseline_accuracies"])))
+            raise RunsError(
+                f"{name} ({record['path']}) and {names[0]} ({first['path']}) were not tested "
+                f"on the same episodes: the raw-pixel floor differs on {differing} of "
+                f"{first['num_episodes']} episodes (different final_test.seed, episode "
+                "configuration, image size or records)")
+    floor = first["baseline_accuracies"]
+    rows = []
+    for name in names:
+        record = runs[name]
+        acc = record["accuracies"]
+        rows.append(dict(
+            name=name, accuracy=mean_and_ci95(acc), minus_floor=paired(acc, floor),
+            minus_first=None if name == names[0] else paired(acc, first["accuracies"]),
+            learner=record.get("learner"), num_updates=record.get("num_updates"),
+            best_step=record["step"], train_seconds=record.get("train_seconds"),
+            test_seconds=record.get("test_seconds")))
+    return dict(dataset=first["dataset"], num_episodes=first["num_episodes"],
+                floor=mean_and_ci95(floor), rows=rows, reference=names[0])
+
+
+def _pct(pair, sign=False):
+    mean, ci = pair
+    return f"{100 * mean:{'+' if sign else ''}.2f} ± {100 * ci:.2f}"
+
+
+def _minutes(seconds):
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def table_markdown(comparison):
+    """The comparison as a Markdown table (percent points, 95% CIs)."""
+    ref = comparison["reference"]
+    lines = [
+        f"{comparison['dataset']}, {comparison['num_episodes']} test episodes (identical for "
+        "every row), accuracy in %, mean ± 95% CI; differences are paired per episode.",
+        "",
+        f"| model | accuracy | minus floor | minus {ref} | updates (best step) | train time "
+        "| test time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in comparison["rows"]:
+        updates = "" if row["num_updates"] is None else f"{row['num_updates']} ({row['best_step']})"
+        lines.append(
+            f"| {row['name']} | {_pct(row['accuracy'])} | {_pct(row['minus_floor'], True)} "
+            f"| {'' if row['minus_first'] is None else _pct(row['minus_first'], True)} "
+            f"| {updates} | {_minutes(row['train_seconds'])} | {_minutes(row['test_seconds'])} |")
+    lines.append(f"| {FLOOR_NAME} | {_pct(comparison['floor'])} | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def chart_png(comparison, title=None):
+    """PNG bytes: one bar per run plus the floor, 95% CI error bars."""
+    dataset = comparison["dataset"]
+    series = {row["name"]: {dataset: row["accuracy"]} for row in comparison["rows"]}
+    series["raw-pixel floor"] = {dataset: comparison["floor"]}
+    title = title or (f"{dataset}: test accuracy over {comparison['num_episodes']} episodes, "
+                      "95% CI")
+    return plot.bar_chart(series, [dataset], title=title, size=(900, 500))
+
+
+def _write_atomic(path, data):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+    os.replace(tmp, path)
+
+
+def parse_run_flag(value):
+    name, sep, directory = value.partition("=")
+    if not sep or not name.strip() or not directory.strip():
+        raise RunsError(f"--run={value!r}: expected NAME=RUN_DIRECTORY")
+    return name.strip(), directory.strip()
+
+
+def run(run_flags, output_dir, name, title=None):
+    """Loads, compares and writes; returns the table text."""
+    runs = {}
+    for value in run_flags:
+        label, directory = parse_run_flag(value)
+        if label in runs:
+            raise RunsError(f"--run name {label!r} given twice")
+        runs[label] = load_run(directory)
+    comparison = compare(runs)
+    table = table_markdown(comparison)
+    os.makedirs(output_dir, exist_ok=True)
+    _write_atomic(os.path.join(output_dir, f"{name}_table.md"), table)
+    _write_atomic(os.path.join(output_dir, f"{name}.png"), chart_png(comparison, title))
+    return table
+
+
+def _define_flags():
+    flags.DEFINE_multi_string("run", [], "NAME=RUN_DIRECTORY (the --train_checkpoint_dir of a "
+                              "finished ctx_tf.train run); repeatable, the first is the "
+                              "reference of the paired differences.")
+    flags.DEFINE_string("output_dir", None, "Where <name>_table.md and <name>.png go.")
+    flags.DEFINE_string("name", "runs", "File name stem of the outputs.")
+    flags.DEFINE_string("title", None, "Chart title (default: dataset and episode count).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.run or not FLAGS.output_dir:
+        raise app.UsageError("--run (at least one) and --output_dir are required")
+    try:
+        print(run(FLAGS.run, FLAGS.output_dir, FLAGS.name, FLAGS.title), end="")
+    except RunsError as e:
+        print(f"ctx_tf.evaluation.runs: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
