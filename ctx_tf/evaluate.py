@@ -206,6 +206,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli_flags.quiet_tensorflow_chatter()
     from ctx_tf import trainer as trainer_lib
     from ctx_tf.data.dataset_spec import DatasetSpecError
     from ctx_tf.evaluation.checkpoints import CheckpointError

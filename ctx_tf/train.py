@@ -211,6 +211,7 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli_flags.quiet_tensorflow_chatter()
     from ctx_tf import trainer as trainer_lib
 
     try:

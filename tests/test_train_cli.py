@@ -78,6 +78,7 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "Generating the demo source" in out
+    assert "Sharding callback" not in out + proc.stderr  # TensorFlow's per-save INFO line
     assert f"Checkpoints: {tmp_path / 'runs' / 'demo' / 'checkpoints'}" in out
     model = re.search(r"CrossTransformerLearner: ([\d.]+) \+- ([\d.]+) %", out)
     baseline = re.search(r"nearest centroid on raw pixels: ([\d.]+) \+- ([\d.]+) %", out)
