@@ -4,7 +4,9 @@ import io
 import json
 import os
 import pathlib
+import re
 import struct
+import zipfile
 
 import numpy as np
 import PIL
@@ -51,6 +53,7 @@ def _decode(example):
 def _fake_omniglot(root, drawers=3, size=9):
     """A tiny Omniglot in the npz + index format: all five validation alphabets, two more
     background alphabets (listed out of sorted order) and two evaluation alphabets."""
+    root.mkdir(parents=True, exist_ok=True)
     rng = np.random.RandomState(0)
     background = [("Zeta", 2), ("Blackfoot_(Canadian_Aboriginal_Syllabics)", 1), ("Alpha", 3),
                   ("Ojibwe_(Canadian_Aboriginal_Syllabics)", 1), ("Tagalog", 1),
@@ -144,6 +147,205 @@ def test_cli_in_process(tmp_path, capsys):
     assert "14 classes, 42 images" in capsys.readouterr().out
 
 
+# ----------------------------------------------------------------- original layout helpers
+
+
+def _png(drawing):
+    """PNG bytes of a bool drawing (True = white paper), stored as the original release
+    stores it: a 1-bit (mode "1") PNG, so decoding gives back exactly these pixels."""
+    buf = io.BytesIO()
+    image = Image.fromarray(np.asarray(drawing, dtype=bool))
+    assert image.mode == "1"
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_layout(dest, members, form):
+    """Writes ``members`` ({"images_background/<alphabet>/<character>/<file>": bytes, or
+    "<...>/": None for an empty folder}) under ``dest`` as the two unzipped folders or as
+    the two zip files of the original release. Zip members are stored in reverse name order
+    (with folder entries, as in the release), so the converter's sorting is exercised."""
+    dest = pathlib.Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if form == "folders":
+        made = set()
+        for name, data in members.items():
+            folder = name if data is None else name.rsplit("/", 1)[0]
+            if folder not in made:
+                (dest / folder).mkdir(parents=True, exist_ok=True)
+                made.add(folder)
+            if data is not None:
+                with open(dest / name, "wb") as f:
+                    f.write(data)
+        return dest
+    assert form == "zip", form
+    for set_name in sources.OMNIGLOT_SETS:
+        names = [n for n in members if n.startswith(set_name + "/")]
+        folders = {n.rsplit("/", 1)[0] + "/" for n in names if members[n] is not None}
+        folders |= {n for n in names if members[n] is None}
+        for folder in list(folders):  # and every parent folder
+            parts = folder.rstrip("/").split("/")
+            folders |= {"/".join(parts[:i]) + "/" for i in range(1, len(parts))}
+        with zipfile.ZipFile(dest / f"{set_name}.zip", "w", zipfile.ZIP_DEFLATED) as z:
+            for folder in sorted(folders):
+                z.writestr(folder, b"")
+            for name in sorted((n for n in names if members[n] is not None), reverse=True):
+                z.writestr(name, members[name])
+    return dest
+
+
+def _fake_original_members(raw):
+    """The fake Omniglot of ``_fake_omniglot(raw)`` in the original layout: character folders
+    characterNN, files <global character id>_<drawer>.png (ids run on across both sets)."""
+    index = json.loads((raw / "omniglot_index.json").read_text())["alphabets"]
+    arrays = {s: np.load(raw / f"{s}.npz")["images"] for s in sources.OMNIGLOT_SETS}
+    first_id = {"images_background": 1, "images_evaluation": 1 + len(arrays["images_background"])}
+    members = {}
+    for e in index:
+        for k in range(e["num_characters"]):
+            row = e["npz_first_row"] + k
+            char_id = first_id[e["set"]] + row
+            for d, drawing in enumerate(arrays[e["set"]][row]):
+                name = f"{e['set']}/{e['alphabet']}/character{k + 1:02d}/{char_id:04d}_{d + 1:02d}.png"
+                members[name] = _png(drawing)
+    return members
+
+
+def _tree_bytes(directory):
+    return {p.name: p.read_bytes() for p in sorted(pathlib.Path(directory).iterdir())}
+
+
+@pytest.mark.parametrize("form", ["folders", "zip"])
+def test_fake_original_layout_equals_packed_form(tmp_path, form):
+    """The original layout (folders or zips) gives byte for byte the output of the npz form
+    for the same pixels: same class order, image order, JPEGs and spec."""
+    packed = _fake_omniglot(tmp_path / "packed")
+    sources.convert_omniglot(packed, tmp_path / "from_npz", spec_path="./omniglot")
+    raw = _write_layout(tmp_path / "raw", _fake_original_members(packed), form)
+    assert sources.omniglot_raw_form(raw).form == form
+    # Fewer alphabets than the release's 30 + 20: converted, with a warning on the class ids.
+    with pytest.warns(UserWarning, match=r"alphabets; the official release has 30 and 20"):
+        report = sources.convert_omniglot(raw, tmp_path / "from_original",
+                                          spec_path="./omniglot")
+    assert report.classes_per_split == {"TRAIN": 5, "VALID": 6, "TEST": 3}
+    assert report.num_images == 42
+    ours = _tree_bytes(tmp_path / "from_original" / "omniglot")
+    assert len(ours) == 15 and ours == _tree_bytes(tmp_path / "from_npz" / "omniglot")
+    classes = sources.omniglot_classes(raw)
+    assert classes[12].name == "Yod-character01"
+    assert classes[12].image_files == ("0012_01.png", "0012_02.png", "0012_03.png")
+    # A slice reads only its classes and keeps the official ids.
+    sources.convert_omniglot(raw, tmp_path / "slice", alphabets=["Tagalog"])
+    assert os.listdir(tmp_path / "slice" / "omniglot") == ["9.tfrecords"]
+
+
+def test_raw_form_detection_preference_and_cli(tmp_path, capsys):
+    from absl import flags
+    raw = _fake_omniglot(tmp_path / "raw")  # npz form
+    assert sources.omniglot_raw_form(raw).form == "npz"
+    members = _fake_original_members(raw)
+    _write_layout(raw, members, "zip")
+    found = sources.omniglot_raw_form(raw)
+    assert (found.form, found.ignored) == ("zip", ("npz",))
+    _write_layout(raw, members, "folders")
+    found = sources.omniglot_raw_form(raw)
+    assert (found.form, found.ignored) == ("folders", ("zip", "npz"))
+    assert found.describe() == (
+        f"Omniglot original folders in {raw} (images_background/, images_evaluation/); "
+        "also present but ignored: original zip files (images_background.zip, "
+        "images_evaluation.zip), packed arrays (images_background.npz, "
+        "images_evaluation.npz, omniglot_index.json)")
+    assert sources.omniglot_raw_form(raw, "zip").ignored == ("folders", "npz")
+    fv = sources.define_flags(flags.FlagValues())
+    fv(["sources", f"--raw_dir={raw}", f"--records_root={tmp_path / 'r'}"])
+    assert sources.run_cli(fv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"reading Omniglot original folders in {raw} ")
+    assert "14 classes, 42 images" in out
+    fv = sources.define_flags(flags.FlagValues())
+    fv(["sources", f"--raw_dir={tmp_path / 'nope'}", f"--records_root={tmp_path / 'r'}"])
+    with pytest.raises(SystemExit, match="error: .*nope: the Omniglot raw folder does not"):
+        sources.run_cli(fv)
+
+
+def test_missing_raw_data_names_what_was_looked_for(tmp_path):
+    raw = tmp_path / "raw"
+    with pytest.raises(sources.SourceConversionError,
+                       match=re.escape(f"{raw}: the Omniglot raw folder does not exist")):
+        sources.convert_omniglot(raw, tmp_path / "rec")
+    raw.mkdir()
+    with pytest.raises(sources.SourceConversionError) as e:
+        sources.convert_omniglot(raw, tmp_path / "rec")
+    assert str(e.value) == (
+        f"{raw}: no Omniglot data found; looked for original folders images_background/, "
+        "images_evaluation/; or original zip files images_background.zip, "
+        "images_evaluation.zip; or packed arrays images_background.npz, "
+        "images_evaluation.npz, omniglot_index.json")
+    # Only one of the two folders: the missing one is named.
+    (raw / "images_background" / "Latin" / "character01").mkdir(parents=True)
+    with pytest.raises(sources.SourceConversionError,
+                       match=re.escape(f"(incomplete original folders: {raw}/images_evaluation/ "
+                                       "not found)") + "$"):
+        sources.convert_omniglot(raw, tmp_path / "rec")
+    with pytest.raises(sources.SourceConversionError,
+                       match=re.escape(f"original zip files requested, but {raw}/images_"
+                                       f"background.zip, {raw}/images_evaluation.zip not found")):
+        sources.omniglot_classes(raw, raw_form="zip")
+    assert not (tmp_path / "rec").exists()
+
+
+def _where(raw, form, member):
+    """How an error names ``member`` ("images_background/A/..."): path or zip:member."""
+    if form == "folders":
+        return str(raw / member)
+    set_name = member.split("/", 1)[0]
+    return f"{raw / (set_name + '.zip')}:{member}"
+
+
+@pytest.mark.parametrize("form", ["folders", "zip"])
+def test_bad_original_layout_names_the_path(tmp_path, form):
+    packed = _fake_omniglot(tmp_path / "packed")
+    good = _fake_original_members(packed)
+    yod2 = "images_evaluation/Yod/character02"
+
+    def layout(name, members):
+        return _write_layout(tmp_path / name, members, form)
+
+    # A character folder with no images: found while listing, before anything is written.
+    members = {n: d for n, d in good.items() if not n.startswith(yod2 + "/")}
+    members[yod2 + "/"] = None
+    raw = layout("empty", members)
+    with pytest.raises(sources.SourceConversionError) as e:
+        sources.convert_omniglot(raw, tmp_path / "rec")
+    assert str(e.value) == f"{_where(raw, form, yod2)}: character folder with no images"
+    assert not (tmp_path / "rec").exists()
+    # A file that is no image: found when its class is converted.
+    raw = layout("text", {**good, yod2 + "/notes.txt": b"drawn by hand"})
+    with pytest.raises(sources.SourceConversionError,
+                       match=re.escape(f"{_where(raw, form, yod2 + '/notes.txt')}: not an image "
+                                       "Pillow can read (UnidentifiedImageError")):
+        sources.convert_omniglot(raw, tmp_path / "rec")
+    assert sources.convert_omniglot(raw, tmp_path / "rec2", alphabets=["Bet"]).num_images == 3
+    # A folder inside a character folder.
+    raw = layout("nested", {**good, yod2 + "/more/": None})
+    with pytest.raises(sources.SourceConversionError) as e:
+        sources.omniglot_classes(raw)
+    assert str(e.value) == (f"{_where(raw, form, yod2 + '/more')}: a folder inside a "
+                            "character folder (only image files are expected)")
+    # A stray file where alphabet folders are expected (e.g. from a Mac).
+    raw = layout("stray", {**good, "images_background/.DS_Store": b"\0"})
+    with pytest.raises(sources.SourceConversionError) as e:
+        sources.omniglot_classes(raw)
+    assert str(e.value) == (f"{_where(raw, form, 'images_background/.DS_Store')}: a file "
+                            "where only alphabet folders are expected")
+    # A missing validation alphabet.
+    raw = layout("novalid", {n: d for n, d in good.items() if "/Tagalog/" not in n})
+    with pytest.raises(sources.SourceConversionError,
+                       match=re.escape(f"{_where(raw, form, 'images_background')}"
+                                       ": validation alphabet(s) ['Tagalog'] are not")):
+        sources.omniglot_classes(raw)
+
+
 # ----------------------------------------------------------------- real Omniglot
 
 
@@ -220,3 +422,93 @@ def test_omniglot_full_conversion_matches_official(tmp_path, monkeypatch):
             assert (ours / name).read_bytes() == (official / name).read_bytes(), name
     else:
         _compare_with_official(ours, official, range(0, 1623, 40))
+
+
+# ----------------------------------------------------------------- real Omniglot, original layout
+
+# Converted from the original layout: Arcadian (TRAIN) and Angelic (TEST) are rebuilt from the
+# packed arrays, Tagalog (VALID) is the original PNG files of images_background_small2.zip.
+REAL_ALPHABETS = ("Arcadian", "Tagalog", "Angelic")
+
+
+@pytest.fixture(scope="module")
+def real_original_members():
+    """The full original layout of Omniglot as {member: bytes}. Only REAL_ALPHABETS hold
+    images; every other character folder holds one placeholder (an empty file with the name
+    of its first drawing), so the class ids and the class / superclass structure of the spec
+    are the official ones: files are counted, only the converted classes are decoded. (One
+    placeholder, not 20: creating 30,000 files takes tens of seconds on a busy disk.)"""
+    omniglot = shared_path("data", "omniglot")
+    index = {e["alphabet"]: e for e in
+             json.loads((omniglot / "omniglot_index.json").read_text())["alphabets"]}
+
+    def name(e, k, drawer):  # k = 0-based character of the alphabet
+        return (f"{e['set']}/{e['alphabet']}/character{k + 1:02d}/"
+                f"{e['first_char_id'] + k:04d}_{drawer:02d}.png")
+
+    members = {name(e, k, 1): b"" for e in index.values() for k in range(e["num_characters"])}
+    for alphabet in ("Arcadian", "Angelic"):
+        e = index[alphabet]
+        first = e["npz_first_row"]
+        rows = range(first, first + e["num_characters"])
+        for row, drawings in sources._iter_npz_rows(omniglot / e["npz_file"], "images", rows):
+            for d, drawing in enumerate(drawings):
+                members[name(e, row - first, d + 1)] = _png(drawing)
+    with zipfile.ZipFile(omniglot / "images_background_small2.zip") as z:
+        for member in z.namelist():
+            parts = member.split("/")
+            if len(parts) == 4 and parts[1] == "Tagalog" and parts[3]:
+                ours = "images_background/" + "/".join(parts[1:])
+                assert ours in members or not ours.endswith("_01.png"), ours
+                members[ours] = z.read(member)
+    real = [n for n, data in members.items() if n.split("/")[1] in REAL_ALPHABETS]
+    assert len(real) == 63 * 20 and all(members[n] for n in real)
+    return members
+
+
+def test_rebuilt_png_decodes_like_the_original_release():
+    """Our PNGs (mode "1") decode to the mode and pixels of the release's PNGs, and give the
+    same JPEG: checked on Balinese character01 of images_background_small1.zip."""
+    omniglot = shared_path("data", "omniglot")
+    _, drawings = next(sources._iter_npz_rows(omniglot / "images_background.npz", "images",
+                                              [107]))  # Balinese-character01 = id 0108
+    with zipfile.ZipFile(omniglot / "images_background_small1.zip") as z:
+        for d, drawing in enumerate(drawings):
+            original = z.read(f"images_background_small1/Balinese/character01/0108_{d + 1:02d}.png")
+            a, b = Image.open(io.BytesIO(original)), Image.open(io.BytesIO(_png(drawing)))
+            assert (a.format, a.mode, a.size) == (b.format, b.mode, b.size) == (
+                "PNG", "1", (105, 105))
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            assert (writer.encode_jpeg(original, invert=True)
+                    == writer.encode_jpeg(_png(drawing), invert=True))
+
+
+@pytest.mark.parametrize("form", ["folders", "zip"])
+def test_original_layout_matches_official_records(tmp_path, form, real_original_members):
+    official = shared_path("data", "official_records", "omniglot")
+    raw = _write_layout(tmp_path / "raw", real_original_members, form)
+    assert sources.omniglot_raw_form(raw).form == form
+    spec = load_dataset_spec(official)
+    ids = [cid for cid in range(spec.num_classes)
+           if spec.class_names[cid].rsplit("-", 1)[0] in REAL_ALPHABETS]
+    assert len(ids) == 63
+    # Classes, superclasses and splits equal the official spec's; so do the image counts of
+    # the real alphabets (the placeholder characters count their one file).
+    ours = json.loads(writer.spec_to_json(sources.omniglot_dataset_spec(raw, ".")))
+    theirs = json.loads((official / "dataset_spec.json").read_text())
+    assert ours.pop("images_per_class") == {
+        k: (n if int(k) in ids else 1) for k, n in theirs.pop("images_per_class").items()}
+    assert ours == theirs
+    report = sources.convert_omniglot(raw, tmp_path / "rec", alphabets=list(REAL_ALPHABETS))
+    assert report.classes_per_split == {"TRAIN": 26, "VALID": 17, "TEST": 20}
+    assert sorted(int(f.split(".")[0]) for f in os.listdir(tmp_path / "rec" / "omniglot")) == ids
+    identical = _compare_with_official(tmp_path / "rec" / "omniglot", official, ids)
+    print(f"{form}: byte-identical record files: {identical}/{len(ids)} "
+          f"(Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')})")
+    if _same_jpeg_encoder():
+        assert identical == len(ids)
+    # A full conversion reaches class 0, whose files here are placeholders, and names one.
+    first = _where(raw, form, "images_background/Anglo-Saxon_Futhorc/character01/0296_01.png")
+    with pytest.raises(sources.SourceConversionError,
+                       match=re.escape(first) + ": not an image Pillow can read"):
+        sources.convert_omniglot(raw, tmp_path / "full")
