@@ -1,6 +1,6 @@
 """CrossTransformer head: forward+backward time, GFLOP/s and peak memory on 14x14x512 features.
 
-    python benchmarks/ctx_head.py [--quick] [--memory_budget_mb 1024] [--repeats 2]
+    python benchmarks/ctx_head.py [--quick] [--memory_budget_mb 1024] [--block_mb 8] [--repeats 2]
 
 Each case runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own;
 the subprocess also measures a plain 2048^3 tf.matmul right before the case, and the table
@@ -8,7 +8,16 @@ reports the head's useful rate as a fraction of that in-run matmul rate.
 
 Useful FLOPs count the matmuls of the math once (forward: 1x1 projections, scores, attended
 values; backward: twice the forward), not the recomputation, so recomputing is a cost here.
-`baseline` is the official strategy: one query at a time, recomputed in the backward pass.
+Methods:
+  ours            the layer as configured (blocks of [query rows, class positions] sized by
+                  `--block_mb` / `--memory_budget_mb`, hand-written backward with recomputation);
+  ours 1q blocks  the layer with `query_chunk_size=1` (blocks of one query image);
+  official 1q     the official strategy, frozen here independently of the layer: one query image
+                  at a time, a dense per-query forward (all support positions, per-image max,
+                  segment ops per class), and a backward pass that recomputes each query's
+                  forward and differentiates it with autodiff. `speedup` = its time / ours.
+(Until the blocked head, `baseline` was the layer itself with `query_chunk_size=1`, which then
+ran exactly the official strategy; `official 1q` keeps that computation fixed.)
 For the largest episode only `--max_queries` queries are timed (the chunks are independent, so
 time scales linearly) and the time is extrapolated to all queries; memory is measured with the
 full support set and reported for the queries actually run.
@@ -41,6 +50,62 @@ _CHILD = textwrap.dedent(
     from ctx_tf.models.cross_transformer import CrossTransformer
 
     cfg = json.loads(sys.argv[1])
+
+
+    def dense_distances(sk, sv, labels, num_classes, qk, qv, scale):
+        # Distances [chunk, K] of a chunk of queries, all support positions at once (the
+        # formulation of the layer before the blocked head): per-image max, per-class segment ops.
+        ns, m = tf.shape(sk)[0], tf.shape(sk)[1]
+        c, p = tf.shape(qk)[0], tf.shape(qk)[1]
+        scores = tf.matmul(tf.reshape(sk, [ns * m, -1]), tf.reshape(qk, [c * p, -1]) * scale,
+                           transpose_b=True)
+        scores = tf.reshape(scores, [ns, m, c * p])
+        image_max = tf.stop_gradient(tf.reduce_max(scores, axis=1))
+        exp_scores = tf.exp(scores - image_max[:, None, :])
+        image_sums = tf.reduce_sum(exp_scores, axis=1)
+        class_max = tf.math.unsorted_segment_max(image_max, labels, num_classes)
+        image_weight = tf.exp(image_max - tf.gather(class_max, labels))
+        class_sums = tf.math.unsorted_segment_sum(image_weight * image_sums, labels, num_classes)
+        coefficient = image_weight / tf.gather(class_sums, labels)
+        image_prototypes = tf.matmul(sv, exp_scores, transpose_a=True) * coefficient[:, None, :]
+        prototypes = tf.math.unsorted_segment_sum(image_prototypes, labels, num_classes)
+        flat_qv = tf.transpose(tf.reshape(qv, [c * p, -1]))
+        distances = tf.reduce_sum(tf.square(prototypes - flat_qv[None]), axis=1)
+        return tf.transpose(tf.reduce_mean(tf.reshape(distances, [num_classes, c, p]), axis=2))
+
+
+    def official_distances(sk, sv, labels, num_classes, qk, qv, scale):
+        # The official strategy: one query at a time forward, recompute + autodiff backward.
+        def one(sk, sv, qk_i, qv_i):
+            return dense_distances(sk, sv, labels, num_classes, qk_i[None], qv_i[None], scale)[0]
+
+        @tf.custom_gradient
+        def fn(sk, sv, qk, qv):
+            out = tf.map_fn(lambda x: one(sk, sv, x[0], x[1]), (qk, qv),
+                            fn_output_signature=tf.TensorSpec([None], sk.dtype),
+                            parallel_iterations=1)
+
+            def grad(upstream):
+                def body(i, d_sk, d_sv, d_qk, d_qv):
+                    with tf.GradientTape() as tape:
+                        qk_i, qv_i = qk[i], qv[i]
+                        tape.watch([sk, sv, qk_i, qv_i])
+                        d_i = one(sk, sv, qk_i, qv_i)
+                    g = tape.gradient(d_i, [sk, sv, qk_i, qv_i], output_gradients=upstream[i])
+                    return i + 1, d_sk + g[0], d_sv + g[1], d_qk.write(i, g[2]), d_qv.write(i, g[3])
+
+                n = tf.shape(qk)[0]
+                _, d_sk, d_sv, d_qk, d_qv = tf.while_loop(
+                    lambda i, *_: i < n, body,
+                    (tf.constant(0), tf.zeros_like(sk), tf.zeros_like(sv),
+                     tf.TensorArray(qk.dtype, size=n), tf.TensorArray(qv.dtype, size=n)),
+                    parallel_iterations=1)
+                return d_sk, d_sv, d_qk.stack(), d_qv.stack()
+
+            return out, grad
+
+        return fn(sk, sv, qk, qv)
+
     a = tf.random.normal([2048, 2048])
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
     matmul()
@@ -56,14 +121,24 @@ _CHILD = textwrap.dedent(
     query = tf.random.normal([nq, 14, 14, 512])
     layer = CrossTransformer(query_dim=128, val_dim=128, rematerialize=True,
                              query_chunk_size=cfg["chunk"],
-                             memory_budget_bytes=cfg["budget_mb"] << 20)
+                             memory_budget_bytes=cfg["budget_mb"] << 20,
+                             attention_block_bytes=int(cfg["block_mb"] * (1 << 20)))
     layer.build(support.shape)
+
+    def head(support, labels, query):
+        if cfg["method"] != "official":
+            return layer(support, labels, query)
+        sk, sv = layer.project(support)
+        qk, qv = layer.project(query)
+        flat = lambda x: tf.reshape(x, [tf.shape(x)[0], 196, x.shape[-1]])
+        return -official_distances(flat(sk), flat(sv), labels, tf.reduce_max(labels) + 1,
+                                   flat(qk), flat(qv), 1.0 / 128 ** 0.5)
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
             tape.watch([support, query])
-            logits = layer(support, labels, query)
+            logits = head(support, labels, query)
             objective = tf.reduce_sum(logits)
         grads = tape.gradient(objective, [support, query] + layer.trainable_variables)
         return [tf.reduce_sum(g) for g in grads]
@@ -75,7 +150,14 @@ _CHILD = textwrap.dedent(
         [g.numpy() for g in step()]
         times.append(time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print("RESULT " + json.dumps(dict(seconds=min(times), matmul_gflops=matmul_rate, peak_bytes=rss)))
+    logit_diff = None
+    if cfg["method"] == "official":  # same logits as the layer (after the memory reading)
+        reference = tf.function(lambda: head(support, labels, query))()
+        ours = tf.function(lambda: layer(support, labels, query))()
+        logit_diff = float(tf.reduce_max(tf.abs(reference - ours))
+                           / tf.reduce_max(tf.abs(reference)))
+    print("RESULT " + json.dumps(dict(seconds=min(times), matmul_gflops=matmul_rate, peak_bytes=rss,
+                                      logit_diff=logit_diff)))
     """
 )
 
@@ -87,9 +169,9 @@ def useful_flops(support, queries):
     return 3 * forward  # forward + backward (two matmuls per forward matmul)
 
 
-def run_case(support, ways, queries, chunk, budget_mb, repeats):
-    cfg = dict(support=support, ways=ways, queries=queries, chunk=chunk, budget_mb=budget_mb,
-               repeats=repeats)
+def run_case(support, ways, queries, method, chunk, budget_mb, block_mb, repeats):
+    cfg = dict(support=support, ways=ways, queries=queries, method=method, chunk=chunk,
+               budget_mb=budget_mb, block_mb=block_mb, repeats=repeats)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(cfg)], capture_output=True,
                           text=True, env=env)
@@ -116,14 +198,17 @@ def main():
                         help="one timed repeat, 10 timed queries for the maximal episode")
     parser.add_argument("--memory_budget_mb", type=int, default=1024,
                         help="CrossTransformer memory_budget_bytes, in MiB")
+    parser.add_argument("--block_mb", type=float, default=8,
+                        help="CrossTransformer attention_block_bytes, in MiB")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max_queries", type=int, default=None,
                         help="queries timed in the maximal episode (default 50, --quick 10)")
     parser.add_argument("--cases", default="0,1,2",
                         help="comma-separated indices into the three episodes (small, medium, max)")
-    parser.add_argument("--methods", default="ours,baseline", help="ours, baseline or both")
+    parser.add_argument("--methods", default="ours,official",
+                        help="comma-separated subset of ours, ours1q, official")
     parser.add_argument("--baseline_queries", type=int, default=10,
-                        help="queries timed for the one-query baseline on the larger episodes")
+                        help="queries timed for the one-query methods on the larger episodes")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     max_queries = args.max_queries or (10 if args.quick else 50)
@@ -132,37 +217,46 @@ def main():
 
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores), TensorFlow {tf.__version__}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"memory budget {args.memory_budget_mb} MiB; features 14x14x512; dims 128/128\n")
+    print(f"memory budget {args.memory_budget_mb} MiB, attention block {args.block_mb:g} MiB; "
+          f"features 14x14x512; dims 128/128\n")
     header = (f"{'episode':24s} {'method':22s} {'queries run':>11s} {'fwd+bwd s':>10s} "
               f"{'GFLOP/s':>8s} {'matmul':>7s} {'ratio':>6s} {'peak RSS':>9s} {'speedup':>8s}")
     print(header)
     print("-" * len(header))
     selected = [CASES[int(i)] for i in args.cases.split(",")]
-    methods = [m for m in (("ours (budget chunks)", None), ("baseline 1 query", 1))
-               if m[0].split()[0] in args.methods.split(",")]
+    methods = [m for m in (("ours (blocked)", "ours", None), ("ours 1q blocks", "ours1q", 1),
+                           ("official 1q recompute", "official", 1))
+               if m[1] in args.methods.split(",")]
+    checks = []
     for name, support, ways, queries in selected:
         rows = {}
-        for method, chunk in methods:
+        for method, key, chunk in methods:
             run_queries = queries
             if support == 500:
                 run_queries = min(queries, max_queries)
-            if method.startswith("baseline") and queries > 50:
+            if key != "ours" and queries > 50:
                 run_queries = min(run_queries, args.baseline_queries)
-            result = run_case(support, ways, run_queries, chunk, args.memory_budget_mb, repeats)
+            result = run_case(support, ways, run_queries, key, chunk, args.memory_budget_mb,
+                              args.block_mb, repeats)
             seconds = result["seconds"] * queries / run_queries  # extrapolated when subset
             rate = useful_flops(support, queries) / seconds / 1e9
             rows[method] = seconds
             note = "" if run_queries == queries else "*"
             speedup = ""
-            if method.startswith("baseline") and "ours (budget chunks)" in rows:
-                speedup = f"{seconds / rows['ours (budget chunks)']:.1f}x"
+            if key != "ours" and "ours (blocked)" in rows:
+                speedup = f"{seconds / rows['ours (blocked)']:.1f}x"
             print(f"{name:24s} {method:22s} {run_queries:>10d}{note:1s} {seconds:10.2f} "
                   f"{rate:8.1f} {result['matmul_gflops']:7.1f} "
                   f"{rate / result['matmul_gflops']:6.0%} {result['peak_bytes'] / 2**30:7.2f}GB "
                   f"{speedup:>8s}", flush=True)
-    print("\n* time extrapolated linearly from the queries run; peak RSS is for the queries run "
+            if result.get("logit_diff") is not None:
+                checks.append(f"{name}: official vs ours, max |logit difference| / max |logit| = "
+                              f"{result['logit_diff']:.1e}")
+    print("\n" + "\n".join(checks) if checks else "")
+    print("* time extrapolated linearly from the queries run; peak RSS is for the queries run "
           "(the process includes TensorFlow itself, ~0.5 GB)")
-    print("speedup = baseline time / our time; ratio = useful GFLOP/s / in-run 2048^3 matmul GFLOP/s")
+    print("speedup = that method's time / ours (blocked); "
+          "ratio = useful GFLOP/s / in-run 2048^3 matmul GFLOP/s")
 
 
 if __name__ == "__main__":

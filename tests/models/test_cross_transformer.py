@@ -119,34 +119,112 @@ def test_chunk_sizes_and_paths_agree(rng_seed):
             assert_close(a, b, rtol=1e-5)
 
 
-@pytest.mark.slow
-def test_memory_budget_sets_chunk_and_graph_mode_matches_eager(rng_seed):
-    rng = np.random.default_rng(rng_seed)
-    fs, labels, fq = random_episode(rng, num_classes=3, num_query=5)
-    positions = fs.shape[0] * 9
-    # Budget for exactly two queries per chunk.
-    budget = 6 * 4 * positions * 6 * 2
-    layer = CrossTransformer(query_dim=8, val_dim=8, memory_budget_bytes=budget)
-    layer.build(fs.shape)
-    assert layer.chunk_size_for(positions, 6) == 2
-    eager = layer(fs, labels, fq).numpy()
+def numpy_check(layer, fs, labels, fq, upstream, rtol=5e-5):
+    got = tf_logits_and_grads(layer, fs, labels, fq, upstream)
+    expected = numpy_ctx(fs, labels, fq, *layer.get_weights(), upstream)
+    for g, e, name in zip(got, expected, ["logits", "d_support", "d_query", "d_key_kernel", "d_value_kernel"]):
+        assert g.shape == e.shape, name
+        assert_close(g, e, rtol=rtol, name=name)
 
+
+# 4 classes, 30 query rows, val_dim 5: prototypes 2880 bytes; attention 1080 bytes per support
+# image (4-12 images); half the budget is kept.
+@pytest.mark.parametrize("block_bytes,budget", [
+    (4 * 9 * 5, 1 << 30),  # 5 rows per block: blocks end mid-query; everything kept
+    (4 * 27 * 7, 1 << 30),  # 7 rows against the largest class (3 shots x 9 positions)
+    (4, 1 << 30),  # one row per block
+    (1 << 30, 1 << 30),  # one block per class
+    (4 * 9 * 5, 2 * (2880 + 2000)),  # all prototypes kept, some attention blocks
+    (4 * 9 * 5, 2 * 2000),  # some prototypes kept, no attention
+    (4 * 9 * 5, 1),  # nothing kept, everything recomputed
+    (1 << 30, 4096),  # the budget caps the block (4-14 rows); some prototypes kept
+])
+def test_blocked_head_matches_numpy(rng_seed, block_bytes, budget):
+    """Blocks of query rows of any size, with attention and prototypes kept or recomputed, are
+    exact."""
+    rng = np.random.default_rng(rng_seed)
+    fs, labels, fq = random_episode(rng, num_classes=4, num_query=5, feature_scale=2.0)
+    layer = CrossTransformer(query_dim=4, val_dim=5, memory_budget_bytes=budget,
+                             attention_block_bytes=block_bytes)
+    layer.build(fs.shape)
+    layer.set_weights([0.7 * rng.standard_normal(w.shape).astype(np.float32) for w in layer.get_weights()])
+    upstream = rng.standard_normal((5, 4)).astype(np.float32)
+    numpy_check(layer, fs, labels, fq, upstream)
+
+
+def test_chunk_size_from_budget_and_block():
+    layer = CrossTransformer(query_dim=8, val_dim=8, memory_budget_bytes=2 * _copies() * 4 * 63 * 6 * 2,
+                             attention_block_bytes=1 << 30)
+    assert layer.chunk_size_for(63, 6) == 2  # half the budget holds two queries' blocks
+    layer = CrossTransformer(query_dim=8, val_dim=8, attention_block_bytes=4 * 63 * 6 * 3)
+    assert layer.chunk_size_for(63, 6) == 3  # the block target allows three
+    assert CrossTransformer(query_chunk_size=5).chunk_size_for(63, 6) == 5
+    with pytest.raises(ValueError, match="attention_block_bytes"):
+        CrossTransformer(attention_block_bytes=0)
+
+
+def _copies():
+    from ctx_tf.models import cross_transformer
+
+    return cross_transformer._LIVE_ATTENTION_COPIES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget", [1 << 30, 8000, 2048, 1])
+def test_graph_mode_with_unknown_shapes_matches_numpy(rng_seed, budget):
+    """Training graphs see episodes of any shape: class count, block rows and what is kept for
+    the backward pass are all decided at run time (1 GiB keeps everything, 8000 bytes all or
+    some prototypes, 2 KiB some prototypes, 1 byte nothing)."""
+    rng = np.random.default_rng(rng_seed)
+    layer = CrossTransformer(query_dim=8, val_dim=8, memory_budget_bytes=budget,
+                             attention_block_bytes=4 * 9 * 4)
+    layer.build((None, None, None, 6))
+    layer.set_weights([0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in layer.get_weights()])
     spec = [tf.TensorSpec([None, None, None, 6]), tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None, None, None, 6])]
+            tf.TensorSpec([None, None, None, 6]), tf.TensorSpec([None, None])]
 
     @tf.function(input_signature=spec)
-    def run(a, b, c):
+    def run(a, b, c, up):
         with tf.GradientTape() as tape:
+            tape.watch([a, c])
             logits = layer(a, b, c)
-            objective = tf.reduce_sum(logits**2)
-        return logits, tape.gradient(objective, layer.trainable_variables)
+            objective = tf.reduce_sum(logits * up)
+        return [logits] + tape.gradient(objective, [a, c] + layer.trainable_variables)
 
-    graph, grads = run(fs, labels, fq)
-    assert_close(graph.numpy(), eager, rtol=1e-5)
-    with tf.GradientTape() as tape:
-        objective = tf.reduce_sum(layer(fs, labels, fq) ** 2)
-    for g_graph, g_eager in zip(grads, tape.gradient(objective, layer.trainable_variables)):
-        assert_close(g_graph.numpy(), g_eager.numpy(), rtol=1e-5)
+    for num_classes, num_query in [(3, 5), (5, 2)]:  # two episode shapes, one trace
+        fs, labels, fq = random_episode(rng, num_classes=num_classes, num_query=num_query)
+        upstream = rng.standard_normal((num_query, num_classes)).astype(np.float32)
+        got = [g.numpy() for g in run(fs, labels, fq, upstream)]
+        expected = numpy_ctx(fs, labels, fq, *layer.get_weights(), upstream)
+        for g, e, name in zip(got, expected, ["logits", "d_support", "d_query", "d_wk", "d_wv"]):
+            assert_close(g, e, rtol=5e-5, name=name)
+    assert run.experimental_get_tracing_count() == 1
+
+
+def test_projections_with_one_hot_labels(rng_seed):
+    """The distributed path: labels one-hot, keys/values from project()."""
+    rng = np.random.default_rng(rng_seed)
+    fs, labels, fq = random_episode(rng, num_classes=3, num_query=4)
+    layer = CrossTransformer(query_dim=4, val_dim=4, attention_block_bytes=4 * 9 * 3)
+    layer.build(fs.shape)
+    sk, sv = layer.project(fs)
+    qk, qv = layer.project(fq)
+    by_int = layer.logits_from_projections(sk, sv, labels, qk, qv)
+    by_one_hot = layer.logits_from_projections(sk, sv, tf.one_hot(labels, 3), qk, qv)
+    assert_close(by_one_hot.numpy(), by_int.numpy(), rtol=1e-6)
+    assert_close(by_int.numpy(), layer(fs, labels, fq).numpy(), rtol=1e-6)
+
+
+def test_gin_binds_block_size():
+    import gin
+
+    with gin.unlock_config():
+        gin.parse_config("CrossTransformer.attention_block_bytes = 12345")
+    try:
+        assert CrossTransformer().attention_block_bytes == 12345
+        assert CrossTransformer().get_config()["attention_block_bytes"] == 12345
+    finally:
+        gin.clear_config()
 
 
 def test_large_scores_do_not_overflow(rng_seed):
