@@ -109,11 +109,7 @@ def official_name_map(learner) -> Dict[str, tf.Variable]:
         raise OfficialCheckpointError(
             "official_name_map: the learner has no variables yet; build it with "
             "trainer.build_learner_variables(learner, image_size) or call it on an episode")
-    names = {}
-    names.update(learner.backbone.official_variable_names())
-    head = getattr(learner, "head", None)
-    if head is not None:
-        names.update(head.official_variable_names())
+    names = learner.official_variable_names()
     mapped = {}
     for name, variable in names.items():
         key = id(variable)
