@@ -25,6 +25,7 @@ from absl import app
 from absl import flags
 
 from ctx_tf.evaluation import plot
+from ctx_tf.evaluation import results
 from ctx_tf.evaluation.stats import mean_and_ci95
 
 FLAGS = flags.FLAGS
@@ -152,13 +153,6 @@ def chart_png(comparison, title=None):
     return plot.bar_chart(series, [dataset], title=title, size=(900, 500))
 
 
-def _write_atomic(path, data):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
-    os.replace(tmp, path)
-
-
 def parse_run_flag(value):
     name, sep, directory = value.partition("=")
     if not sep or not name.strip() or not directory.strip():
@@ -177,8 +171,8 @@ def run(run_flags, output_dir, name, title=None):
     comparison = compare(runs)
     table = table_markdown(comparison)
     os.makedirs(output_dir, exist_ok=True)
-    _write_atomic(os.path.join(output_dir, f"{name}_table.md"), table)
-    _write_atomic(os.path.join(output_dir, f"{name}.png"), chart_png(comparison, title))
+    results.atomic_write(os.path.join(output_dir, f"{name}_table.md"), table)
+    results.atomic_write(os.path.join(output_dir, f"{name}.png"), chart_png(comparison, title))
     return table
 
 
