@@ -269,30 +269,30 @@ class _ZipTree:
         self._zip.close()
 
 
-def _subfolders(tree, parts, what):
-    """Sorted names of the sub-folders of ``parts``; any file there is an error."""
+def _sorted_entries(tree, parts, folders, wrong_kind, empty):
+    """Sorted names in the folder ``parts``, which must all be folders (``folders=True``) or
+    all files, and at least one; else the error names the first entry of the other kind
+    (``wrong_kind`` says why) or the folder (``empty`` says why)."""
     entries = tree.entries(parts)
     for name in sorted(entries):
-        if not entries[name]:
-            raise SourceConversionError(
-                f"{tree.where(tuple(parts) + (name,))}: a file where only {what} folders are "
-                "expected")
+        if entries[name] != folders:
+            raise SourceConversionError(f"{tree.where(tuple(parts) + (name,))}: {wrong_kind}")
     if not entries:
-        raise SourceConversionError(f"{tree.where(parts)}: no {what} folders in it")
+        raise SourceConversionError(f"{tree.where(parts)}: {empty}")
     return sorted(entries)
+
+
+def _subfolders(tree, parts, what):
+    """Sorted names of the sub-folders of ``parts``; any file there is an error."""
+    return _sorted_entries(tree, parts, True, f"a file where only {what} folders are expected",
+                           f"no {what} folders in it")
 
 
 def _character_images(tree, parts):
     """Sorted file names of a character folder (the official converter's image order)."""
-    entries = tree.entries(parts)
-    for name in sorted(entries):
-        if entries[name]:
-            raise SourceConversionError(
-                f"{tree.where(tuple(parts) + (name,))}: a folder inside a character folder "
-                "(only image files are expected)")
-    if not entries:
-        raise SourceConversionError(f"{tree.where(parts)}: character folder with no images")
-    return sorted(entries)
+    return _sorted_entries(tree, parts, False,
+                           "a folder inside a character folder (only image files are expected)",
+                           "character folder with no images")
 
 
 def _jpeg_of_file(tree, parts):
