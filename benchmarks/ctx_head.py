@@ -12,8 +12,9 @@ Methods:
   ours            the layer as configured (blocks of [query rows, class positions] sized by
                   `--block_mb` / `--memory_budget_mb`, hand-written backward with recomputation);
   ours 1q blocks  the layer with `query_chunk_size=1` (blocks of one query image);
-  official 1q     the official strategy, frozen here independently of the layer: one query image
-                  at a time, a dense per-query forward (all support positions, per-image max,
+  official 1q     the official strategy, driven here independently of the layer's blocking: one
+                  query image at a time, a dense per-query forward (the layer's
+                  `rematerialize=False` formulation: all support positions, per-image max,
                   segment ops per class), and a backward pass that recomputes each query's
                   forward and differentiates it with autodiff. `speedup` = its time / ours.
 (Until the blocked head, `baseline` was the layer itself with `query_chunk_size=1`, which then
@@ -47,37 +48,16 @@ _CHILD = textwrap.dedent(
     import json, resource, sys, time
     import numpy as np
     import tensorflow as tf
-    from ctx_tf.models.cross_transformer import CrossTransformer
+    from ctx_tf.models.cross_transformer import CrossTransformer, _class_attention_distances
 
     cfg = json.loads(sys.argv[1])
-
-
-    def dense_distances(sk, sv, labels, num_classes, qk, qv, scale):
-        # Distances [chunk, K] of a chunk of queries, all support positions at once (the
-        # formulation of the layer before the blocked head): per-image max, per-class segment ops.
-        ns, m = tf.shape(sk)[0], tf.shape(sk)[1]
-        c, p = tf.shape(qk)[0], tf.shape(qk)[1]
-        scores = tf.matmul(tf.reshape(sk, [ns * m, -1]), tf.reshape(qk, [c * p, -1]) * scale,
-                           transpose_b=True)
-        scores = tf.reshape(scores, [ns, m, c * p])
-        image_max = tf.stop_gradient(tf.reduce_max(scores, axis=1))
-        exp_scores = tf.exp(scores - image_max[:, None, :])
-        image_sums = tf.reduce_sum(exp_scores, axis=1)
-        class_max = tf.math.unsorted_segment_max(image_max, labels, num_classes)
-        image_weight = tf.exp(image_max - tf.gather(class_max, labels))
-        class_sums = tf.math.unsorted_segment_sum(image_weight * image_sums, labels, num_classes)
-        coefficient = image_weight / tf.gather(class_sums, labels)
-        image_prototypes = tf.matmul(sv, exp_scores, transpose_a=True) * coefficient[:, None, :]
-        prototypes = tf.math.unsorted_segment_sum(image_prototypes, labels, num_classes)
-        flat_qv = tf.transpose(tf.reshape(qv, [c * p, -1]))
-        distances = tf.reduce_sum(tf.square(prototypes - flat_qv[None]), axis=1)
-        return tf.transpose(tf.reduce_mean(tf.reshape(distances, [num_classes, c, p]), axis=2))
 
 
     def official_distances(sk, sv, labels, num_classes, qk, qv, scale):
         # The official strategy: one query at a time forward, recompute + autodiff backward.
         def one(sk, sv, qk_i, qv_i):
-            return dense_distances(sk, sv, labels, num_classes, qk_i[None], qv_i[None], scale)[0]
+            return _class_attention_distances(sk, sv, labels, num_classes, qk_i[None],
+                                              qv_i[None], scale)[0]
 
         @tf.custom_gradient
         def fn(sk, sv, qk, qv):
