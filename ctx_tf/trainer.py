@@ -555,7 +555,6 @@ class Trainer:
         normalized = self.normalized_gradient_descent
 
         def replica_fn(episode):
-
             variables = learner.trainable_variables
             with tf.GradientTape() as tape:
                 out = replica_forward(learner, episode, training=True)
@@ -577,7 +576,6 @@ class Trainer:
 
         @tf.function(input_signature=[signature], autograph=False)
         def train_step(episode):
-
             results = strategy.run(replica_fn, args=(episode,))
             self.step.assign_add(1)
             return distribute_lib.first_replica_value(strategy, results)
@@ -588,14 +586,12 @@ class Trainer:
         strategy, learner = self.strategy, self.learner
 
         def replica_fn(episode):
-
             out = replica_forward(learner, episode, training=False)
             loss, correct = distribute_lib.all_reduce_sum([out["loss"], out["correct"]])
             return dict(loss=loss, accuracy=correct / tf.cast(out["num_query"], tf.float32))
 
         @tf.function(input_signature=[signature], autograph=False)
         def eval_step(episode):
-
             return distribute_lib.first_replica_value(
                 strategy, strategy.run(replica_fn, args=(episode,)))
 
@@ -605,7 +601,6 @@ class Trainer:
         strategy, learner = self.strategy, self.learner
 
         def replica_fn(episode):
-
             variables = learner.trainable_variables
             with tf.GradientTape() as tape:
                 out = replica_forward(learner, episode, training=True)
@@ -616,7 +611,6 @@ class Trainer:
 
         @tf.function(input_signature=[signature], autograph=False)
         def gradient_fn(episode):
-
             return distribute_lib.first_replica_value(
                 strategy, strategy.run(replica_fn, args=(episode,)))
 
