@@ -1,4 +1,4 @@
-"""Derives ctx_tf's shipped benchmark facts (ctx_tf/data/facts/) from the official Meta-Dataset files.
+"""Derives ctx_tf's shipped benchmark facts (ctx_tf/data/facts/) from the official files.
 
 Input: a directory holding unchanged copies of google-research/meta-dataset's dataset specs, class
 split lists, label lists, ILSVRC duplicate lists and num_leaf_images caches (the development
