@@ -93,12 +93,10 @@ def run(command, main, *, tensorflow=True, argv=None):
         except (UserError, app.UsageError) as e:
             _exit_user_error(prog, str(e), e)
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-            culprit = _flag_naming_path(e)
-            if culprit is None:
+            message = _path_flag_message(e)
+            if message is None:
                 raise
-            _exit_user_error(prog, f"{culprit}: {e.strerror or e}"
-                             + (f" ({e.filename})" if not culprit.endswith(str(e.filename))
-                                else ""), e)
+            _exit_user_error(prog, message, e)
 
     app.run(guarded_main, argv=argv, flags_parser=parse_flags)
 
@@ -115,8 +113,8 @@ def _exit_user_error(prog, message, error):
     sys.exit(EXIT_USER_ERROR)
 
 
-def _flag_naming_path(error):
-    """'--flag=value' of the command-line flag naming the path `error` is about, or None.
+def _path_flag_message(error):
+    """'--flag=value: <reason>' for the command-line flag naming the path of `error`, or None.
 
     The flag names it when the path is the flag's value, or lies under it and the flag's path
     itself is missing (FileNotFoundError) or unreadable (PermissionError).
@@ -134,9 +132,11 @@ def _flag_naming_path(error):
                 continue
             path = os.path.abspath(os.path.expanduser(value))
             under = target.startswith(path.rstrip(os.sep) + os.sep)
-            if target == path or (under and (isinstance(error, PermissionError)
-                                             or not os.path.exists(path))):
-                return f"--{name}={value}"
+            reason = error.strerror or str(error)
+            if target == path:
+                return f"--{name}={value}: {reason}"
+            if under and (isinstance(error, PermissionError) or not os.path.exists(path)):
+                return f"--{name}={value}: {reason} ({os.fsdecode(error.filename)})"
     return None
 
 

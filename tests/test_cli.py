@@ -96,8 +96,9 @@ ONE_LINE_CASES = {
     "missing required flag": (None, "Flag --needed must have a value other than None"),
     "missing path": (["--mode=open", "--path=missing/file.txt"],
                      "--path=missing/file.txt: No such file or directory"),
-    "path under a missing folder": (["--mode=open_inside", "--path=nowhere"],
-                                    "--path=nowhere: No such file or directory (nowhere/inner.txt)"),
+    "path under a missing folder": (
+        ["--mode=open_inside", "--path=nowhere"],
+        "--path=nowhere: No such file or directory (nowhere/inner.txt)"),
     "gin binding": (["--mode=gin", "--gin_bindings=cli_cmd_thing.b = 2"],
                     "gin configuration: Configurable 'cli_cmd_thing' doesn't have a parameter "
                     "named 'b', in the --gin_bindings (cli_cmd_thing.b = 2)"),
