@@ -28,8 +28,6 @@ DPI = 100
 # matplotlib's default cycle (tab10), as 8-bit RGB: bar interiors are drawn in exactly these.
 _COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-WITHHELD_MARK = "†"
-WITHHELD_HEADING = f"{WITHHELD_MARK} Published rows not shown (comparison withheld):"
 _FONT_SIZE = 10
 _MIN_SIZE = (200, 150)
 _MAX_LABEL_LINES = 3
@@ -102,7 +100,7 @@ def _source_labels(sources, withheld, group_width_px):
     labels = []
     for source in sources:
         label = leaderboard.SHORT_TITLES.get(source, source)
-        labels.append(label + (f" {WITHHELD_MARK}" if source in withheld else ""))
+        labels.append(label + (f" {leaderboard.WITHHELD_MARK}" if source in withheld else ""))
     width = _chars_per_line(group_width_px * 0.95, _FONT_SIZE, minimum=6)
     wrapped = [_wrap(label, width) for label in labels]
     if max(w.count("\n") for w in wrapped) < _MAX_LABEL_LINES:
@@ -112,12 +110,10 @@ def _source_labels(sources, withheld, group_width_px):
 
 def footnote_lines(withheld, width_px):
     """The footnote lines for `{source: reason}`, wrapped to a figure `width_px` wide."""
-    if not withheld:
-        return []
-    lines = [WITHHELD_HEADING]
     width = _chars_per_line(width_px * 0.95, _FONT_SIZE - 1)
-    for reason in withheld.values():
-        lines += textwrap.wrap(reason, width, initial_indent="  ", subsequent_indent="    ")
+    lines = []
+    for line in leaderboard.withheld_footnote(withheld):
+        lines += textwrap.wrap(line, width, subsequent_indent="    ")
     return lines
 
 
@@ -125,7 +121,10 @@ def bar_figure(series, sources, title="", size=DEFAULT_SIZE, *, withheld=None, p
                ylabel="accuracy (%)"):
     """The bar chart as a matplotlib Figure (arguments as `bar_chart`)."""
     _check_series(series, sources)
-    withheld = {s: r for s, r in (withheld or {}).items() if s in sources}
+    # With published series, non-Meta-Dataset names are withheld too (their bars would be
+    # missing anyway); the footnote explains every missing published bar.
+    withheld = (leaderboard.withheld_sources(sources, withheld) if published
+                else {s: r for s, r in (withheld or {}).items() if s in sources})
     unknown = [n for n in published if n not in series]
     if unknown:
         raise ValueError(f"published series {unknown} are not among the series {list(series)}")
@@ -182,7 +181,8 @@ def bar_chart(series, sources, title="", size=DEFAULT_SIZE, *, withheld=None, pu
       title: drawn at the top.
       size: `(width, height)` of the image in pixels.
       withheld: `{source: one-line reason}`: sources on which the `published` series are not
-        drawn; the source's label is marked and a footnote gives each reason.
+        drawn (with `published`, also every non-Meta-Dataset name); the source's label is
+        marked and a footnote gives each reason.
       published: names of the series that are published numbers.
       ylabel: the y axis label.
     """
