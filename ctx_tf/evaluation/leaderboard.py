@@ -264,10 +264,23 @@ def published_scores(row: PublishedRow):
 
 
 def withheld_footnote(withheld):
-    """The lines under a table or chart with withheld sources (none when there are none)."""
+    """The lines under a table or chart with withheld sources (none when there are none):
+    one per reason; sources withheld for the same reason (`"name: why"`) share its line."""
     if not withheld:
         return []
-    return [WITHHELD_HEADING] + [f"- {reason}" for reason in withheld.values()]
+    names_by_why = {}
+    for source, reason in withheld.items():
+        prefix = f"{source}: "
+        why = reason[len(prefix):] if reason.startswith(prefix) else None
+        names_by_why.setdefault(why if why is not None else reason, []).append(
+            source if why is not None else None)
+    lines = [WITHHELD_HEADING]
+    for why, names in names_by_why.items():
+        if None in names:  # a reason that does not start with its source's name
+            lines.append(f"- {why}")
+        else:
+            lines.append(f"- {', '.join(names)}: {why}")
+    return lines
 
 
 def markdown_table(table: Mapping[str, Mapping[str, Score]], sources: Sequence[str],

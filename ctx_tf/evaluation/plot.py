@@ -20,6 +20,8 @@ import textwrap
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ctx_tf.evaluation import leaderboard
 
@@ -32,6 +34,7 @@ _FONT_SIZE = 10
 _MIN_SIZE = (200, 150)
 _MAX_LABEL_LINES = 3
 _LEGEND_COLUMNS = 4
+_LINE_SPACING = 1.3
 
 
 def color(index):
@@ -108,12 +111,18 @@ def _source_labels(sources, withheld, group_width_px):
     return labels, 30
 
 
-def footnote_lines(withheld, width_px):
-    """The footnote lines for `{source: reason}`, wrapped to a figure `width_px` wide."""
-    width = _chars_per_line(width_px * 0.95, _FONT_SIZE - 1)
+def footnote_lines(withheld, size):
+    """The footnote lines for `{source: reason}`, wrapped to the width of a figure of
+    `size` pixels and cut to at most a quarter of its height (the table has them all)."""
+    width = _chars_per_line(size[0] * 0.95, _FONT_SIZE - 1)
     lines = []
     for line in leaderboard.withheld_footnote(withheld):
         lines += textwrap.wrap(line, width, subsequent_indent="    ")
+    line_px = (_FONT_SIZE - 1) * _LINE_SPACING * DPI / 72.0
+    room = max(2, int(size[1] * 0.25 / line_px))
+    if len(lines) > room:
+        lines = lines[:room - 1] + [f"    ... ({len(lines) - room + 1} more line(s) in the "
+                                    "results table)"]
     return lines
 
 
@@ -143,7 +152,6 @@ def bar_figure(series, sources, title="", size=DEFAULT_SIZE, *, withheld=None, p
             # The whisker is the 95% CI, clipped to the [0, 100] axis.
             lower.append(100.0 * min(ci, mean))
             upper.append(100.0 * min(ci, 1.0 - mean))
-        # An empty series still gets its legend entry, so colours match across charts.
         axes.bar(xs, means, width=bar_width * 0.95, color=color(i), label=name,
                  yerr=[lower, upper] if xs else None, capsize=min(6.0, 40.0 * bar_width),
                  error_kw={"elinewidth": 1.2, "ecolor": "black", "capthick": 1.2})
@@ -153,21 +161,25 @@ def bar_figure(series, sources, title="", size=DEFAULT_SIZE, *, withheld=None, p
                          rotation_mode="anchor", fontsize=_FONT_SIZE)
     axes.set_xlim(-0.5, len(sources) - 0.5)
     axes.set_ylim(0, 100)
-    axes.set_yticks(range(0, 101, 10))
+    # Every 10% when there is room, every 20% on a short axis.
+    axes.yaxis.set_major_locator(MaxNLocator(nbins=10 if size[1] >= 450 else 5,
+                                             steps=[1, 2, 5, 10]))
     axes.set_ylabel(ylabel, fontsize=_FONT_SIZE + 1)
     axes.yaxis.grid(True, color="0.88")
     axes.set_axisbelow(True)
     axes.spines[["top", "right"]].set_visible(False)
     if title:
         figure.suptitle(title, fontsize=_FONT_SIZE + 2)
-    axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01),
+    # Patches, not the bars: a series with every bar withheld keeps its colour in the legend.
+    handles = [Patch(facecolor=color(i), label=name) for i, name in enumerate(names)]
+    axes.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01),
                 ncol=min(len(names), _LEGEND_COLUMNS), frameon=False, fontsize=_FONT_SIZE,
                 borderaxespad=0.0)
-    notes = footnote_lines(withheld, size[0])
+    notes = footnote_lines(withheld, size)
     if notes:
         # A figure-level label: constrained layout keeps it clear of the tick labels.
         figure.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=_FONT_SIZE - 1,
-                         color="0.25", linespacing=1.3)
+                         color="0.25", linespacing=_LINE_SPACING)
     return figure
 
 

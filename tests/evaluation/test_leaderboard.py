@@ -195,3 +195,12 @@ def test_a_name_outside_meta_dataset_is_never_compared():
     # when the caller says nothing about it.
     assert leaderboard.withheld_sources(["dtd", "x"], {"dtd": "dtd: r"}) == {
         "dtd": "dtd: r", "x": "x: not a Meta-Dataset source"}
+
+
+def test_sources_withheld_for_the_same_reason_share_a_footnote_line():
+    withheld = {"x": "x: not a Meta-Dataset source", "dtd": "dtd: not the official protocol (y)",
+                "y": "y: not a Meta-Dataset source", "fungi": "a reason without its name"}
+    assert leaderboard.withheld_footnote(withheld) == [
+        leaderboard.WITHHELD_HEADING, "- x, y: not a Meta-Dataset source",
+        "- dtd: not the official protocol (y)", "- a reason without its name"]
+    assert leaderboard.withheld_footnote({}) == []
