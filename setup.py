@@ -30,8 +30,10 @@ setuptools.setup(
         "absl-py>=1.0",
         "numpy>=1.23",
         # Reads the images of a folder tree and writes JPEGs in the writer (as the official
-        # converter does), and draws the results plots.
+        # converter does).
         "pillow>=9.0",
+        # The results charts and training curves (Agg renderer, no display needed).
+        "matplotlib>=3.5",
     ],
     extras_require={
         "test": ["pytest>=7"],

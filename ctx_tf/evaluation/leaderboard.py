@@ -10,12 +10,18 @@ model with the best mean; every remaining model m with
 `sd = ci95 * sqrt(n) / 1.96`, is tied with it; the k tied models occupy the next k ranks and
 each gets their average. A model's average rank is the mean of its ranks over the test sources
 (ILSVRC validation is never ranked).
+
+A result is ranked against the published rows only on the sources where the comparison holds
+(`ctx_tf.evaluation.comparability`); on the others (`withheld`, and always on sources whose
+name is not a Meta-Dataset source) tables show our numbers unranked and say in one line why.
 """
 
 import dataclasses
 import math
 from typing import Mapping, Optional, Sequence, Tuple
 
+from ctx_tf.data import facts
+from ctx_tf.evaluation import comparability
 from ctx_tf.evaluation import stats
 
 # The ten test sources of Meta-Dataset (v1), in the leaderboard's column order.
@@ -58,6 +64,11 @@ ALL_DATASETS = "all"
 _README = "google-research/meta-dataset README.md, leaderboard 'Training on ImageNet only'"
 _NOTEBOOK = "google-research/meta-dataset Leaderboard.ipynb (commit d6574b42)"
 
+# Marks a withheld source in tables and charts; the footnote under them starts with
+# WITHHELD_HEADING and gives one line per withheld source.
+WITHHELD_MARK = "†"
+WITHHELD_HEADING = f"{WITHHELD_MARK} Published rows not shown (comparison withheld):"
+
 
 @dataclasses.dataclass(frozen=True)
 class PublishedRow:
@@ -71,6 +82,8 @@ class PublishedRow:
       reference: the article.
       read_from: where the numbers were read.
       description: what the model is.
+      image_size: the image height and width the row was measured at (None: unknown); what
+        `comparability.check_protocol(published_image_size=...)` compares a run with.
     """
 
     name: str
@@ -80,6 +93,7 @@ class PublishedRow:
     reference: str
     read_from: str
     description: str = ""
+    image_size: Optional[int] = None
 
 
 def _row(values):
@@ -105,6 +119,9 @@ PUBLISHED = (
         read_from=f"{_README}; {_NOTEBOOK}, section 'CrossTransformers (`ctx`)'",
         description=("CrossTransformers, ResNet-34 at 224x224, 14x14 feature grid, SimCLR "
                      "episodes, BOHB-inspired augmentation"),
+        # DataConfig.image_height in meta_dataset/learn/gin/default/
+        # crosstransformer_simclreps_imagenet.gin.
+        image_size=224,
     ),
     PublishedRow(
         name="ProtoNet (large)",
@@ -116,6 +133,7 @@ PUBLISHED = (
         reference=_DOERSCH_2020,
         read_from=f"{_README}; {_NOTEBOOK}, section 'ProtoNet large (`protonet_large`)'",
         description="Prototypical Networks, ResNet-34 at 224x224, SimCLR episodes",
+        image_size=224,  # the CrossTransformers paper's large baseline (as CTX)
     ),
     PublishedRow(
         name="ProtoNet",
@@ -127,6 +145,9 @@ PUBLISHED = (
         reference=_TRIANTAFILLOU_2020,
         read_from=_README,
         description="Prototypical Networks, the Meta-Dataset paper's configuration",
+        # DataConfig.image_height in meta_dataset/learn/gin/best/prototypical_imagenet.gin
+        # (the paper's chosen hyperparameters).
+        image_size=126,
     ),
 )
 
@@ -183,28 +204,53 @@ def rank_source(scores: Mapping[str, Score]):
     return ranks
 
 
-def rank_models(table: Mapping[str, Mapping[str, Score]], sources: Optional[Sequence[str]] = None):
-    """Ranks every model on every source and averages.
+def withheld_sources(sources, withheld=None):
+    """`{source: one-line reason}` of the sources in `sources` not compared with published
+    rows: those in `withheld` (reasons as `comparability.comparison_verdict` gives them) and
+    every source whose name is not a Meta-Dataset source."""
+    withheld = dict(withheld or {})
+    result = {}
+    for source in sources:
+        if source in withheld:
+            result[source] = withheld[source]
+        elif source not in facts.SOURCES:
+            check = comparability.SourceCheck(name=source, official=False, matches=False,
+                                              summary=comparability.NOT_OFFICIAL)
+            result[source] = comparability.comparison_verdict(check)[1]
+    return result
+
+
+def _sources_of(table):
+    seen = []
+    for row in table.values():
+        for s in row:
+            if s not in seen:
+                seen.append(s)
+    return [s for s in TEST_SOURCES if s in seen] + [s for s in seen if s not in TEST_SOURCES]
+
+
+def rank_models(table: Mapping[str, Mapping[str, Score]], sources: Optional[Sequence[str]] = None,
+                *, withheld: Optional[Mapping[str, str]] = None):
+    """Ranks every model on every compared source and averages.
 
     Args:
       table: `{model: {source: Score}}`.
       sources: the sources to rank on (default: the test sources present in any row, in
         leaderboard order, then any others in first-seen order).
+      withheld: `{source: reason}`: sources not ranked; sources whose name is not a
+        Meta-Dataset source are never ranked either (`withheld_sources`).
 
     Returns:
-      `(ranks, average_rank)`: `ranks[model][source]` for every source the model has;
-      `average_rank[model]` = mean of its ranks (over the sources it has).
+      `(ranks, average_rank)`: `ranks[model][source]` for every ranked source the model has;
+      `average_rank[model]` = mean of its ranks (over the sources it has; NaN when none).
     """
     if sources is None:
-        seen = []
-        for row in table.values():
-            for s in row:
-                if s not in seen:
-                    seen.append(s)
-        sources = [s for s in TEST_SOURCES if s in seen] + [s for s in seen
-                                                             if s not in TEST_SOURCES]
+        sources = _sources_of(table)
+    skipped = withheld_sources(sources, withheld)
     ranks = {m: {} for m in table}
     for source in sources:
+        if source in skipped:
+            continue
         column = {m: row[source] for m, row in table.items() if source in row}
         for m, r in rank_source(column).items():
             ranks[m][source] = r
@@ -217,41 +263,79 @@ def published_scores(row: PublishedRow):
     return {s: Score(m, c, row.num_episodes) for s, (m, c) in row.results.items()}
 
 
+def withheld_footnote(withheld):
+    """The lines under a table or chart with withheld sources (none when there are none):
+    one per reason; sources withheld for the same reason (`"name: why"`) share its line."""
+    if not withheld:
+        return []
+    names_by_why = {}
+    for source, reason in withheld.items():
+        prefix = f"{source}: "
+        why = reason[len(prefix):] if reason.startswith(prefix) else None
+        names_by_why.setdefault(why if why is not None else reason, []).append(
+            source if why is not None else None)
+    lines = [WITHHELD_HEADING]
+    for why, names in names_by_why.items():
+        if None in names:  # a reason that does not start with its source's name
+            lines.append(f"- {why}")
+        else:
+            lines.append(f"- {', '.join(names)}: {why}")
+    return lines
+
+
 def markdown_table(table: Mapping[str, Mapping[str, Score]], sources: Sequence[str],
-                   rank=True, scale=1.0):
+                   rank=True, scale=1.0, *, withheld: Optional[Mapping[str, str]] = None,
+                   published: Sequence[str] = (), unranked: Sequence[str] = ()):
     """A leaderboard-layout Markdown table: one row per model, one column per source.
 
     Cells read `mean ± ci (rank)`; the best group of each column (rank-1 ties) is bold, as on
     the leaderboard. `scale` multiplies means and CIs (100 for fractions -> percent). The
-    "Mean" column is the average of the per-source means (only for models with every source).
+    "Mean" column is the average of the per-source means (only for models with every source
+    shown).
+
+    On withheld sources (`withheld_sources(sources, withheld)`: the given ones and every
+    non-Meta-Dataset name) nothing is ranked or bold, the `published` rows' cells read
+    "withheld", the column title is marked and a footnote gives each reason in one line.
+    `unranked` rows (e.g. the raw-pixel floor) are shown but never ranked.
     """
-    ranks, average = rank_models(table, sources) if rank else ({m: {} for m in table}, {})
+    skipped = withheld_sources(sources, withheld)
+    ranked_table = {m: row for m, row in table.items() if m not in unranked}
+    if rank:
+        ranks, average = rank_models(ranked_table, sources, withheld=skipped)
+    else:
+        ranks, average = {}, {}
     best_rank = {}
     for source in sources:
-        values = [ranks[m][source] for m in table if source in ranks[m]]
+        values = [r[source] for r in ranks.values() if source in r]
         if values:
             best_rank[source] = min(values)
     header = ["Method"] + (["Avg rank"] if rank else []) + ["Mean"] + [
-        COLUMN_TITLES.get(s, s) for s in sources]
+        COLUMN_TITLES.get(s, s) + (f" {WITHHELD_MARK}" if s in skipped else "") for s in sources]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for model, row in table.items():
+        model_ranks = ranks.get(model, {})
+        shown = {s: row[s] for s in sources
+                 if s in row and not (model in published and s in skipped)}
         cells = [model.replace("|", "\\|")]
         if rank:
-            cells.append(f"{average[model]:.2f}" if ranks[model] else "–")
-        if all(s in row for s in sources):
-            cells.append(f"{sum(row[s].mean for s in sources) / len(sources) * scale:.2f}")
+            cells.append(f"{average[model]:.2f}" if model_ranks else "–")
+        if len(shown) == len(sources):
+            cells.append(f"{sum(v.mean for v in shown.values()) / len(sources) * scale:.2f}")
         else:
             cells.append("–")
         for s in sources:
-            if s not in row:
-                cells.append("–")
+            if s not in shown:
+                cells.append("withheld" if s in row and s in skipped else "–")
                 continue
-            mean = f"{row[s].mean * scale:.2f}"
-            if rank and ranks[model].get(s) == best_rank.get(s):
+            mean = f"{shown[s].mean * scale:.2f}"
+            if s in model_ranks and model_ranks[s] == best_rank.get(s):
                 mean = f"**{mean}**"
-            cell = f"{mean} ± {row[s].ci95 * scale:.2f}"
-            if rank and s in ranks[model]:
-                cell += f" ({ranks[model][s]:g})"
+            cell = f"{mean} ± {shown[s].ci95 * scale:.2f}"
+            if s in model_ranks:
+                cell += f" ({model_ranks[s]:g})"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
+    footnote = withheld_footnote(skipped)
+    if footnote:
+        lines += [""] + footnote
     return "\n".join(lines) + "\n"

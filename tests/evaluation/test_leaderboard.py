@@ -122,3 +122,85 @@ def test_invalid_scores_are_rejected():
         Score(float("nan"), 1.0)
     with pytest.raises(ValueError):
         Score(50.0, -1.0)
+
+
+def test_published_rows_record_their_image_size():
+    sizes = {row.name: row.image_size for row in leaderboard.PUBLISHED}
+    assert sizes == {"CTX": 224, "ProtoNet (large)": 224, "ProtoNet": 126}
+
+
+def _ours_theirs_floor():
+    return {
+        "ours": {"omniglot": Score(0.90, 0.01), "aircraft": Score(0.50, 0.01),
+                 "dtd": Score(0.70, 0.01)},
+        "CTX (published)": {"omniglot": Score(0.80, 0.01), "aircraft": Score(0.505, 0.01),
+                            "dtd": Score(0.75, 0.01)},
+        "floor": {"omniglot": Score(0.30, 0.01), "aircraft": Score(0.20, 0.01),
+                  "dtd": Score(0.25, 0.01)},
+    }
+
+
+def test_withheld_sources_are_not_ranked_and_carry_their_reason():
+    reason = "dtd: not the official records (TEST: 100 of 1,880 images; 47 of 47 classes)"
+    text = leaderboard.markdown_table(
+        _ours_theirs_floor(), ["omniglot", "aircraft", "dtd"], scale=100.0,
+        withheld={"dtd": reason}, published=["CTX (published)"], unranked=["floor"])
+    lines = text.strip().splitlines()
+    assert lines[0] == "| Method | Avg rank | Mean | Omniglot | Aircraft | Textures † |"
+    # Comparable sources are ranked as without withholding; on dtd ours and the floor are
+    # shown unranked and the published cell is withheld.
+    assert lines[2] == ("| ours | 1.25 | 70.00 | **90.00** ± 1.00 (1) | **50.00** ± 1.00 (1.5) "
+                        "| 70.00 ± 1.00 |")
+    assert lines[3] == ("| CTX (published) | 1.75 | – | 80.00 ± 1.00 (2) "
+                        "| **50.50** ± 1.00 (1.5) | withheld |")
+    assert lines[4] == "| floor | – | 25.00 | 30.00 ± 1.00 | 20.00 ± 1.00 | 25.00 ± 1.00 |"
+    assert lines[5] == ""
+    assert lines[6] == leaderboard.WITHHELD_HEADING
+    assert lines[7] == f"- {reason}"
+    assert len(lines) == 8
+    assert "75.00" not in text  # the published dtd number is not shown
+
+    ranks, average = leaderboard.rank_models(_ours_theirs_floor(), withheld={"dtd": reason})
+    assert all("dtd" not in r for r in ranks.values())
+    assert ranks == {"ours": {"omniglot": 1.0, "aircraft": 1.5},
+                     "CTX (published)": {"omniglot": 2.0, "aircraft": 1.5},
+                     "floor": {"omniglot": 3.0, "aircraft": 3.0}}
+
+
+def test_comparable_sources_rank_as_without_withholding():
+    table = _ours_theirs_floor()
+    sources = ["omniglot", "aircraft", "dtd"]
+    assert (leaderboard.markdown_table(table, sources, withheld={}, published=["CTX (published)"])
+            == leaderboard.markdown_table(table, sources))
+    assert leaderboard.WITHHELD_MARK not in leaderboard.markdown_table(table, sources)
+    assert leaderboard.rank_models(table, withheld={}) == leaderboard.rank_models(table)
+
+
+def test_a_name_outside_meta_dataset_is_never_compared():
+    table = {"ours": {"omniglot": Score(0.9, 0.01), "my_folders": Score(0.6, 0.01)},
+             "theirs": {"omniglot": Score(0.8, 0.01), "my_folders": Score(0.7, 0.01)}}
+    assert leaderboard.withheld_sources(["omniglot", "my_folders"]) == {
+        "my_folders": "my_folders: not a Meta-Dataset source"}
+    ranks, average = leaderboard.rank_models(table)
+    assert ranks == {"ours": {"omniglot": 1.0}, "theirs": {"omniglot": 2.0}}
+    assert average == {"ours": 1.0, "theirs": 2.0}
+    text = leaderboard.markdown_table(table, ["omniglot", "my_folders"], scale=100.0,
+                                      published=["theirs"])
+    lines = text.strip().splitlines()
+    assert lines[0] == "| Method | Avg rank | Mean | Omniglot | my_folders † |"
+    assert lines[2] == "| ours | 1.00 | 75.00 | **90.00** ± 1.00 (1) | 60.00 ± 1.00 |"
+    assert lines[3] == "| theirs | 2.00 | – | 80.00 ± 1.00 (2) | withheld |"
+    assert lines[-1] == "- my_folders: not a Meta-Dataset source"
+    # An explicit reason for an official name is kept; a non-official name is withheld even
+    # when the caller says nothing about it.
+    assert leaderboard.withheld_sources(["dtd", "x"], {"dtd": "dtd: r"}) == {
+        "dtd": "dtd: r", "x": "x: not a Meta-Dataset source"}
+
+
+def test_sources_withheld_for_the_same_reason_share_a_footnote_line():
+    withheld = {"x": "x: not a Meta-Dataset source", "dtd": "dtd: not the official protocol (y)",
+                "y": "y: not a Meta-Dataset source", "fungi": "a reason without its name"}
+    assert leaderboard.withheld_footnote(withheld) == [
+        leaderboard.WITHHELD_HEADING, "- x, y: not a Meta-Dataset source",
+        "- dtd: not the official protocol (y)", "- a reason without its name"]
+    assert leaderboard.withheld_footnote({}) == []
