@@ -24,6 +24,7 @@ For training across replicas, `project()` and `logits_from_projections()` split 
 trainer can gather support keys/values/labels from all replicas in between.
 """
 
+import collections
 import math
 
 import gin
@@ -31,6 +32,10 @@ import tensorflow as tf
 
 from ctx_tf.keras import keras
 from ctx_tf.models.blocked_attention import DEFAULT_BLOCK_BYTES, BlockPlan, blocked_class_distances
+
+# What `CrossTransformer.attention_weights` returns (shapes in its docstring).
+ChosenAttention = collections.namedtuple(
+    "ChosenAttention", ["weights", "prototypes", "query_values", "support_values", "logits"])
 
 
 def _check_features(features, name):
@@ -41,6 +46,56 @@ def _check_features(features, name):
             f"{features.shape}"
         )
     return features
+
+
+def _check_pair(support_features, query_features):
+    support_features = _check_features(support_features, "support_features")
+    query_features = _check_features(query_features, "query_features")
+    if (support_features.shape[-1] is not None and query_features.shape[-1] is not None
+            and support_features.shape[-1] != query_features.shape[-1]):
+        raise ValueError(
+            f"CrossTransformer: support features have {support_features.shape[-1]} channels, "
+            f"query features {query_features.shape[-1]}"
+        )
+    return support_features, query_features
+
+
+def _episode_labels(support_labels, num_support, num_classes=None):
+    """(int32 labels `[num_support]`, num_classes, shots per class) from int or one-hot labels,
+    checked to cover every class 0..K-1 (checks run with the labels)."""
+    support_labels = tf.convert_to_tensor(support_labels)
+    if support_labels.shape.rank == 2:
+        if num_classes is None:
+            num_classes = tf.shape(support_labels)[1]
+        support_labels = tf.argmax(support_labels, axis=1, output_type=tf.int32)
+    elif support_labels.shape.rank != 1:
+        raise ValueError(
+            f"CrossTransformer: support_labels must be [num_support] or one-hot "
+            f"[num_support, K], got shape {support_labels.shape}"
+        )
+    labels = tf.cast(support_labels, tf.int32)
+    if num_support is not None and labels.shape[0] is not None and labels.shape[0] != num_support:
+        raise ValueError(
+            f"CrossTransformer: {labels.shape[0]} support labels for {num_support} support images"
+        )
+    if num_classes is None:
+        num_classes = tf.reduce_max(labels) + 1
+    num_classes = tf.cast(num_classes, tf.int32)
+    shots = tf.math.bincount(labels, minlength=num_classes, maxlength=num_classes)
+    checks = [
+        tf.debugging.assert_non_negative(labels, message="CrossTransformer: negative support label"),
+        tf.debugging.assert_positive(
+            shots, message="CrossTransformer: support_labels must cover every class 0..K-1"),
+    ]
+    with tf.control_dependencies(checks):
+        labels = tf.identity(labels)
+    return labels, num_classes, shots
+
+
+def _flat_positions(x):
+    """`[n, h, w, c]` -> `[n, h * w, c]`."""
+    shape = tf.shape(x)
+    return tf.reshape(x, [shape[0], shape[1] * shape[2], shape[3]])
 
 
 def _class_softmax(support_keys, labels, num_classes, query_keys, scale):
@@ -212,39 +267,11 @@ class CrossTransformer(keras.layers.Layer):
         `support_labels` is int `[num_support]` or one-hot `[num_support, K]` (as gathered across
         replicas); keys/values are the outputs of `project()`.
         """
-        support_labels = tf.convert_to_tensor(support_labels)
-        if support_labels.shape.rank == 2:
-            if num_classes is None:
-                num_classes = tf.shape(support_labels)[1]
-            support_labels = tf.argmax(support_labels, axis=1, output_type=tf.int32)
-        elif support_labels.shape.rank != 1:
-            raise ValueError(
-                f"CrossTransformer: support_labels must be [num_support] or one-hot "
-                f"[num_support, K], got shape {support_labels.shape}"
-            )
-        labels = tf.cast(support_labels, tf.int32)
-        num_support = support_keys.shape[0]
-        if num_support is not None and labels.shape[0] is not None and labels.shape[0] != num_support:
-            raise ValueError(
-                f"CrossTransformer: {labels.shape[0]} support labels for {num_support} support images"
-            )
-        if num_classes is None:
-            num_classes = tf.reduce_max(labels) + 1
-        num_classes = tf.cast(num_classes, tf.int32)
-        shots = tf.math.bincount(labels, minlength=num_classes, maxlength=num_classes)
-        checks = [
-            tf.debugging.assert_non_negative(labels, message="CrossTransformer: negative support label"),
-            tf.debugging.assert_positive(
-                shots, message="CrossTransformer: support_labels must cover every class 0..K-1"),
-        ]
-        with tf.control_dependencies(checks):
-            labels = tf.identity(labels)
+        labels, num_classes, shots = _episode_labels(support_labels, support_keys.shape[0],
+                                                     num_classes)
 
-        def flat(x):
-            shape = tf.shape(x)
-            return tf.reshape(x, [shape[0], shape[1] * shape[2], shape[3]])
-
-        sk, sv, qk, qv = flat(support_keys), flat(support_values), flat(query_keys), flat(query_values)
+        sk, sv, qk, qv = (_flat_positions(x) for x in (support_keys, support_values, query_keys,
+                                                       query_values))
         scale = 1.0 / math.sqrt(self.query_dim)
         if not self.rematerialize:
             distances = class_attention_distances(sk, sv, labels, num_classes, qk, qv, scale)
@@ -269,18 +296,60 @@ class CrossTransformer(keras.layers.Layer):
         return -distances
 
     def call(self, support_features, support_labels, query_features):
-        support_features = _check_features(support_features, "support_features")
-        query_features = _check_features(query_features, "query_features")
-        if (support_features.shape[-1] is not None and query_features.shape[-1] is not None
-                and support_features.shape[-1] != query_features.shape[-1]):
-            raise ValueError(
-                f"CrossTransformer: support features have {support_features.shape[-1]} channels, "
-                f"query features {query_features.shape[-1]}"
-            )
+        support_features, query_features = _check_pair(support_features, query_features)
         support_keys, support_values = self.project(support_features)
         query_keys, query_values = self.project(query_features)
         return self.logits_from_projections(
             support_keys, support_values, support_labels, query_keys, query_values)
+
+    def attention_weights(self, support_features, support_labels, query_features, query_indices):
+        """The attention of chosen queries over the support set (for inspection; eager or not).
+
+        Only the chosen queries' attention is formed: `[num_chosen, query_positions,
+        num_support, support_positions]` floats. Computed in float32 whatever the policy.
+
+        Args:
+          support_features, support_labels, query_features: as in `call`.
+          query_indices: query image indices, a python list or int `[num_chosen]` tensor.
+
+        Returns:
+          `ChosenAttention` (query positions r and support positions m in row-major h, w order):
+            weights: float32 `[num_chosen, query_positions, num_support, support_positions]`;
+              `weights[i, r, n, m]` is a_c[r, (n, m)] for the class c of support image n (0 for
+              the other classes' images), so it sums to 1 over each class's shots x positions.
+            prototypes: `[num_chosen, query_positions, K, val_dim]`, t_c[r] = sum over class c's
+              images n and positions m of `weights[i, r, n, m] * support_values[n, m]`.
+            query_values: `[num_chosen, query_positions, val_dim]` (u_r).
+            support_values: `[num_support, support_positions, val_dim]` (v).
+            logits: `[num_chosen, K]`, -mean_r ||u_r - t_c[r]||^2: the layer's logits for the
+              chosen queries.
+        """
+        support_features, query_features = _check_pair(support_features, query_features)
+        indices = tf.reshape(tf.cast(tf.convert_to_tensor(query_indices), tf.int32), [-1])
+        num_query = tf.shape(query_features)[0]
+        checks = [tf.debugging.assert_non_negative(
+                      indices, message="CrossTransformer.attention_weights: negative query_indices"),
+                  tf.debugging.assert_less(
+                      indices, num_query,
+                      message="CrossTransformer.attention_weights: query_indices beyond num_query")]
+        with tf.control_dependencies(checks):
+            chosen = tf.gather(query_features, indices)
+        support_keys, support_values = self.project(support_features)
+        query_keys, query_values = self.project(chosen)
+        labels, num_classes, _ = _episode_labels(support_labels, support_keys.shape[0])
+        sk, sv, qk, qv = (tf.cast(_flat_positions(x), tf.float32) for x in (
+            support_keys, support_values, query_keys, query_values))
+        attention = class_attention(sk, labels, num_classes, qk, 1.0 / math.sqrt(self.query_dim))
+        # [num_support, support_positions, columns] -> [columns, num_support, support_positions]
+        num_chosen, query_positions = tf.shape(qk)[0], tf.shape(qk)[1]
+        weights = tf.reshape(tf.transpose(attention, [2, 0, 1]),
+                             [num_chosen, query_positions, tf.shape(sk)[0], tf.shape(sk)[1]])
+        image_prototypes = tf.einsum("irnm,nmd->irnd", weights, sv)
+        prototypes = tf.transpose(tf.math.unsorted_segment_sum(
+            tf.transpose(image_prototypes, [2, 0, 1, 3]), labels, num_classes), [1, 2, 0, 3])
+        logits = -tf.reduce_mean(
+            tf.reduce_sum(tf.square(qv[:, :, None, :] - prototypes), axis=3), axis=1)
+        return ChosenAttention(weights, prototypes, qv, sv, logits)
 
     def get_config(self):
         config = super().get_config()
