@@ -102,7 +102,8 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
       query_positions: int32, rows per query image (for `plan.queries_per_block`).
 
     Returns:
-      `[R, K]`: `||v_r - t_{c,r}||^2` summed over channels (not yet averaged over positions).
+      `[R, K]`: `||v_r - t_{c,r}||^2` summed over channels (not yet averaged over positions);
+      float32 for float16/bfloat16 inputs (which get gradients of their own dtype).
 
     For each class and block of query rows the forward pass is: scores = q k_c^T (the class's
     positions only, so no per-class masking or segment ops), shift by the row max, exp, and one
@@ -116,7 +117,14 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
     plus the matmuls for d_keys, d_queries and d_values. Blocks run sequentially, so the live
     memory is a few blocks whatever the episode size (plus what is kept).
     """
+    # Blocks, scores and their exp in the compute dtype; softmax maxima and denominators,
+    # prototypes, distances and gradient sums in float32 for float16/bfloat16 inputs. float16's
+    # range (65504) cannot hold an unnormalised prototype (a sum over a class's positions), so
+    # its prototype matmuls run in float32; bfloat16 has float32's range, and its matmuls
+    # accumulate in float32 anyway.
     dtype = support_keys.dtype
+    stats = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+    proto_dtype = stats if dtype == tf.float16 else dtype
     num_classes = tf.size(class_bounds) - 1
     num_rows = tf.shape(query_keys)[0]
     key_dim = tf.shape(support_keys)[1]
@@ -124,14 +132,14 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
 
     # What to keep: True (every block), False (none) or "some" (blocks in order while the
     # bytes last, decided at run time). Sizes in float64 so that they cannot overflow.
-    def as_bytes(*dims):
-        size = float(dtype.size)
+    def as_bytes(element_dtype, *dims):
+        size = float(element_dtype.size)
         for d in dims:
             size *= tf.cast(d, tf.float64)
         return size
 
-    proto_total = as_bytes(num_rows, num_classes, val_dim + 1)
-    attention_total = as_bytes(num_rows, tf.shape(support_keys)[0])
+    proto_total = as_bytes(stats, num_rows, num_classes, val_dim + 1)
+    attention_total = as_bytes(dtype, num_rows, tf.shape(support_keys)[0])
     keep_bytes = plan.keep_bytes
     proto_pool = tf.constant(float(max(keep_bytes, 0)), tf.float64)
     attention_pool = tf.maximum(proto_pool - proto_total, 0.0)
@@ -157,7 +165,7 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
         """Writes x (or, when it does not fit, none of its rows) as element n of ta."""
         if how is True:
             return ta.write(n, x), used
-        size = as_bytes(tf.shape(x)[0], tf.shape(x)[1])
+        size = as_bytes(x.dtype, tf.shape(x)[0], tf.shape(x)[1])
         fits = used + size <= pool
         return ta.write(n, x[:tf.where(fits, tf.shape(x)[0], 0)]), used + tf.where(fits, size, 0.0)
 
@@ -170,14 +178,19 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
         x = ta.read(n)
         return tf.cond(tf.shape(x)[0] > 0, lambda: x, compute_fn)
 
-    def block_array(size=0, dynamic=False):
-        return tf.TensorArray(dtype, size=size, dynamic_size=dynamic, infer_shape=False,
+    def block_array(element_dtype, size=0, dynamic=False):
+        return tf.TensorArray(element_dtype, size=size, dynamic_size=dynamic, infer_shape=False,
                               element_shape=[None, None])
 
     @tf.custom_gradient
     def distances_fn(sk, sv, qk, qv):
         qs = qk * scale
-        sv_aug = tf.concat([sv, tf.ones([tf.shape(sv)[0], 1], dtype)], axis=1)  # [S, dv + 1]
+        qv_stats = tf.cast(qv, stats)
+        sv_aug = tf.concat([tf.cast(sv, proto_dtype), tf.ones([tf.shape(sv)[0], 1], proto_dtype)],
+                           axis=1)  # [S, dv + 1]
+
+        def prototypes(e, vc):
+            return tf.cast(tf.matmul(tf.cast(e, proto_dtype), vc), stats)
 
         # Kept tensors, one element per (class, block) in loop order, read back in that order.
         def forward_class(c, n, used, dist_ta, max_ta, proto_ta, att_ta):
@@ -192,9 +205,9 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
                 scores = tf.matmul(qs[a:b], kc, transpose_b=True)  # [r, Sc]
                 row_max = tf.reduce_max(scores, axis=1, keepdims=True)
                 e = tf.exp(scores - row_max)
-                tz = tf.matmul(e, vc)  # [r, dv + 1]: unnormalised prototype, denominator
+                tz = prototypes(e, vc)  # [r, dv + 1]: unnormalised prototype, denominator
                 t = tz[:, :-1] / tz[:, -1:]
-                d = tf.reduce_sum(tf.square(t - qv[a:b]), axis=1)
+                d = tf.reduce_sum(tf.square(t - qv_stats[a:b]), axis=1)
                 used_proto, used_attention = used[0], used[1]
                 if keep_prototypes is not False:
                     proto_ta, used_proto = keep(keep_prototypes, proto_ta, n, tz, used_proto,
@@ -203,9 +216,9 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
                     att_ta, used_attention = keep(keep_attention, att_ta, n, e, used_attention,
                                                   attention_pool)
                 return (i + 1, n + 1, tf.stack([used_proto, used_attention]), d_ta.write(i, d),
-                        m_ta.write(i, row_max[:, 0]), proto_ta, att_ta)
+                        m_ta.write(i, tf.cast(row_max[:, 0], stats)), proto_ta, att_ta)
 
-            vector_array = lambda: tf.TensorArray(dtype, size=num_blocks, infer_shape=False,
+            vector_array = lambda: tf.TensorArray(stats, size=num_blocks, infer_shape=False,
                                                   element_shape=[None])
             n, used, d_ta, m_ta, proto_ta, att_ta = loop(num_blocks, block, (
                 n, used, vector_array(), vector_array(), proto_ta, att_ta))
@@ -214,14 +227,14 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
 
         _, _, dist_ta, max_ta, proto_ta, att_ta = loop(num_classes, forward_class, (
             tf.constant(0), tf.zeros([2], tf.float64),
-            tf.TensorArray(dtype, size=num_classes, element_shape=[None]),
-            tf.TensorArray(dtype, size=num_classes, element_shape=[None]),
-            block_array(dynamic=True), block_array(dynamic=True)))
+            tf.TensorArray(stats, size=num_classes, element_shape=[None]),
+            tf.TensorArray(stats, size=num_classes, element_shape=[None]),
+            block_array(stats, dynamic=True), block_array(dtype, dynamic=True)))
         distances = tf.transpose(dist_ta.stack())  # [R, K]
         row_maxes = max_ta.stack()  # [K, R]
 
         def grad(upstream):
-            upstream = tf.convert_to_tensor(upstream)
+            upstream = tf.cast(upstream, stats)
             sk_aug = tf.concat([sk, tf.ones([tf.shape(sk)[0], 1], dtype)], axis=1)
 
             def backward_class(c, n, dk_ta, dv_ta, dq, neg_du):
@@ -237,36 +250,38 @@ def blocked_class_distances(support_keys, support_values, class_bounds, query_ke
                     b = tf.minimum(a + rows, num_rows)
 
                     def recompute_attention():
-                        q_aug = tf.concat([qs[a:b], neg_max[a:b]], axis=1)
+                        q_aug = tf.concat([qs[a:b], tf.cast(neg_max[a:b], dtype)], axis=1)
                         return tf.exp(tf.matmul(q_aug, kc_aug, transpose_b=True))  # [r, Sc]
 
                     e = kept_or(keep_attention, att_ta, n, recompute_attention)
-                    tz = kept_or(keep_prototypes, proto_ta, n, lambda: tf.matmul(e, vc))
+                    tz = kept_or(keep_prototypes, proto_ta, n, lambda: prototypes(e, vc))
                     inv_z = 1.0 / tz[:, -1:]
                     t = tz[:, :-1] * inv_z
-                    delta = g2[a:b] * (t - qv[a:b])  # d objective / d prototype, [r, dv]
+                    delta = g2[a:b] * (t - qv_stats[a:b])  # d objective / d prototype, [r, dv]
                     delta_z = delta * inv_z
                     dot = tf.reduce_sum(t * delta_z, axis=1, keepdims=True)
-                    d_scores = e * tf.matmul(tf.concat([delta_z, -dot], axis=1), vc,
-                                             transpose_b=True)  # [r, Sc]
-                    dvc += tf.matmul(e, delta_z, transpose_a=True)
-                    dkc += tf.matmul(d_scores, qs[a:b], transpose_a=True)
-                    dq_ta = dq_ta.write(i, tf.matmul(d_scores, kc) * scale)
+                    d_scores = e * tf.cast(tf.matmul(
+                        tf.cast(tf.concat([delta_z, -dot], axis=1), proto_dtype), vc,
+                        transpose_b=True), dtype)  # [r, Sc]
+                    dvc += tf.cast(tf.matmul(e, tf.cast(delta_z, dtype), transpose_a=True), stats)
+                    dkc += tf.cast(tf.matmul(d_scores, qs[a:b], transpose_a=True), stats)
+                    dq_ta = dq_ta.write(i, tf.cast(tf.matmul(d_scores, kc), stats) * scale)
                     du_ta = du_ta.write(i, delta)
                     return i + 1, n + 1, dkc, dvc, dq_ta, du_ta
 
                 n, dkc, dvc, dq_ta, du_ta = loop(num_blocks, block, (
-                    n, tf.zeros([hi - lo, key_dim], dtype), tf.zeros([hi - lo, val_dim], dtype),
-                    block_array(num_blocks), block_array(num_blocks)))
+                    n, tf.zeros([hi - lo, key_dim], stats), tf.zeros([hi - lo, val_dim], stats),
+                    block_array(stats, num_blocks), block_array(stats, num_blocks)))
                 return (c + 1, n, dk_ta.write(c, dkc), dv_ta.write(c, dvc), dq + dq_ta.concat(),
                         neg_du + du_ta.concat())
 
             _, dk_ta, dv_ta, d_qk, neg_d_qv = loop(num_classes, backward_class, (
-                tf.constant(0), block_array(num_classes), block_array(num_classes),
-                tf.zeros_like(qk), tf.zeros_like(qv)))
+                tf.constant(0), block_array(stats, num_classes), block_array(stats, num_classes),
+                tf.zeros_like(qk, stats), tf.zeros_like(qv, stats)))
             d_sk = tf.reshape(dk_ta.concat(), tf.shape(sk))
             d_sv = tf.reshape(dv_ta.concat(), tf.shape(sv))
-            return d_sk, d_sv, d_qk, -neg_d_qv
+            return (tf.cast(d_sk, sk.dtype), tf.cast(d_sv, sv.dtype), tf.cast(d_qk, qk.dtype),
+                    tf.cast(-neg_d_qv, qv.dtype))
 
         return distances, grad
 

@@ -92,6 +92,11 @@ def _episode_labels(support_labels, num_support, num_classes=None):
     return labels, num_classes, shots
 
 
+def _to_float32(x):
+    """float16/bfloat16 -> float32; other dtypes unchanged."""
+    return tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
+
+
 def _flat_positions(x):
     """`[n, h, w, c]` -> `[n, h * w, c]`."""
     shape = tf.shape(x)
@@ -174,11 +179,15 @@ class CrossTransformer(keras.layers.Layer):
     """CrossTransformer head: query-aligned class prototypes from spatial attention.
 
     Call: `logits = layer(support_features, support_labels, query_features)`
-      support_features: float32 `[num_support, height, width, channels]`.
+      support_features: float `[num_support, height, width, channels]`.
       support_labels: int32 `[num_support]`, episode-relative, covering 0..K-1 in any order
         with any number of shots per class.
-      query_features: float32 `[num_query, height', width', channels]`.
+      query_features: float `[num_query, height', width', channels]`.
       logits: float32 `[num_query, K]`, K = max(support_labels) + 1.
+
+    Under a mixed policy (`mixed_bfloat16`, `mixed_float16`) the kernels stay float32 and the
+    projections and attention blocks run in the compute dtype; softmax statistics, prototypes,
+    distances and the logits are float32 (see `blocked_attention`).
 
     Args:
       query_dim: key/query projection size (the attention scale is 1/sqrt(query_dim)).
@@ -251,14 +260,18 @@ class CrossTransformer(keras.layers.Layer):
                 f"CrossTransformer: built for {channels} feature channels, got features of shape "
                 f"{features.shape}"
             )
-        keys = tf.tensordot(features, self.key_kernel[0, 0], axes=1)
-        values = tf.tensordot(features, self.value_kernel[0, 0], axes=1)
+        # In the compute dtype (float32 variables cast, under a mixed policy), also when called
+        # outside `__call__` (the trainer's replica path), where variables are not autocast.
+        dtype = self.compute_dtype
+        features = tf.cast(features, dtype)
+        keys = tf.tensordot(features, tf.cast(self.key_kernel[0, 0], dtype), axes=1)
+        values = tf.tensordot(features, tf.cast(self.value_kernel[0, 0], dtype), axes=1)
         return keys, values
 
     def block_plan(self):
         """The `BlockPlan` of the blocked kernel, from the memory budget and block target."""
         return BlockPlan.from_budget(self.memory_budget_bytes, self.attention_block_bytes,
-                                     self.query_chunk_size)
+                                     self.query_chunk_size, tf.as_dtype(self.compute_dtype).size)
 
     def logits_from_projections(self, support_keys, support_values, support_labels, query_keys,
                                 query_values, num_classes=None):
@@ -274,6 +287,8 @@ class CrossTransformer(keras.layers.Layer):
                                                        query_values))
         scale = 1.0 / math.sqrt(self.query_dim)
         if not self.rematerialize:
+            # The dense formulation is the plain reference: float32 whatever the policy.
+            sk, sv, qk, qv = (_to_float32(x) for x in (sk, sv, qk, qv))
             distances = class_attention_distances(sk, sv, labels, num_classes, qk, qv, scale)
             return -distances
         # Support positions sorted by class (a permutation of the small projected maps), so
@@ -337,7 +352,7 @@ class CrossTransformer(keras.layers.Layer):
         support_keys, support_values = self.project(support_features)
         query_keys, query_values = self.project(chosen)
         labels, num_classes, _ = _episode_labels(support_labels, support_keys.shape[0])
-        sk, sv, qk, qv = (tf.cast(_flat_positions(x), tf.float32) for x in (
+        sk, sv, qk, qv = (_to_float32(_flat_positions(x)) for x in (
             support_keys, support_values, query_keys, query_values))
         attention = class_attention(sk, labels, num_classes, qk, 1.0 / math.sqrt(self.query_dim))
         # [num_support, support_positions, columns] -> [columns, num_support, support_positions]
