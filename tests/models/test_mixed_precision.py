@@ -41,15 +41,6 @@ def assert_near(actual, expected, tolerance, name):
     np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * scale, err_msg=name)
 
 
-def assert_same_direction(actual, expected, tolerance, name):
-    actual, expected = (np.asarray(a, np.float64).ravel() for a in (actual, expected))
-    assert np.all(np.isfinite(actual)), name
-    cosine = actual @ expected / (np.linalg.norm(actual) * np.linalg.norm(expected))
-    assert cosine > 1 - tolerance, (name, cosine)
-    # And of the same size (direction alone would miss a wrong scale).
-    assert abs(np.linalg.norm(actual) / np.linalg.norm(expected) - 1) < 2 * tolerance, name
-
-
 def assert_float32_variables(layer):
     assert layer.weights
     for v in layer.weights:
@@ -65,9 +56,17 @@ def head_logits_and_grads(layer, fs, labels, fq, upstream):
     return logits, tape.gradient(objective, [fs, fq] + layer.trainable_variables)
 
 
+def rounded_to(x, low):
+    return tf.cast(tf.cast(x, low), tf.float32).numpy()
+
+
 @pytest.mark.parametrize("policy,low,tolerance", POLICIES)
 @pytest.mark.parametrize("rematerialize", [True, False])
 def test_head_under_mixed_policy(rng_seed, policy, low, tolerance, rematerialize):
+    """Logits within 8u of their scale. Gradients through a sharp softmax are more sensitive,
+    so their tolerance is calibrated on the float32 layer: at most 16x the error of the float32
+    layer whose features and kernels alone are rounded once to the low dtype (the mixed layer
+    also rounds keys, values, scores and exp; measured up to ~7x)."""
     rng = np.random.default_rng(rng_seed)
     fs, labels, fq = random_episode(rng, num_classes=3, num_query=4, feature_scale=2.0)
     upstream = rng.standard_normal((4, 3)).astype(np.float32)
@@ -80,6 +79,9 @@ def test_head_under_mixed_policy(rng_seed, policy, low, tolerance, rematerialize
                for w in reference.get_weights()]
     reference.set_weights(weights)
     expected, expected_grads = head_logits_and_grads(reference, fs, labels, fq, upstream)
+    reference.set_weights([rounded_to(w, low) for w in weights])
+    _, perturbed_grads = head_logits_and_grads(
+        reference, rounded_to(fs, low), labels, rounded_to(fq, low), upstream)
     with global_policy(policy):
         layer = CrossTransformer(**kwargs)
         layer.build(fs.shape)
@@ -92,9 +94,10 @@ def test_head_under_mixed_policy(rng_seed, policy, low, tolerance, rematerialize
     assert logits.dtype == tf.float32 and chosen.logits.dtype == tf.float32
     assert_near(logits, expected, tolerance, "logits")
     assert_near(chosen.logits, expected.numpy()[[1]], tolerance, "chosen logits")
-    for g, e, name in zip(grads, expected_grads, ["d_support", "d_query", "d_wk", "d_wv"]):
-        assert g.dtype == tf.float32, name
-        assert_same_direction(g, e, tolerance, name)
+    for g, e, p, name in zip(grads, expected_grads, perturbed_grads,
+                             ["d_support", "d_query", "d_wk", "d_wv"]):
+        assert g.dtype == tf.float32 and np.all(np.isfinite(g.numpy())), name
+        assert relative_error([g], [e]) <= 16 * relative_error([p], [e]), name
 
 
 @pytest.mark.parametrize("policy,low,tolerance", POLICIES)
