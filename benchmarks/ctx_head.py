@@ -48,7 +48,7 @@ _CHILD = textwrap.dedent(
     import json, resource, sys, time
     import numpy as np
     import tensorflow as tf
-    from ctx_tf.models.cross_transformer import CrossTransformer, _class_attention_distances
+    from ctx_tf.models.cross_transformer import CrossTransformer, class_attention_distances
 
     cfg = json.loads(sys.argv[1])
 
@@ -56,8 +56,8 @@ _CHILD = textwrap.dedent(
     def official_distances(sk, sv, labels, num_classes, qk, qv, scale):
         # The official strategy: one query at a time forward, recompute + autodiff backward.
         def one(sk, sv, qk_i, qv_i):
-            return _class_attention_distances(sk, sv, labels, num_classes, qk_i[None],
-                                              qv_i[None], scale)[0]
+            return class_attention_distances(sk, sv, labels, num_classes, qk_i[None],
+                                             qv_i[None], scale)[0]
 
         @tf.custom_gradient
         def fn(sk, sv, qk, qv):

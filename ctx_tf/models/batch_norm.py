@@ -10,6 +10,9 @@ Keras' BatchNormalization cannot express the episodic protocol, so this is a sep
   query loss also trains the support statistics' path. The EMA is never updated here.
 * evaluation (`training=False`) with `use_ema`: normalize with the EMA moments.
 
+Under a mixed policy the inputs and outputs are in the compute dtype, while the variables, the
+moments (computed from a float32 copy of the inputs) and the per-channel factors are float32.
+
 Gin: `bn.use_ema` (default True, as CTX binds it) and `bn.ema_epsilon` (the EMA *decay*, 0.9;
 the official name is a misnomer kept for config compatibility).
 """
@@ -70,8 +73,12 @@ class EpisodicBatchNorm(keras.layers.Layer):
                 f"channel count, got shape {input_shape}"
             )
         shape = [1, 1, 1, int(input_shape[-1])]
-        self.offset = self.add_weight("offset", shape=shape, initializer="zeros", trainable=True)
-        self.scale = self.add_weight("scale", shape=shape, initializer="ones", trainable=True)
+        # Never autocast: under a mixed policy the per-channel statistics stay float32.
+        f32 = dict(dtype=self.variable_dtype, experimental_autocast=False)
+        self.offset = self.add_weight("offset", shape=shape, initializer="zeros", trainable=True,
+                                      **f32)
+        self.scale = self.add_weight("scale", shape=shape, initializer="ones", trainable=True,
+                                     **f32)
         # Every replica computes the same (all-reduced) moments, so keeping the first replica's
         # update is both correct and what the official code does.
         ema_kwargs = dict(
@@ -79,6 +86,7 @@ class EpisodicBatchNorm(keras.layers.Layer):
             trainable=False,
             synchronization=tf.VariableSynchronization.ON_WRITE,
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            **f32,
         )
         self.mean_ema = self.add_weight("mean_ema", initializer="zeros", **ema_kwargs)
         self.var_ema = self.add_weight("var_ema", initializer="ones", **ema_kwargs)
@@ -92,9 +100,7 @@ class EpisodicBatchNorm(keras.layers.Layer):
         if x.shape[-1] is not None and x.shape[-1] != channels:
             raise ValueError(f"{self.name}: built for {channels} channels, got input shape {x.shape}")
         if moments is not None:
-            mean, variance = moments
-            mean = tf.convert_to_tensor(mean, x.dtype)
-            variance = tf.convert_to_tensor(variance, x.dtype)
+            mean, variance = (tf.cast(m, self.variable_dtype) for m in moments)
             if mean.shape[-1] is not None and mean.shape[-1] != channels:
                 raise ValueError(
                     f"{self.name}: given moments have {mean.shape[-1]} channels, layer has {channels}"
@@ -103,13 +109,17 @@ class EpisodicBatchNorm(keras.layers.Layer):
             mean = tf.convert_to_tensor(self.mean_ema)
             variance = tf.convert_to_tensor(self.var_ema)
         else:
-            mean, variance = batch_moments(x)
+            # float32 sums: E[x^2] - E[x]^2 cancels catastrophically in 8 or 11 bits.
+            mean, variance = batch_moments(tf.cast(x, self.variable_dtype))
             if self.use_ema and training:
                 decay = self.ema_epsilon
                 # EMA assignments carry no gradient; the moments themselves keep theirs.
                 self.mean_ema.assign(decay * self.mean_ema + (1.0 - decay) * tf.stop_gradient(mean))
                 self.var_ema.assign(decay * self.var_ema + (1.0 - decay) * tf.stop_gradient(variance))
-        outputs = (x - mean) * tf.math.rsqrt(variance + self.epsilon) * self.scale + self.offset
+        # Per-channel factors in float32, the elementwise work in the input's (compute) dtype.
+        inv_std = tf.math.rsqrt(variance + self.epsilon) * self.scale
+        outputs = ((x - tf.cast(mean, x.dtype)) * tf.cast(inv_std, x.dtype)
+                   + tf.cast(self.offset, x.dtype))
         return outputs, (mean, variance)
 
     def official_variable_names(self, scope):

@@ -1,11 +1,20 @@
-"""Prototypical-network head: class-mean prototypes and negative squared Euclidean logits."""
+"""Prototypical-network head: class-mean prototypes and negative squared Euclidean logits.
+
+float16/bfloat16 embeddings (a mixed policy) are cast to float32: means, distances and logits
+are float32.
+"""
 
 import tensorflow as tf
 
 
+def _to_float32(x):
+    x = tf.convert_to_tensor(x)
+    return tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
+
+
 def class_prototypes(support_embeddings, support_labels, num_classes=None):
     """Class means `[num_classes, dim]` of `support_embeddings` `[num_support, dim]`."""
-    support_embeddings = tf.convert_to_tensor(support_embeddings)
+    support_embeddings = _to_float32(support_embeddings)
     if support_embeddings.shape.rank != 2:
         raise ValueError(
             f"prototypes need flat support embeddings [num_support, dim], got {support_embeddings.shape}")
@@ -23,7 +32,8 @@ def class_prototypes(support_embeddings, support_labels, num_classes=None):
 
 def prototype_logits(query_embeddings, prototypes):
     """`-||query - prototype||^2`: `[num_query, dim]`, `[K, dim]` -> `[num_query, K]`."""
-    query_embeddings = tf.convert_to_tensor(query_embeddings)
+    query_embeddings = _to_float32(query_embeddings)
+    prototypes = _to_float32(prototypes)
     if query_embeddings.shape.rank != 2:
         raise ValueError(
             f"prototype logits need flat query embeddings [num_query, dim], got {query_embeddings.shape}")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ctx_tf.models.blocked_attention import LIVE_ATTENTION_COPIES, BlockPlan
 from ctx_tf.models.cross_transformer import CrossTransformer
 
 
@@ -152,21 +153,23 @@ def test_blocked_head_matches_numpy(rng_seed, block_bytes, budget):
     numpy_check(layer, fs, labels, fq, upstream)
 
 
-def test_chunk_size_from_budget_and_block():
-    layer = CrossTransformer(query_dim=8, val_dim=8, memory_budget_bytes=2 * _copies() * 4 * 63 * 6 * 2,
-                             attention_block_bytes=1 << 30)
-    assert layer.chunk_size_for(63, 6) == 2  # half the budget holds two queries' blocks
-    layer = CrossTransformer(query_dim=8, val_dim=8, attention_block_bytes=4 * 63 * 6 * 3)
-    assert layer.chunk_size_for(63, 6) == 3  # the block target allows three
-    assert CrossTransformer(query_chunk_size=5).chunk_size_for(63, 6) == 5
+def test_block_plan_from_budget_and_block():
+    """63 support positions of one class, query images of 6 positions, 600 rows in all."""
+    budget = 2 * LIVE_ATTENTION_COPIES * 4 * 63 * 6 * 2
+    plan = CrossTransformer(memory_budget_bytes=budget, attention_block_bytes=1 << 30).block_plan()
+    assert plan == BlockPlan(63 * 6 * 2, budget // 2)
+    assert int(plan.block_rows(63, 600, 6)) == 2 * 6  # half the budget holds two queries' blocks
+    assert int(plan.num_blocks(63, 600, 6)) == 50
+    plan = CrossTransformer(attention_block_bytes=4 * 63 * 6 * 3).block_plan()
+    assert int(plan.block_rows(63, 600, 6)) == 3 * 6  # the block target allows three
+    assert int(plan.num_blocks(63, 601, 6)) == 34  # the last block is partial
+    assert int(plan.block_rows(63, 10, 6)) == 10  # never more rows than there are
+    assert int(plan.block_rows(10 ** 9, 600, 6)) == 1  # at least one row
+    plan = CrossTransformer(query_chunk_size=5).block_plan()
+    assert int(plan.block_rows(63, 600, 6)) == 5 * 6  # whole query images
+    assert int(plan.block_rows(1, 600, 6)) == 5 * 6  # whatever the class size
     with pytest.raises(ValueError, match="attention_block_bytes"):
         CrossTransformer(attention_block_bytes=0)
-
-
-def _copies():
-    from ctx_tf.models import cross_transformer
-
-    return cross_transformer._LIVE_ATTENTION_COPIES
 
 
 @pytest.mark.slow

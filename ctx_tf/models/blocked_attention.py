@@ -1,0 +1,288 @@
+"""The memory-bounded CTX attention kernel: per-class softmax attention in blocks.
+
+    distances = blocked_class_distances(support_keys, support_values, class_bounds,
+                                        query_keys, query_values, scale, plan, query_positions)
+
+Support positions arrive sorted by class, so class c owns a contiguous range of rows, and the
+attention is processed in blocks of `[query rows, one class's support positions]` (rows are
+flattened query positions), one block at a time, with a hand-written backward pass. Within a
+class the softmax needs only the row max, so there is no masking and no segment op; the softmax
+denominator comes out of the prototype matmul (values augmented by a ones column) and the
+normalisation is applied to the small `[rows, val_dim]` side. Per block the forward pass is two
+matmuls, a max, a subtraction and an exp over the block; the backward pass recomputes the block
+with one matmul and an exp (the shift folded into the matmul) and needs one elementwise product
+over it besides its four gradient matmuls. Nearly all the time is in matmuls.
+
+Memory (`BlockPlan`): blocks are sized by a CPU-cache target within half the memory budget
+(several copies of a block are alive at once), so the peak memory does not grow with the
+episode beyond per-row vectors. The other half holds results the forward pass keeps for the
+backward pass, block by block while it lasts: first every block's prototypes (one matmul per
+block less in the backward pass), then attention blocks (no recomputation; small episodes keep
+all of them). This is decided at run time from the episode's shape, so one traced training step
+serves every episode shape.
+"""
+
+import dataclasses
+from typing import Optional
+
+import tensorflow as tf
+
+# Live [query rows, class positions] attention blocks while one block is differentiated (the
+# recomputed exp, the matmul giving d_scores and its product with exp, one transient); used to
+# turn the memory budget into a block size.
+LIVE_ATTENTION_COPIES = 4
+# Default attention block in bytes: small enough to stay in the CPU caches, large enough to
+# amortise the per-block overhead.
+DEFAULT_BLOCK_BYTES = 8 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockPlan:
+    """How the attention is cut into blocks and how much the forward pass keeps.
+
+    Attributes:
+      block_elements: elements of one `[query rows, class positions]` block.
+      keep_bytes: bytes the forward pass may keep, per block, for the backward pass.
+      queries_per_block: when set, every block holds this many whole query images instead.
+    """
+
+    block_elements: int
+    keep_bytes: int
+    queries_per_block: Optional[int] = None
+
+    @classmethod
+    def from_budget(cls, memory_budget_bytes, block_bytes=DEFAULT_BLOCK_BYTES,
+                    queries_per_block=None, dtype_size=4):
+        """Half the budget for the live copies of one block (capping `block_bytes`), half for
+        kept results; `dtype_size` is the bytes of one attention element."""
+        by_budget = memory_budget_bytes // 2 // (LIVE_ATTENTION_COPIES * dtype_size)
+        block_elements = max(1, min(block_bytes // dtype_size, by_budget))
+        return cls(block_elements, max(memory_budget_bytes // 2, 0), queries_per_block)
+
+    def block_rows(self, class_positions, num_rows, query_positions):
+        """Query rows per block against one class of `class_positions` support positions, out of
+        `num_rows` rows of `query_positions` rows per query image (python ints or int32
+        tensors): at least 1, at most `num_rows`."""
+        if self.queries_per_block is not None:
+            rows = tf.maximum(1, self.queries_per_block * query_positions)
+        else:
+            rows = tf.maximum(1, self.block_elements // tf.maximum(class_positions, 1))
+        return tf.minimum(rows, tf.maximum(num_rows, 1))
+
+    def num_blocks(self, class_positions, num_rows, query_positions):
+        """Blocks for one class: `ceil(num_rows / block_rows)`."""
+        rows = self.block_rows(class_positions, num_rows, query_positions)
+        return (num_rows + rows - 1) // rows
+
+
+def _static_bool(x):
+    """The python bool of a python or constant tensor bool, else None (decided at run time)."""
+    value = tf.get_static_value(x)
+    return None if value is None else bool(value)
+
+
+def blocked_class_distances(support_keys, support_values, class_bounds, query_keys, query_values,
+                            scale, plan, query_positions):
+    """Per-query-position squared distances to every query-aligned prototype, in blocks.
+
+    Args:
+      support_keys: `[S, query_dim]` support positions **sorted by class** (class c owns rows
+        `class_bounds[c]:class_bounds[c + 1]`).
+      support_values: `[S, val_dim]`, same order.
+      class_bounds: int32 `[K + 1]` row offsets, increasing, every class non-empty.
+      query_keys: `[R, query_dim]` flattened query positions.
+      query_values: `[R, val_dim]`.
+      scale: python float multiplying the dot products.
+      plan: a `BlockPlan`. Its `keep_bytes` is memory the forward pass may use to keep, per
+        block, results for the backward pass: first the unnormalised prototypes and softmax
+        denominators (`rows * (val_dim + 1)` elements per block; one matmul less in the backward
+        pass), then, with what remains once every block's prototypes are kept, the exp blocks
+        themselves (`rows * class positions` elements; one matmul and one exp less). Blocks are
+        taken in loop order until the bytes run out; the rest are recomputed.
+      query_positions: int32, rows per query image (for `plan.queries_per_block`).
+
+    Returns:
+      `[R, K]`: `||v_r - t_{c,r}||^2` summed over channels (not yet averaged over positions);
+      float32 for float16/bfloat16 inputs (which get gradients of their own dtype).
+
+    For each class and block of query rows the forward pass is: scores = q k_c^T (the class's
+    positions only, so no per-class masking or segment ops), shift by the row max, exp, and one
+    matmul with the class's values augmented by a ones column, which yields the unnormalised
+    prototype and the softmax denominator together; the normalisation is applied to the small
+    `[rows, val_dim]` result, never to the attention block. The backward pass (written by hand,
+    with the row maxima kept from the forward pass) recomputes the block as
+    exp([q, -max] [k_c, 1]^T) (the shift folded into the matmul), folds 1/denominator into the
+    small `[rows, val_dim]` factors, and then needs one elementwise product over the block:
+        dscores = e * ([delta, -<t, delta>] / z) [v_c, 1]^T
+    plus the matmuls for d_keys, d_queries and d_values. Blocks run sequentially, so the live
+    memory is a few blocks whatever the episode size (plus what is kept).
+    """
+    # Blocks, scores and their exp in the compute dtype; softmax maxima and denominators,
+    # prototypes, distances and gradient sums in float32 for float16/bfloat16 inputs. float16's
+    # range (65504) cannot hold an unnormalised prototype (a sum over a class's positions), so
+    # its prototype matmuls run in float32; bfloat16 has float32's range, and its matmuls
+    # accumulate in float32 anyway.
+    dtype = support_keys.dtype
+    stats = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+    proto_dtype = stats if dtype == tf.float16 else dtype
+    num_classes = tf.size(class_bounds) - 1
+    num_rows = tf.shape(query_keys)[0]
+    key_dim = tf.shape(support_keys)[1]
+    val_dim = tf.shape(support_values)[1]
+
+    # What to keep: True (every block), False (none) or "some" (blocks in order while the
+    # bytes last, decided at run time). Sizes in float64 so that they cannot overflow.
+    def as_bytes(element_dtype, *dims):
+        size = float(element_dtype.size)
+        for d in dims:
+            size *= tf.cast(d, tf.float64)
+        return size
+
+    proto_total = as_bytes(stats, num_rows, num_classes, val_dim + 1)
+    attention_total = as_bytes(dtype, num_rows, tf.shape(support_keys)[0])
+    keep_bytes = plan.keep_bytes
+    proto_pool = tf.constant(float(max(keep_bytes, 0)), tf.float64)
+    attention_pool = tf.maximum(proto_pool - proto_total, 0.0)
+
+    def mode(total, pool):
+        if keep_bytes <= 0 or _static_bool(pool <= 0.0):
+            return False
+        if _static_bool(total <= pool):
+            return True
+        return "some"
+
+    keep_prototypes = mode(proto_total, proto_pool)
+    keep_attention = mode(attention_total, attention_pool)
+
+    def rows_for(class_positions):
+        return plan.block_rows(class_positions, num_rows, query_positions)
+
+    def loop(n, body, loop_vars):
+        return tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0),) + tuple(loop_vars),
+                             parallel_iterations=1)[1:]
+
+    def keep(how, ta, n, x, used, pool):
+        """Writes x (or, when it does not fit, none of its rows) as element n of ta."""
+        if how is True:
+            return ta.write(n, x), used
+        size = as_bytes(x.dtype, tf.shape(x)[0], tf.shape(x)[1])
+        fits = used + size <= pool
+        return ta.write(n, x[:tf.where(fits, tf.shape(x)[0], 0)]), used + tf.where(fits, size, 0.0)
+
+    def kept_or(how, ta, n, compute_fn):
+        """Element n of ta if it was kept, else compute_fn()."""
+        if how is True:
+            return ta.read(n)
+        if how is False:
+            return compute_fn()
+        x = ta.read(n)
+        return tf.cond(tf.shape(x)[0] > 0, lambda: x, compute_fn)
+
+    def block_array(element_dtype, size=0, dynamic=False):
+        return tf.TensorArray(element_dtype, size=size, dynamic_size=dynamic, infer_shape=False,
+                              element_shape=[None, None])
+
+    @tf.custom_gradient
+    def distances_fn(sk, sv, qk, qv):
+        qs = qk * scale
+        qv_stats = tf.cast(qv, stats)
+        sv_aug = tf.concat([tf.cast(sv, proto_dtype), tf.ones([tf.shape(sv)[0], 1], proto_dtype)],
+                           axis=1)  # [S, dv + 1]
+
+        def prototypes(e, vc):
+            return tf.cast(tf.matmul(tf.cast(e, proto_dtype), vc), stats)
+
+        # Kept tensors, one element per (class, block) in loop order, read back in that order.
+        def forward_class(c, n, used, dist_ta, max_ta, proto_ta, att_ta):
+            lo, hi = class_bounds[c], class_bounds[c + 1]
+            kc, vc = sk[lo:hi], sv_aug[lo:hi]
+            rows = rows_for(hi - lo)
+            num_blocks = (num_rows + rows - 1) // rows
+
+            def block(i, n, used, d_ta, m_ta, proto_ta, att_ta):
+                a = i * rows
+                b = tf.minimum(a + rows, num_rows)
+                scores = tf.matmul(qs[a:b], kc, transpose_b=True)  # [r, Sc]
+                row_max = tf.reduce_max(scores, axis=1, keepdims=True)
+                e = tf.exp(scores - row_max)
+                tz = prototypes(e, vc)  # [r, dv + 1]: unnormalised prototype, denominator
+                t = tz[:, :-1] / tz[:, -1:]
+                d = tf.reduce_sum(tf.square(t - qv_stats[a:b]), axis=1)
+                used_proto, used_attention = used[0], used[1]
+                if keep_prototypes is not False:
+                    proto_ta, used_proto = keep(keep_prototypes, proto_ta, n, tz, used_proto,
+                                                proto_pool)
+                if keep_attention is not False:
+                    att_ta, used_attention = keep(keep_attention, att_ta, n, e, used_attention,
+                                                  attention_pool)
+                return (i + 1, n + 1, tf.stack([used_proto, used_attention]), d_ta.write(i, d),
+                        m_ta.write(i, tf.cast(row_max[:, 0], stats)), proto_ta, att_ta)
+
+            vector_array = lambda: tf.TensorArray(stats, size=num_blocks, infer_shape=False,
+                                                  element_shape=[None])
+            n, used, d_ta, m_ta, proto_ta, att_ta = loop(num_blocks, block, (
+                n, used, vector_array(), vector_array(), proto_ta, att_ta))
+            return (c + 1, n, used, dist_ta.write(c, d_ta.concat()),
+                    max_ta.write(c, m_ta.concat()), proto_ta, att_ta)
+
+        _, _, dist_ta, max_ta, proto_ta, att_ta = loop(num_classes, forward_class, (
+            tf.constant(0), tf.zeros([2], tf.float64),
+            tf.TensorArray(stats, size=num_classes, element_shape=[None]),
+            tf.TensorArray(stats, size=num_classes, element_shape=[None]),
+            block_array(stats, dynamic=True), block_array(dtype, dynamic=True)))
+        distances = tf.transpose(dist_ta.stack())  # [R, K]
+        row_maxes = max_ta.stack()  # [K, R]
+
+        def grad(upstream):
+            upstream = tf.cast(upstream, stats)
+            sk_aug = tf.concat([sk, tf.ones([tf.shape(sk)[0], 1], dtype)], axis=1)
+
+            def backward_class(c, n, dk_ta, dv_ta, dq, neg_du):
+                lo, hi = class_bounds[c], class_bounds[c + 1]
+                kc, kc_aug, vc = sk[lo:hi], sk_aug[lo:hi], sv_aug[lo:hi]
+                g2 = 2.0 * upstream[:, c:c + 1]
+                neg_max = -row_maxes[c][:, None]
+                rows = rows_for(hi - lo)
+                num_blocks = (num_rows + rows - 1) // rows
+
+                def block(i, n, dkc, dvc, dq_ta, du_ta):
+                    a = i * rows
+                    b = tf.minimum(a + rows, num_rows)
+
+                    def recompute_attention():
+                        q_aug = tf.concat([qs[a:b], tf.cast(neg_max[a:b], dtype)], axis=1)
+                        return tf.exp(tf.matmul(q_aug, kc_aug, transpose_b=True))  # [r, Sc]
+
+                    e = kept_or(keep_attention, att_ta, n, recompute_attention)
+                    tz = kept_or(keep_prototypes, proto_ta, n, lambda: prototypes(e, vc))
+                    inv_z = 1.0 / tz[:, -1:]
+                    t = tz[:, :-1] * inv_z
+                    delta = g2[a:b] * (t - qv_stats[a:b])  # d objective / d prototype, [r, dv]
+                    delta_z = delta * inv_z
+                    dot = tf.reduce_sum(t * delta_z, axis=1, keepdims=True)
+                    d_scores = e * tf.cast(tf.matmul(
+                        tf.cast(tf.concat([delta_z, -dot], axis=1), proto_dtype), vc,
+                        transpose_b=True), dtype)  # [r, Sc]
+                    dvc += tf.cast(tf.matmul(e, tf.cast(delta_z, dtype), transpose_a=True), stats)
+                    dkc += tf.cast(tf.matmul(d_scores, qs[a:b], transpose_a=True), stats)
+                    dq_ta = dq_ta.write(i, tf.cast(tf.matmul(d_scores, kc), stats) * scale)
+                    du_ta = du_ta.write(i, delta)
+                    return i + 1, n + 1, dkc, dvc, dq_ta, du_ta
+
+                n, dkc, dvc, dq_ta, du_ta = loop(num_blocks, block, (
+                    n, tf.zeros([hi - lo, key_dim], stats), tf.zeros([hi - lo, val_dim], stats),
+                    block_array(stats, num_blocks), block_array(stats, num_blocks)))
+                return (c + 1, n, dk_ta.write(c, dkc), dv_ta.write(c, dvc), dq + dq_ta.concat(),
+                        neg_du + du_ta.concat())
+
+            _, dk_ta, dv_ta, d_qk, neg_d_qv = loop(num_classes, backward_class, (
+                tf.constant(0), block_array(stats, num_classes), block_array(stats, num_classes),
+                tf.zeros_like(qk, stats), tf.zeros_like(qv, stats)))
+            d_sk = tf.reshape(dk_ta.concat(), tf.shape(sk))
+            d_sv = tf.reshape(dv_ta.concat(), tf.shape(sv))
+            return (tf.cast(d_sk, sk.dtype), tf.cast(d_sv, sv.dtype), tf.cast(d_qk, qk.dtype),
+                    tf.cast(-neg_d_qv, qv.dtype))
+
+        return distances, grad
+
+    return distances_fn(support_keys, support_values, query_keys, query_values)
