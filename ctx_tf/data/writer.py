@@ -14,7 +14,9 @@ Entry points:
 * :func:`write_source_from_arrays` - classes given as uint8/bool arrays in memory.
 * :func:`write_source_from_folder` - ``root/<class>/<image>`` or, bi-level,
   ``root/<superclass>/<class>/<image>``.
-* :func:`check_source` - the consistency check of a written (or official) source.
+
+The consistency check of a written (or official) source is :func:`ctx_tf.data.check.check_source`,
+also run by ``--check``.
 
 Splits, when not given explicitly, are drawn with ``numpy.random.RandomState(seed)``: the
 items (classes, or superclasses for a bi-level source) are permuted, the first
@@ -27,10 +29,9 @@ Command line::
   python -m ctx_tf.data.writer --images_root=DIR --records_root=DIR --name=NAME \
       [--bilevel] [--valid_fraction=0.15] [--test_fraction=0.15] [--seed=0] \
       [--splits_file=splits.json] [--invert] [--overwrite]
-  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME
+  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE]
 """
 
-import collections
 import dataclasses
 import json
 import os
@@ -39,10 +40,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
-from ctx_tf.data.dataset_spec import SPEC_FILENAME, Split, load_dataset_spec
+from ctx_tf.data.dataset_spec import SPEC_FILENAME, DatasetSpecError
 from ctx_tf.data.image_encoding import encode_jpeg
-from ctx_tf.data.records import EXAMPLE_KEYS, SourceWriteError, encode_example, write_tfrecord
+from ctx_tf.data.records import SourceWriteError, encode_example, write_tfrecord
 from ctx_tf.data.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec, make_dataset_spec,
                                      write_dataset_spec)
 from ctx_tf.data.spec_writer import spec_to_json  # re-export for the merge, removed by the lead
@@ -54,20 +56,6 @@ _write_text = atomic_write  # re-export for the merge, removed by the lead
 DEFAULT_VALID_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
 DEFAULT_SEED = 0
-
-
-class SourceCheckError(ValueError):
-    """A source folder failed :func:`check_source`; ``.report.problems`` lists every problem."""
-
-    def __init__(self, report):
-        self.report = report
-        shown = report.problems[:40]
-        lines = [f"source {report.directory} failed the consistency check "
-                 f"({len(report.problems)} problem(s)):"]
-        lines += [f"  - {p}" for p in shown]
-        if len(report.problems) > len(shown):
-            lines.append(f"  ... and {len(report.problems) - len(shown)} more")
-        super().__init__("\n".join(lines))
 
 
 def _prepare_output_dir(records_root, name, overwrite) -> pathlib.Path:
@@ -435,169 +423,6 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
 
 
 # ------------------------------------------------------------------------------------------
-# Consistency check.
-
-
-@dataclasses.dataclass
-class SourceCheckReport:
-    """Result of :func:`check_source`."""
-    directory: str
-    name: str
-    num_classes: int
-    records_per_split: Dict[str, int]
-    num_records: int
-    problems: List[str]
-
-    @property
-    def ok(self):
-        return not self.problems
-
-    def summary(self) -> str:
-        status = "OK" if self.ok else f"FAILED ({len(self.problems)} problems)"
-        per = ", ".join(f"{s} {n}" for s, n in self.records_per_split.items())
-        return (f"check of {self.directory}: {status}; {self.num_classes} classes, "
-                f"{self.num_records} records ({per})")
-
-
-def _read_records(path):
-    """All serialized records of one TFRecord file (a list of bytes)."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    out = []
-    for batch in tf.data.TFRecordDataset(str(path)).batch(4096):
-        out.extend(batch.numpy().tolist())
-    return out
-
-
-def _stream_records(paths):
-    """Yields (file index, serialized record) over all files in one tf.data pipeline.
-
-    One pipeline for all files is much faster than one dataset per file (thousands of
-    small files). Raises the TensorFlow error if any file is unreadable.
-    """
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    if not paths:
-        return
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(paths), dtype=tf.int64), [str(p) for p in paths]))
-    ds = ds.flat_map(lambda i, p: tf.data.TFRecordDataset(p).map(lambda r: (i, r)))
-    for ids, records in ds.batch(8192).prefetch(1):
-        yield from zip(ids.numpy().tolist(), records.numpy().tolist())
-
-
-def _check_record(raw, class_id):
-    """Returns a problem description for one record, or None."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    try:
-        example = tf.train.Example.FromString(raw)
-    except Exception as e:  # pylint: disable=broad-except
-        return f"not a tf.train.Example ({e})"
-    feats = example.features.feature
-    keys = sorted(feats.keys())
-    if keys != sorted(EXAMPLE_KEYS):
-        return f"keys {keys}, expected exactly {list(EXAMPLE_KEYS)}"
-    image = feats["image"]
-    if image.WhichOneof("kind") != "bytes_list" or len(image.bytes_list.value) != 1:
-        return "field 'image' is not a single bytes value"
-    label = feats["label"]
-    if label.WhichOneof("kind") != "int64_list" or len(label.int64_list.value) != 1:
-        return "field 'label' is not a single int64 value"
-    if label.int64_list.value[0] != class_id:
-        return f"label {label.int64_list.value[0]}, expected class id {class_id}"
-    return None
-
-
-def check_source(directory, raise_on_error=True, max_problems_per_file=3) -> SourceCheckReport:
-    """Checks a source folder the way the official consistency checker does, and more.
-
-    Checks: spec ``name`` equals the folder name; the set of ``*tfrecords*`` files equals
-    ``{file_pattern.format(i) for i in range(num_classes)}``; each file's record count equals
-    the spec's image count for that class; every record is an Example with exactly the keys
-    ``image`` (one bytes value) and ``label`` (one int64 equal to the file's class id).
-
-    Returns a :class:`SourceCheckReport`; raises :class:`SourceCheckError` listing all
-    problems when there are any (unless ``raise_on_error=False``). A bad spec raises the spec
-    loader's ``DatasetSpecError``.
-    """
-    directory = pathlib.Path(directory)
-    spec = load_dataset_spec(str(directory), check_name=False)
-    problems = []
-    dir_name = os.path.basename(os.path.normpath(str(directory.resolve())))
-    if spec.name != dir_name:
-        problems.append(f"{directory / SPEC_FILENAME}: spec name {spec.name!r} differs from the "
-                        f"directory name {dir_name!r}")
-    num_classes = spec.num_classes
-    expected = {spec.file_pattern.format(i): i for i in range(num_classes)}
-    present = {p for p in os.listdir(directory) if "tfrecords" in p}
-    for f in sorted(set(expected) - present, key=lambda f: expected[f]):
-        problems.append(f"{directory / f}: missing (class {expected[f]})")
-    for f in sorted(present - set(expected)):
-        problems.append(f"{directory / f}: unexpected file (spec has {num_classes} classes)")
-    split_of = {}
-    for split in Split:
-        for c in spec.get_classes(split):
-            split_of[int(c)] = split.name
-    records_per_split = collections.OrderedDict((s.name, 0) for s in Split)
-    files = [(f, class_id) for f, class_id in sorted(expected.items(), key=lambda kv: kv[1])
-             if f in present]
-    paths = [directory / f for f, _ in files]
-    counts = [0] * len(files)
-    bad = [0] * len(files)
-    record_problems = [[] for _ in files]
-
-    def check(k, raw):
-        issue = _check_record(raw, files[k][1])
-        if issue is not None:
-            bad[k] += 1
-            if bad[k] <= max_problems_per_file:
-                record_problems[k].append(f"{paths[k]}: record {counts[k]}: {issue}")
-        counts[k] += 1
-
-    unreadable = {}
-    try:
-        for k, raw in _stream_records(paths):
-            check(k, raw)
-    except Exception:  # pylint: disable=broad-except
-        # Some file is unreadable: redo the check file by file to find out which.
-        counts = [0] * len(files)
-        bad = [0] * len(files)
-        record_problems = [[] for _ in files]
-        for k, path in enumerate(paths):
-            try:
-                records = _read_records(path)
-            except Exception as e:  # pylint: disable=broad-except
-                first = str(e).splitlines()[0] if str(e) else ""
-                unreadable[k] = f"{type(e).__name__}: {first}"
-                continue
-            for raw in records:
-                check(k, raw)
-    total = 0
-    for k, (f, class_id) in enumerate(files):
-        path = paths[k]
-        if k in unreadable:
-            problems.append(f"{path}: unreadable TFRecord file (class {class_id}): "
-                            f"{unreadable[k]}")
-            continue
-        want = int(spec.num_images(class_id))
-        if counts[k] != want:
-            problems.append(f"{path}: {counts[k]} records, spec says {want} "
-                            f"(class {class_id})")
-        problems.extend(record_problems[k])
-        if bad[k] > max_problems_per_file:
-            problems.append(f"{path}: {bad[k] - max_problems_per_file} more bad records")
-        total += counts[k]
-        if class_id in split_of:
-            records_per_split[split_of[class_id]] += counts[k]
-    report = SourceCheckReport(str(directory), spec.name, num_classes, dict(records_per_split),
-                               total, problems)
-    if problems and raise_on_error:
-        raise SourceCheckError(report)
-    return report
-
-
-# ------------------------------------------------------------------------------------------
 # Command line.
 
 
@@ -616,15 +441,17 @@ def run_cli(flag_values) -> int:
     """Runs the command line with parsed absl ``flag_values`` (see :func:`define_flags`)."""
     f = flag_values
     if f.check:
-        report = check_source(f.check, raise_on_error=False)
+        report = check_source(f.check, raise_on_error=False, reference_spec=f.reference_spec)
         print(report.summary())
-        for p in report.problems:
+        for p in report.problems + report.reference_differences:
             print("  - " + p)
-        return 1 if report.problems else 0
+        return 0 if report.ok else 1
+    if f.reference_spec:
+        raise SourceWriteError("--reference_spec only goes with --check")
     missing = [n for n in ("images_root", "records_root", "name") if not getattr(f, n)]
     if missing:
-        raise SystemExit("missing flags: " + ", ".join("--" + m for m in missing) +
-                         " (or use --check=DIR)")
+        raise SourceWriteError("missing flags: " + ", ".join("--" + m for m in missing) +
+                               " (or use --check=DIR)")
     splits = _load_splits_file(f.splits_file) if f.splits_file else None
     report = write_source_from_folder(
         f.images_root, f.records_root, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
@@ -661,6 +488,8 @@ def define_flags(flag_values=None):
                       flag_values=fv)
     flags.DEFINE_string("check", None, "Only check this source folder and exit.",
                         flag_values=fv)
+    flags.DEFINE_string("reference_spec", None, "With --check: also compare the source's spec "
+                        "with this dataset_spec.json (e.g. the official one).", flag_values=fv)
     return fv
 
 
@@ -668,8 +497,11 @@ def _main(argv):
     from absl import flags  # pylint: disable=g-import-not-at-top
 
     if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    return run_cli(flags.FLAGS)
+        raise SystemExit(f"ctx_tf.data.writer: error: unexpected arguments: {argv[1:]}")
+    try:
+        return run_cli(flags.FLAGS)
+    except (SourceWriteError, DatasetSpecError, OSError) as e:
+        raise SystemExit(f"ctx_tf.data.writer: error: {e}") from None
 
 
 if __name__ == "__main__":

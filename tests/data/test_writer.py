@@ -1,4 +1,4 @@
-"""Tests of ctx_tf.data.writer: records, specs, splits, folder trees, atomicity, the checker."""
+"""Tests of ctx_tf.data.writer: arrays and folder trees -> sources, splits, overwriting, CLI."""
 
 import io
 import json
@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from ctx_tf.data import writer
-from ctx_tf.data.dataset_spec import load_dataset_spec
+from ctx_tf.data.dataset_spec import DatasetSpecError, load_dataset_spec
 from tests.conftest import shared_path
 
 FEATURES = {
@@ -240,65 +240,6 @@ def test_no_overwrite_and_overwrite(tmp_path):
     writer.write_source_from_arrays(tmp_path, "empty", arrays[:1], splits=(1, 0, 0))
 
 
-# ---------------------------------------------------------------------------- checker
-
-
-@pytest.fixture
-def good_source(tmp_path):
-    writer.write_source_from_arrays(tmp_path, "chk", make_arrays(4), splits=(2, 1, 1))
-    return tmp_path / "chk"
-
-
-def _rewrite(path, examples):
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for e in examples:
-            w.write(e)
-
-
-def test_check_missing_and_extra_file(good_source):
-    os.remove(good_source / "2.tfrecords")
-    (good_source / "9.tfrecords").write_bytes(b"")
-    with pytest.raises(writer.SourceCheckError) as err:
-        writer.check_source(good_source)
-    msg = str(err.value)
-    assert "2.tfrecords: missing (class 2)" in msg
-    assert "9.tfrecords: unexpected file" in msg
-    assert len(err.value.report.problems) == 2
-
-
-def test_check_wrong_count(good_source):
-    records = [r.numpy() for r in tf.data.TFRecordDataset(str(good_source / "1.tfrecords"))]
-    _rewrite(good_source / "1.tfrecords", records[:-1])
-    with pytest.raises(writer.SourceCheckError,
-                       match=rf"1\.tfrecords: {len(records) - 1} records, spec says "
-                             rf"{len(records)} \(class 1\)"):
-        writer.check_source(good_source)
-
-
-def test_check_wrong_label_and_extra_key(good_source):
-    _rewrite(good_source / "0.tfrecords", [writer.encode_example(b"img", 3)] * 3)
-    ex = tf.train.Example.FromString(writer.encode_example(b"img", 3))
-    ex.features.feature["filename"].bytes_list.value.append(b"a.png")
-    _rewrite(good_source / "3.tfrecords", [ex.SerializeToString()] * 3)
-    report = writer.check_source(good_source, raise_on_error=False)
-    assert not report.ok
-    text = "\n".join(report.problems)
-    assert "0.tfrecords: record 0: label 3, expected class id 0" in text
-    assert "3.tfrecords: record 0: keys ['filename', 'image', 'label']" in text
-    assert report.summary().startswith(f"check of {good_source}: FAILED")
-
-
-def test_check_name_mismatch_and_corrupt_file(tmp_path, good_source):
-    renamed = tmp_path / "other"
-    os.rename(good_source, renamed)
-    (renamed / "1.tfrecords").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(writer.SourceCheckError) as err:
-        writer.check_source(renamed)
-    msg = str(err.value)
-    assert "spec name 'chk' differs from the directory name 'other'" in msg
-    assert "1.tfrecords: unreadable TFRecord file (class 1)" in msg
-
-
 def _cli(argv):
     from absl import flags
     fv = writer.define_flags(flags.FlagValues())
@@ -322,6 +263,19 @@ def test_cli_write_and_check(tmp_path, capsys):
     (tmp_path / "rec" / "cli2" / "0.tfrecords").unlink()
     assert _cli([f"--check={tmp_path / 'rec' / 'cli2'}"]) == 1
     assert "0.tfrecords: missing (class 0)" in capsys.readouterr().out
+    # The cli source checked against cli2's spec: same classes, different splits.
+    assert _cli([f"--check={tmp_path / 'rec' / 'cli'}",
+                 f"--reference_spec={tmp_path / 'rec' / 'cli2' / 'dataset_spec.json'}"]) == 1
+    assert "reference spec" in capsys.readouterr().out
+
+
+def test_cli_user_mistakes_name_the_culprit(tmp_path):
+    with pytest.raises(DatasetSpecError, match=f"{tmp_path / 'none'}: no such source folder"):
+        _cli([f"--check={tmp_path / 'none'}"])
+    with pytest.raises(writer.SourceWriteError, match="--reference_spec only goes with"):
+        _cli([f"--reference_spec={tmp_path}"])
+    with pytest.raises(writer.SourceWriteError, match="missing flags: --images_root"):
+        _cli([f"--records_root={tmp_path}", "--name=x"])
 
 
 @pytest.mark.slow
@@ -333,10 +287,11 @@ def test_cli_subprocess(tmp_path):
                          capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr
     assert ": OK; 2 classes" in out.stdout
-
-
-def test_check_official_omniglot_records():
-    directory = shared_path("data", "official_records", "omniglot")
-    report = writer.check_source(directory)
-    assert report.ok and report.num_classes == 1623 and report.num_records == 32460
-    assert report.records_per_split == {"TRAIN": 17660, "VALID": 1620, "TEST": 13180}
+    out = subprocess.run([sys.executable, "-m", "ctx_tf.data.writer",
+                          f"--check={tmp_path / 'missing'}"],
+                         capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"ctx_tf.data.writer: error: {tmp_path / 'missing'}: no such source folder (expected a "
+        "folder holding dataset_spec.json and the class record files)")
+    assert "Traceback" not in out.stderr
