@@ -42,9 +42,10 @@ import tensorflow as tf
 from ctx_tf.data import decoder as decoder_lib
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
-from ctx_tf.data import simclr
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.reader import ReaderError
+from ctx_tf.data.seeds import episode_seed
+from ctx_tf.data.simclr import maybe_convert_to_simclr
 
 # Pipeline functions have no tensor-dependent Python control flow; AutoGraph would only add
 # tracing time.
@@ -257,8 +258,8 @@ def _episode_processor(chunk_sizes, support_decoder, query_decoder, path_lookup,
         episode = Episode(s_images, s_labels, s_ids, q_images, q_labels, q_ids)
         if simclr_episode_fraction > 0:
             seed = (None if simclr_seed is None
-                    else simclr.episode_seed(simclr_seed, episode_index))
-            episode = simclr.maybe_convert_to_simclr(episode, simclr_episode_fraction, seed=seed)
+                    else episode_seed(simclr_seed, episode_index))
+            episode = maybe_convert_to_simclr(episode, simclr_episode_fraction, seed=seed)
         return episode, source_id
 
     return process

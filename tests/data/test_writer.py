@@ -13,7 +13,6 @@ from PIL import Image
 
 from ctx_tf.data import writer
 from ctx_tf.data.dataset_spec import DatasetSpecError, load_dataset_spec
-from tests.conftest import shared_path
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
