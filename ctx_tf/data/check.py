@@ -17,8 +17,7 @@ from typing import Dict, List
 import tensorflow as tf
 
 from ctx_tf.data.dataset_spec import (SPEC_FILENAME, BiLevelDatasetSpecification,
-                                      DatasetSpecError, Split, load_dataset_spec,
-                                      load_dataset_spec_file)
+                                      DatasetSpecError, Split, load_dataset_spec)
 from ctx_tf.data.records import EXAMPLE_KEYS
 
 # Problems listed in an exception message; the report keeps them all.
@@ -136,7 +135,9 @@ def _load_reference(reference_spec):
     path = os.fspath(reference_spec)
     if os.path.isdir(path):
         return load_dataset_spec(path, check_name=False), f"reference spec {path}"
-    return load_dataset_spec_file(path), f"reference spec {path}"
+    spec = load_dataset_spec(os.path.dirname(os.path.abspath(path)), check_name=False,
+                             spec_file=path)
+    return spec, f"reference spec {path}"
 
 
 def compare_specs(spec, reference, label="reference spec"):

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ctx_tf.data import pipeline
-from ctx_tf.data.dataset_spec import DatasetSpecError, Split, load_dataset_spec
+from ctx_tf.data.dataset_spec import DatasetSpecError, Split, load_dataset_spec, use_ontologies
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.sampling import EpisodeDescriptionConfig
 from ctx_tf.data.simclr import to_simclr_episode
@@ -69,7 +69,7 @@ def save_episode_grid(episode, path, max_rows=16):
 def first_episode(records_root_dir, dataset, split="train", image_size=84, seed=0):
     """The first decoded episode of `dataset` from the single-source episode pipeline."""
     spec = load_dataset_spec(os.path.join(records_root_dir, dataset))
-    use_dag, use_bilevel = pipeline.use_ontologies(dataset)
+    use_dag, use_bilevel = use_ontologies(dataset)
     data = pipeline.make_one_source_episode_pipeline(
         spec, use_dag, use_bilevel, Split[split.upper()], EpisodeDescriptionConfig(),
         image_size=image_size, shuffle_buffer_size=1000, seed=seed)

@@ -157,7 +157,8 @@ def test_jitter_follows_per_image_order_and_flags():
 
 def test_crop_boxes_within_bounds(rng_seed):
     n = 4000
-    begin, size = tf.function(lambda: augment.sample_crop_boxes(n, 224, 224, _seed_pair(rng_seed)))()
+    boxes = tf.function(lambda: augment.sample_crop_boxes(n, 224, 224, _seed_pair(rng_seed)))
+    begin, size = boxes()
     begin, size = begin.numpy(), size.numpy()
     assert np.all(begin >= 0) and np.all(begin + size <= 224) and np.all(size >= 1)
     area = size[:, 0] * size[:, 1] / 224.0**2
