@@ -1,4 +1,4 @@
-"""Writes image classification data in Meta-Dataset's record format, and checks such sources.
+"""Writes image classification data (arrays, image folders) as a source in the official layout.
 
 A *source* is one folder ``<records_root>/<name>/`` holding one TFRecord file per class,
 ``{class_id}.tfrecords``, plus ``dataset_spec.json``. Class ids are absolute and contiguous per
@@ -18,11 +18,8 @@ Entry points:
 The consistency check of a written (or official) source is :func:`ctx_tf.data.check.check_source`,
 also run by ``--check``.
 
-Splits, when not given explicitly, are drawn with ``numpy.random.RandomState(seed)``: the
-items (classes, or superclasses for a bi-level source) are permuted, the first
-``round(valid_fraction * N)`` of the permutation become VALID, the next
-``round(test_fraction * N)`` TEST, the rest TRAIN; inside each split the items keep their
-input order (sorted names for folders). Defaults: 0.7 / 0.15 / 0.15, seed 0.
+Splits, when not given explicitly, are drawn at random with a seed (see
+:mod:`ctx_tf.data.splits`; defaults 0.7 / 0.15 / 0.15, seed 0).
 
 Command line::
 
@@ -33,18 +30,18 @@ Command line::
 """
 
 import dataclasses
-import json
 import os
 import pathlib
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-import numpy as np
 
 from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
 from ctx_tf.data.dataset_spec import SPEC_FILENAME, DatasetSpecError
 from ctx_tf.data.image_encoding import encode_jpeg
 from ctx_tf.data.records import SourceWriteError, encode_example, write_tfrecord
+from ctx_tf.data.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION,
+                                load_splits_file, order_classes, resolve_splits)
 from ctx_tf.data.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec, make_dataset_spec,
                                      write_dataset_spec)
 from ctx_tf.data.spec_writer import spec_to_json  # re-export for the merge, removed by the lead
@@ -53,9 +50,6 @@ from ctx_tf.files import atomic_write
 _write_tfrecord = write_tfrecord  # re-export for the merge, removed by the lead
 _write_text = atomic_write  # re-export for the merge, removed by the lead
 
-DEFAULT_VALID_FRACTION = 0.15
-DEFAULT_TEST_FRACTION = 0.15
-DEFAULT_SEED = 0
 
 
 def _prepare_output_dir(records_root, name, overwrite) -> pathlib.Path:
@@ -85,94 +79,6 @@ def _remove_stale_records(out: pathlib.Path, num_classes: int, keep=None):
     for entry in out.iterdir():
         if entry.name.endswith(".tfrecords") and entry.name not in expected:
             entry.unlink()
-
-
-# ------------------------------------------------------------------------------------------
-# Splits.
-
-
-def _normalize_split_key(key):
-    k = str(key).upper()
-    return {"TRAIN": "TRAIN", "VALID": "VALID", "VALIDATION": "VALID", "TEST": "TEST"}.get(k)
-
-
-def resolve_splits(item_names: Sequence[str], splits=None, seed=DEFAULT_SEED,
-                   valid_fraction=DEFAULT_VALID_FRACTION,
-                   test_fraction=DEFAULT_TEST_FRACTION, what="class"):
-    """Assigns items (classes or superclasses) to TRAIN/VALID/TEST.
-
-    Args:
-      item_names: the items, in input order.
-      splits: None (seeded random split by fractions), a triple of counts
-        ``(n_train, n_valid, n_test)`` taken in input order, or explicit lists: a mapping
-        from split name ("TRAIN"/"VALID"/"TEST", any case, "validation" allowed) or a triple
-        of lists, holding item indices or names, kept in list order. Every item must be
-        assigned exactly once.
-      seed, valid_fraction, test_fraction: for the random split.
-      what: word used in error messages.
-
-    Returns:
-      A list of three lists of item indices (TRAIN, VALID, TEST).
-    """
-    n = len(item_names)
-    if splits is None:
-        if not (0 <= valid_fraction <= 1 and 0 <= test_fraction <= 1
-                and valid_fraction + test_fraction <= 1):
-            raise SourceWriteError(
-                f"invalid split fractions valid={valid_fraction} test={test_fraction}")
-        n_valid = int(round(valid_fraction * n))
-        n_test = min(int(round(test_fraction * n)), n - n_valid)
-        perm = np.random.RandomState(seed).permutation(n)
-        valid = sorted(perm[:n_valid].tolist())
-        test = sorted(perm[n_valid:n_valid + n_test].tolist())
-        train = sorted(perm[n_valid + n_test:].tolist())
-        return [train, valid, test]
-    if (not isinstance(splits, dict) and len(splits) == 3
-            and all(isinstance(m, (list, tuple, range)) for m in splits)):
-        splits = dict(zip(SPLIT_NAMES, splits))
-    if isinstance(splits, dict):
-        index_of = {}
-        for i, item in enumerate(item_names):
-            index_of.setdefault(item, i)
-        out = {s: [] for s in SPLIT_NAMES}
-        for key, members in splits.items():
-            split = _normalize_split_key(key)
-            if split is None:
-                raise SourceWriteError(f"unknown split name {key!r} (use TRAIN, VALID, TEST)")
-            for m in members:
-                if isinstance(m, (int, np.integer)) and not isinstance(m, bool):
-                    if not 0 <= int(m) < n:
-                        raise SourceWriteError(f"split {split}: {what} index {m} out of range "
-                                               f"[0, {n})")
-                    out[split].append(int(m))
-                elif m in index_of:
-                    out[split].append(index_of[m])
-                else:
-                    raise SourceWriteError(f"split {split}: unknown {what} {m!r}")
-        result = [out[s] for s in SPLIT_NAMES]
-        _check_partition(result, item_names, what)
-        return result
-    counts = [int(c) for c in splits]
-    if len(counts) != 3 or min(counts) < 0 or sum(counts) != n:
-        raise SourceWriteError(
-            f"split counts {tuple(splits)} must be three non-negative numbers summing to the "
-            f"number of {what}es ({n})")
-    a, b = counts[0], counts[0] + counts[1]
-    return [list(range(0, a)), list(range(a, b)), list(range(b, n))]
-
-
-def _check_partition(result, item_names, what):
-    seen = {}
-    for split, members in zip(SPLIT_NAMES, result):
-        for m in members:
-            if m in seen:
-                raise SourceWriteError(
-                    f"{what} {item_names[m]!r} is assigned to both {seen[m]} and {split}")
-            seen[m] = split
-    missing = [item_names[i] for i in range(len(item_names)) if i not in seen]
-    if missing:
-        raise SourceWriteError(
-            f"{len(missing)} {what}(es) are in no split: {missing[:10]}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -260,32 +166,6 @@ def _finish(out, name, spec_path, class_entries, split_class_counts, superclass_
                        images_per_split, supers, spec)
 
 
-def _order_classes(class_names, superclasses, split_items):
-    """Returns (ordered class indices, classes per split, superclass info or None)."""
-    if superclasses is None:
-        order = [i for members in split_items for i in members]
-        return order, [len(m) for m in split_items], None
-    order, per_split, sc_names, sc_sizes = [], [], [], []
-    for members in split_items:
-        n = 0
-        for k in members:
-            sc_name, sc_classes = superclasses[k]
-            sc_names.append(sc_name)
-            sc_sizes.append(len(sc_classes))
-            order.extend(sc_classes)
-            n += len(sc_classes)
-        per_split.append(n)
-    seen = set()
-    for i in order:
-        if i in seen:
-            raise SourceWriteError(f"class {class_names[i]!r} is in more than one superclass")
-        seen.add(i)
-    missing = [class_names[i] for i in range(len(class_names)) if i not in seen]
-    if missing:
-        raise SourceWriteError(f"{len(missing)} class(es) are in no superclass: {missing[:10]}")
-    return order, per_split, (sc_names, [len(m) for m in split_items], sc_sizes)
-
-
 def write_source_from_arrays(records_root, name, images_per_class, class_names=None,
                              splits=None, superclasses=None, seed=DEFAULT_SEED,
                              valid_fraction=DEFAULT_VALID_FRACTION,
@@ -299,7 +179,7 @@ def write_source_from_arrays(records_root, name, images_per_class, class_names=N
       images_per_class: one entry per class: a uint8/bool array [n_c, H, W] or
         [n_c, H, W, 3], or a list of per-image arrays (sizes may differ).
       class_names: one name per class (default ``"class<i>"``).
-      splits: see :func:`resolve_splits`; it splits classes, or superclasses when
+      splits: see :func:`ctx_tf.data.splits.resolve_splits`; it splits classes, or superclasses when
         ``superclasses`` is given. Default: random split with ``seed`` and the fractions.
       superclasses: for a bi-level source, a list of ``(superclass_name, [class indices])``;
         classes are numbered superclass by superclass in that list order.
@@ -326,7 +206,7 @@ def write_source_from_arrays(records_root, name, images_per_class, class_names=N
     else:
         items, what = class_names, "class"
     split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
-    order, per_split, sc_info = _order_classes(class_names, superclasses, split_items)
+    order, per_split, sc_info = order_classes(class_names, superclasses, split_items)
 
     def images_of(i):
         def gen():
@@ -399,7 +279,7 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
     items = [n for n, _ in superclasses] if bilevel else class_names
     what = "superclass" if bilevel else "class"
     split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
-    order, per_split, sc_info = _order_classes(class_names, superclasses, split_items)
+    order, per_split, sc_info = order_classes(class_names, superclasses, split_items)
 
     def images_of(d):
         def gen():
@@ -426,17 +306,6 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
 # Command line.
 
 
-def _load_splits_file(path):
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise SourceWriteError(f"splits file {path}: invalid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise SourceWriteError(f"splits file {path}: expected an object with train/valid/test")
-    return data
-
-
 def run_cli(flag_values) -> int:
     """Runs the command line with parsed absl ``flag_values`` (see :func:`define_flags`)."""
     f = flag_values
@@ -452,7 +321,7 @@ def run_cli(flag_values) -> int:
     if missing:
         raise SourceWriteError("missing flags: " + ", ".join("--" + m for m in missing) +
                                " (or use --check=DIR)")
-    splits = _load_splits_file(f.splits_file) if f.splits_file else None
+    splits = load_splits_file(f.splits_file) if f.splits_file else None
     report = write_source_from_folder(
         f.images_root, f.records_root, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
         valid_fraction=f.valid_fraction, test_fraction=f.test_fraction, invert=f.invert,
