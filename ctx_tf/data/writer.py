@@ -34,6 +34,7 @@ import os
 import pathlib
 from typing import Dict, List, Optional
 
+from absl import app, flags
 
 from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
@@ -332,8 +333,6 @@ def run_cli(flag_values) -> int:
 
 def define_flags(flag_values=None):
     """Defines the command-line flags on ``flag_values`` (default: the global absl FLAGS)."""
-    from absl import flags  # pylint: disable=g-import-not-at-top
-
     fv = flags.FLAGS if flag_values is None else flag_values
     flags.DEFINE_string("images_root", None, "Folder of images: root/<class>/<image> or, with "
                         "--bilevel, root/<superclass>/<class>/<image>.", flag_values=fv)
@@ -363,8 +362,6 @@ def define_flags(flag_values=None):
 
 
 def _main(argv):
-    from absl import flags  # pylint: disable=g-import-not-at-top
-
     if len(argv) > 1:
         raise SystemExit(f"ctx_tf.data.writer: error: unexpected arguments: {argv[1:]}")
     try:
@@ -374,7 +371,5 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app  # pylint: disable=g-import-not-at-top
-
     define_flags()
     app.run(_main)
