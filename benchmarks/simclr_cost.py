@@ -12,7 +12,7 @@ import time
 
 import tensorflow as tf
 
-from ctx_tf.data import simclr
+from ctx_tf.data import augment
 
 
 def _time(fn, repeats):
@@ -45,15 +45,15 @@ def main():
 
         @tf.function
         def augment_support(images):
-            return simclr.simclr_augment(images, blur=False, seed=[1, 2])
+            return augment.simclr_augment(images, blur=False, seed=[1, 2])
 
         @tf.function
         def augment_query(images):
-            return simclr.simclr_augment(images, blur=True, seed=[3, 4])
+            return augment.simclr_augment(images, blur=True, seed=[3, 4])
 
         @tf.function
         def blur_only(images):
-            return simclr.random_blur(images, seed=[5, 6])
+            return augment.random_blur(images, seed=[5, 6])
 
         rows = [
             (f"support {args.num_support} (no blur)", lambda: augment_support(support).numpy()),

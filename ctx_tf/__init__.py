@@ -22,7 +22,7 @@ _EXPORTS = {
     "make_multisource_batch_pipeline": "ctx_tf.data.pipeline",
     "write_source_from_arrays": "ctx_tf.data.writer",
     "write_source_from_folder": "ctx_tf.data.writer",
-    "check_source": "ctx_tf.data.writer",
+    "check_source": "ctx_tf.data.check",
     "to_simclr_episode": "ctx_tf.data.simclr",
     "CrossTransformer": "ctx_tf.models.cross_transformer",
     "CrossTransformerLearner": "ctx_tf.learners",

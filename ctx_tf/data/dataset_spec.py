@@ -13,99 +13,24 @@ source. Three types exist, told apart by their `__class__` field:
 directory it came from (as the official loader does). Every spec answers `get_classes(split)`
 and `num_images(class_id)`; the bi-level and hierarchical specs answer the questions their
 samplers ask (superclasses of a split, WordNet graph, leaves spanned by each node).
+
+The shared parts live in `spec_base`, the hierarchical type in `hierarchical_spec`; this
+module holds the flat and bi-level types, the parser, the one loader and `use_ontologies`.
 """
 
-import collections
-import enum
-import functools
 import json
 import os
 import posixpath
 
-SPEC_FILENAME = "dataset_spec.json"
-# The only file pattern the official converter writes and the official reader can read.
-DEFAULT_FILE_PATTERN = "{}.tfrecords"
-# Accepted by the official loader (per-pool files) but not supported by any reader.
-POOL_FILE_PATTERN = "{}_{}.tfrecords"
+from ctx_tf.data.hierarchical_spec import HierarchicalDatasetSpecification, Node
+from ctx_tf.data.spec_base import (DEFAULT_FILE_PATTERN, POOL_FILE_PATTERN, SPEC_FILENAME,
+                                   DatasetSpecError, SpecBase, Split, as_split,
+                                   check_contiguous, join_path)
+
+_as_split = as_split  # re-export for the merge, removed by the lead
 
 
-class Split(enum.Enum):
-    """The three class splits of a source; values are the official enum values."""
-
-    TRAIN = 0
-    VALID = 1
-    TEST = 2
-
-
-class DatasetSpecError(ValueError):
-    """A `dataset_spec.json` that is missing, malformed or inconsistent."""
-
-
-def _as_split(split):
-    if isinstance(split, Split):
-        return split
-    if isinstance(split, str):
-        try:
-            return Split[split.upper()]
-        except KeyError:
-            pass
-    raise ValueError(f"split must be one of {[s.name for s in Split]} (or a Split), got {split!r}")
-
-
-class _SpecBase:
-    """Shared behaviour: file naming, class name lookup, per-split ranges."""
-
-    def __init__(self, name, class_names, path, file_pattern, source):
-        self.name = name
-        self.class_names = class_names
-        self.path = path
-        self.file_pattern = file_pattern
-        self._source = source  # what error messages name: the file the spec came from
-
-    def _error(self, message):
-        return DatasetSpecError(f"{self._source}: {message}")
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    @functools.cached_property
-    def class_names_to_ids(self):
-        return {name: class_id for class_id, name in self.class_names.items()}
-
-    def get_classes(self, split):
-        """The absolute class ids of `split`, a contiguous `range`."""
-        split = _as_split(split)
-        offset = sum(self.classes_per_split[s] for s in Split if s.value < split.value)
-        return range(offset, offset + self.classes_per_split[split])
-
-    def split_of_class(self, class_id):
-        for split in Split:
-            if class_id in self.get_classes(split):
-                return split
-        raise ValueError(f"{self.name}: class id {class_id} is not in [0, {self.num_classes})")
-
-    def get_total_images_per_class(self, class_id, pool=None):
-        """Official name of `num_images`."""
-        if pool is not None:
-            raise ValueError(f"{self.name}: example-level pools are not supported (pool={pool!r})")
-        return self.num_images(class_id)
-
-    def record_path(self, class_id):
-        """Path of the TFRecord file of absolute class `class_id`."""
-        if self.file_pattern != DEFAULT_FILE_PATTERN:
-            raise ValueError(
-                f"{self._source}: file_pattern {self.file_pattern!r} is not supported; only "
-                f"{DEFAULT_FILE_PATTERN!r} (one file per class) is read"
-            )
-        return _join(self.path, self.file_pattern.format(class_id))
-
-    def __repr__(self):
-        counts = ", ".join(f"{s.name} {self.classes_per_split[s]}" for s in Split)
-        return f"{type(self).__name__}(name={self.name!r}, classes: {counts}, path={self.path!r})"
-
-
-class DatasetSpecification(_SpecBase):
+class DatasetSpecification(SpecBase):
     """A source whose classes are split into contiguous TRAIN / VALID / TEST ranges."""
 
     def __init__(self, name, classes_per_split, images_per_class, class_names, path,
@@ -125,13 +50,13 @@ class DatasetSpecification(_SpecBase):
 
     def _validate(self):
         total = sum(self.classes_per_split.values())
-        _check_contiguous(self, "class_names", self.class_names, total,
+        check_contiguous(self, "class_names", self.class_names, total,
                           "the sum of classes_per_split")
-        _check_contiguous(self, "images_per_class", self.images_per_class, total,
+        check_contiguous(self, "images_per_class", self.images_per_class, total,
                           "the sum of classes_per_split")
 
 
-class BiLevelDatasetSpecification(_SpecBase):
+class BiLevelDatasetSpecification(SpecBase):
     """A source whose classes belong to superclasses (Omniglot: characters of alphabets).
 
     Superclasses are split into contiguous ranges; the classes of superclass k are the
@@ -157,7 +82,7 @@ class BiLevelDatasetSpecification(_SpecBase):
 
     def get_superclasses(self, split):
         """The superclass ids of `split`, a contiguous `range`."""
-        split = _as_split(split)
+        split = as_split(split)
         offset = sum(self.superclasses_per_split[s] for s in Split if s.value < split.value)
         return range(offset, offset + self.superclasses_per_split[split])
 
@@ -171,7 +96,7 @@ class BiLevelDatasetSpecification(_SpecBase):
 
     def get_class_ids_from_superclass_subclass_inds(self, split, superclass_id, class_inds):
         """Maps indices inside a superclass to (split-relative ids, absolute ids)."""
-        split = _as_split(split)
+        split = as_split(split)
         if superclass_id not in self.get_superclasses(split):
             raise ValueError(
                 f"{self.name}: superclass {superclass_id} is not in split {split.name}"
@@ -182,198 +107,18 @@ class BiLevelDatasetSpecification(_SpecBase):
 
     def _validate(self):
         num_superclasses = sum(self.superclasses_per_split.values())
-        _check_contiguous(self, "classes_per_superclass", self.classes_per_superclass,
+        check_contiguous(self, "classes_per_superclass", self.classes_per_superclass,
                           num_superclasses, "the sum of superclasses_per_split")
-        _check_contiguous(self, "superclass_names", self.superclass_names, num_superclasses,
+        check_contiguous(self, "superclass_names", self.superclass_names, num_superclasses,
                           "the sum of superclasses_per_split")
         total = sum(self.classes_per_superclass.values())
-        _check_contiguous(self, "class_names", self.class_names, total,
+        check_contiguous(self, "class_names", self.class_names, total,
                           "the sum of classes_per_superclass")
-        _check_contiguous(self, "images_per_class", self.images_per_class, total,
+        check_contiguous(self, "images_per_class", self.images_per_class, total,
                           "the sum of classes_per_superclass")
-
-
-Node = collections.namedtuple("Node", ["wn_id", "words", "children_ids", "parents_ids"])
-
-
-class HierarchicalDatasetSpecification(_SpecBase):
-    """A source with one WordNet DAG per split (ImageNet); each split's classes are its leaves.
-
-    Class ids of a split are its leaves sorted by WordNet id, after those of earlier splits.
-    """
-
-    def __init__(self, name, split_subgraphs, images_per_class, class_names, path,
-                 file_pattern=DEFAULT_FILE_PATTERN, source="<dataset spec>"):
-        super().__init__(name, class_names, path, file_pattern, source)
-        # split -> {wn_id: Node}, in file order (sorted by wn_id in the official files).
-        self.split_subgraphs = split_subgraphs
-        # split -> {wn_id: number of images}; internal nodes hold the sum over their leaves.
-        self.images_per_node = images_per_class
-        self._validate()
-        self.classes_per_split = {split: len(self.get_leaves(split)) for split in Split}
-
-    def get_split_subgraph(self, split):
-        """The split's DAG as `{wn_id: Node}`."""
-        return self.split_subgraphs[_as_split(split)]
-
-    def get_leaves(self, split):
-        """The wn_ids of the split's leaves, sorted: position i is relative class id i."""
-        graph = self.get_split_subgraph(split)
-        return sorted(wn_id for wn_id, node in graph.items() if not node.children_ids)
-
-    def get_internal_nodes(self, split):
-        graph = self.get_split_subgraph(split)
-        return sorted(wn_id for wn_id, node in graph.items() if node.children_ids)
-
-    def get_spanning_leaves(self, split):
-        """`{wn_id: frozenset of leaf wn_ids}` spanned by every node of the split's DAG."""
-        split = _as_split(split)
-        return self._spanning_leaves[split]
-
-    @functools.cached_property
-    def _spanning_leaves(self):
-        result = {}
-        for split, graph in self.split_subgraphs.items():
-            spans = {}
-
-            def span(wn_id, graph=graph, spans=spans):
-                if wn_id not in spans:
-                    node = graph[wn_id]
-                    if not node.children_ids:
-                        spans[wn_id] = frozenset([wn_id])
-                    else:
-                        spans[wn_id] = frozenset().union(*(span(c) for c in node.children_ids))
-                return spans[wn_id]
-
-            for wn_id in graph:
-                span(wn_id)
-            result[split] = spans
-        return result
-
-    def num_images(self, class_id):
-        split = self.split_of_class(class_id)
-        return self.images_per_node[split][self.class_names[class_id]]
-
-    def _validate(self):
-        seen = {}
-        for split, graph in self.split_subgraphs.items():
-            for wn_id, node in graph.items():
-                if wn_id in seen and seen[wn_id] != split:
-                    raise self._error(
-                        f"split_subgraphs: node {wn_id} appears in both {seen[wn_id].name} "
-                        f"and {split.name}"
-                    )
-                seen[wn_id] = split
-                for field, others in (("children_ids", node.children_ids),
-                                      ("parents_ids", node.parents_ids)):
-                    for other in others:
-                        if other not in graph:
-                            raise self._error(
-                                f"split_subgraphs.{split.name}: node {wn_id} lists {other} in "
-                                f"{field}, but {other} is not a node of that split"
-                            )
-                for child in node.children_ids:
-                    if wn_id not in graph[child].parents_ids:
-                        raise self._error(
-                            f"split_subgraphs.{split.name}: {child} is a child of {wn_id} but "
-                            f"does not list it among its parents_ids"
-                        )
-            _check_acyclic(self, split, graph)
-        total = sum(
-            sum(1 for node in graph.values() if not node.children_ids)
-            for graph in self.split_subgraphs.values()
-        )
-        _check_contiguous(self, "class_names", self.class_names, total,
-                          "the number of leaves of split_subgraphs")
-        offset = 0
-        for split in Split:
-            graph = self.split_subgraphs[split]
-            counts = self.images_per_node[split]
-            missing = sorted(set(graph) - set(counts))
-            if missing:
-                raise self._error(
-                    f"images_per_class.{split.name} has no count for node(s) {missing[:5]}"
-                )
-            extra = sorted(set(counts) - set(graph))
-            if extra:
-                raise self._error(
-                    f"images_per_class.{split.name} counts node(s) {extra[:5]} that are not in "
-                    f"split_subgraphs.{split.name}"
-                )
-            leaves = sorted(w for w, n in graph.items() if not n.children_ids)
-            for i, leaf in enumerate(leaves):
-                if self.class_names[offset + i] != leaf:
-                    raise self._error(
-                        f"class_names[{offset + i}] is {self.class_names[offset + i]!r}, but "
-                        f"leaf {i} of {split.name} (leaves sorted by WordNet id) is {leaf!r}"
-                    )
-            offset += len(leaves)
-        for split in Split:
-            spans = self.get_spanning_leaves(split)
-            counts = self.images_per_node[split]
-            for wn_id in self.get_internal_nodes(split):
-                expected = sum(counts[leaf] for leaf in spans[wn_id])
-                if counts[wn_id] != expected:
-                    raise self._error(
-                        f"images_per_class.{split.name}[{wn_id}] is {counts[wn_id]}, but the "
-                        f"leaves it spans hold {expected} images"
-                    )
-
-
-def _check_contiguous(spec, field, mapping, expected_len, what):
-    """Keys of `mapping` must be exactly 0..expected_len-1; counts must be ints >= 0."""
-    keys = set(mapping)
-    if keys != set(range(expected_len)):
-        missing = sorted(set(range(expected_len)) - keys)
-        extra = sorted(keys - set(range(expected_len)))
-        detail = []
-        if missing:
-            detail.append(f"missing id(s) {missing[:5]}")
-        if extra:
-            detail.append(f"unexpected id(s) {extra[:5]}")
-        raise spec._error(
-            f"{field} has {len(mapping)} entries but {what} is {expected_len} "
-            f"({'; '.join(detail)})"
-        )
-    if field in ("images_per_class", "classes_per_superclass"):
-        for key, value in mapping.items():
-            if isinstance(value, dict):
-                raise spec._error(
-                    f"{field}[{key}] is a per-pool dict; example-level pools are not supported"
-                )
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise spec._error(f"{field}[{key}] must be a non-negative integer, got {value!r}")
-
-
-def _check_acyclic(spec, split, graph):
-    state = {}  # wn_id -> 1 while on the DFS stack, 2 when done
-    for root in graph:
-        if root in state:
-            continue
-        stack = [(root, iter(graph[root].children_ids))]
-        state[root] = 1
-        while stack:
-            wn_id, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                state[wn_id] = 2
-                stack.pop()
-            elif state.get(child) == 1:
-                raise spec._error(
-                    f"split_subgraphs.{split.name} has a cycle through {wn_id} -> {child}"
-                )
-            elif child not in state:
-                state[child] = 1
-                stack.append((child, iter(graph[child].children_ids)))
 
 
 # ----------------------------------------------------------------------------- parsing
-
-
-def _join(directory, filename):
-    if "://" in directory:
-        return posixpath.join(directory, filename)
-    return os.path.join(directory, filename)
 
 
 def _read_text(path):
@@ -520,36 +265,41 @@ def dataset_spec_from_dict(data, path=None, source="<dataset spec>"):
     raise DatasetSpecError(f"{source}: unknown '__class__' {kind!r}; expected one of {known}")
 
 
-def load_dataset_spec_file(spec_path, directory=None):
-    """Reads one spec file; `path` becomes `directory` (default: the file's directory)."""
-    spec_path = os.fspath(spec_path)
-    text = _read_text(spec_path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DatasetSpecError(f"{spec_path}: malformed JSON: {e}") from None
-    if directory is None:
-        directory = posixpath.dirname(spec_path) if "://" in spec_path else os.path.dirname(
-            os.path.abspath(spec_path))
-    return dataset_spec_from_dict(data, path=os.fspath(directory), source=spec_path)
-
-
-def load_dataset_spec(directory, check_name=True):
+def load_dataset_spec(directory, check_name=True, spec_file=None):
     """Loads `<directory>/dataset_spec.json`, with `path` set to `directory`.
 
     Args:
       directory: a source's records directory (local or any `tf.io.gfile` filesystem).
       check_name: require the spec's `name` to equal the directory's base name, as the
         official consistency checker does (the pipelines find sources by that name).
+      spec_file: read this spec file instead (e.g. an official spec describing records that
+        live in `directory`).
     """
     directory = os.fspath(directory)
     stripped = directory.rstrip("/") or directory
-    spec = load_dataset_spec_file(_join(stripped, SPEC_FILENAME), directory=stripped)
+    spec_path = join_path(stripped, SPEC_FILENAME) if spec_file is None else os.fspath(spec_file)
+    text = _read_text(spec_path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DatasetSpecError(f"{spec_path}: malformed JSON: {e}") from None
+    spec = dataset_spec_from_dict(data, path=stripped, source=spec_path)
     basename = posixpath.basename(stripped) if "://" in stripped else os.path.basename(
         os.path.abspath(stripped))
     if check_name and spec.name != basename:
         raise DatasetSpecError(
-            f"{spec._source}: field 'name' is {spec.name!r} but the directory is named "
+            f"{spec_path}: field 'name' is {spec.name!r} but the directory is named "
             f"{basename!r}; a source's records must live in a directory named after it"
         )
     return spec
+
+
+def use_ontologies(dataset_name, ignore_dag_ontology=False, ignore_bilevel_ontology=False):
+    """`(use_dag_ontology, use_bilevel_ontology)` for a source, as the official trainer decides.
+
+    DAG (WordNet) sampling for every `ilsvrc_2012*` source, bi-level (alphabet) sampling for
+    `omniglot`, uniform class sampling otherwise; the ignore flags turn them off.
+    """
+    use_dag = dataset_name.startswith("ilsvrc_2012") and not ignore_dag_ontology
+    use_bilevel = dataset_name == "omniglot" and not ignore_bilevel_ontology
+    return use_dag, use_bilevel

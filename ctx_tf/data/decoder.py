@@ -233,3 +233,41 @@ class StringDecoder:
 
     def __repr__(self):
         return "StringDecoder()"
+
+
+# ----------------------------------------------------------------------------- pipeline decoders
+
+# Official default decoders: no augmentation (the official gin's augmentation is the identity).
+_DEFAULT_DECODER = "default ImageDecoder"
+
+
+def _resolve_decoder(decoder, image_size, role):
+    if isinstance(decoder, str) and decoder == _DEFAULT_DECODER:
+        decoder = ImageDecoder()
+    if decoder is None:
+        return None
+    decoder = decoder.with_image_size(image_size) if hasattr(decoder, "with_image_size") \
+        else decoder
+    if isinstance(decoder, ImageDecoder) and decoder.image_size is None:
+        raise ValueError(f"{role} decoder: no image size; pass image_size to the pipeline "
+                         "(DataConfig.image_height) or bind ImageDecoder.image_size")
+    return decoder
+
+
+# Registered under the official gin names, so official bindings such as
+# `process_episode.support_decoder = @support/ImageDecoder()` carry over.
+@gin.configurable("process_episode", allowlist=["support_decoder", "query_decoder"])
+def episode_decoders(image_size, support_decoder=_DEFAULT_DECODER,
+                     query_decoder=_DEFAULT_DECODER):
+    """The support and query decoders (gin: `process_episode.support_decoder = ...`).
+
+    Defaults: `ImageDecoder` without augmentation. None: keep the raw record strings.
+    """
+    return (_resolve_decoder(support_decoder, image_size, "support"),
+            _resolve_decoder(query_decoder, image_size, "query"))
+
+
+@gin.configurable("process_batch", allowlist=["batch_decoder"])
+def batch_decoder_for(image_size, batch_decoder=_DEFAULT_DECODER):
+    """The batch decoder (gin: `process_batch.batch_decoder = ...`)."""
+    return _resolve_decoder(batch_decoder, image_size, "batch")

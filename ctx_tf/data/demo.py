@@ -19,6 +19,9 @@ import shutil
 import tempfile
 
 import numpy as np
+from PIL import Image, ImageDraw
+
+from ctx_tf.data import writer
 
 DEMO_SOURCE_NAME = "demo_glyphs"
 MARKER = "demo_params.json"
@@ -50,8 +53,6 @@ def _glyph(rng, num_strokes):
 
 def _draw(glyph, rng, size, supersample=4):
     """One deformed rendering of a glyph: uint8 [size, size]."""
-    from PIL import Image, ImageDraw
-
     big = size * supersample
     angle = rng.uniform(-0.35, 0.35)
     scale = rng.uniform(0.75, 1.1, size=2)
@@ -108,8 +109,6 @@ def ensure_demo_source(cache_dir=None, print_fn=print, **overrides):
     The records root holds one source, `demo_glyphs`. Keyword overrides change
     `DEFAULT_PARAMS` (class counts per split, images per class, image size, seed).
     """
-    from ctx_tf.data import writer
-
     cache_dir = os.path.abspath(cache_dir or default_cache_dir())
     params = _params(**overrides)
     if _cached(cache_dir, params):

@@ -32,37 +32,22 @@ Decoders come from the gin-configurable `process_episode.support_decoder` /
 `ImageDecoder()` without augmentation; None keeps the raw record strings).
 """
 
-import copy
-import os
 
-import gin
 import numpy as np
 import tensorflow as tf
 
 from ctx_tf.data import decoder as decoder_lib
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
-from ctx_tf.data import simclr
+from ctx_tf.data.dataset_spec import use_ontologies  # re-export for the merge, removed by the lead
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.reader import ReaderError
+from ctx_tf.data.seeds import episode_seed
+from ctx_tf.data.simclr import maybe_convert_to_simclr
 
 # Pipeline functions have no tensor-dependent Python control flow; AutoGraph would only add
 # tracing time.
 _no_autograph = tf.autograph.experimental.do_not_convert
-
-# Official default decoders: no augmentation (the official gin's augmentation is the identity).
-_DEFAULT_DECODER = "default ImageDecoder"
-
-
-def use_ontologies(dataset_name, ignore_dag_ontology=False, ignore_bilevel_ontology=False):
-    """`(use_dag_ontology, use_bilevel_ontology)` for a source, as the official trainer decides.
-
-    DAG (WordNet) sampling for every `ilsvrc_2012*` source, bi-level (alphabet) sampling for
-    `omniglot`, uniform class sampling otherwise; the ignore flags turn them off.
-    """
-    use_dag = dataset_name.startswith("ilsvrc_2012") and not ignore_dag_ontology
-    use_bilevel = dataset_name == "omniglot" and not ignore_bilevel_ontology
-    return use_dag, use_bilevel
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -94,111 +79,7 @@ def _class_seeds(seed, source_index, num_classes):
     return [(base + i) % 2**63 for i in range(num_classes)]
 
 
-# ----------------------------------------------------------------------------- checks
-
-
-def _split_name(split):
-    return getattr(split, "name", str(split))
-
-
-def _check_source(dataset_spec, split, validate_records, num_to_take):
-    """Fails early, with file names, when the records cannot serve `split`."""
-    where = f"source {dataset_spec.name!r} split {_split_name(split)}"
-    directory = dataset_spec.path
-    if not tf.io.gfile.isdir(directory):
-        parent = os.path.dirname(directory.rstrip("/"))
-        hint = ("" if tf.io.gfile.isdir(parent) else
-                f" (the records root {parent} does not exist either)")
-        raise ReaderError(f"{where}: records directory {directory} does not exist{hint}")
-    classes = list(dataset_spec.get_classes(split))
-    if not classes:
-        raise ReaderError(f"{where}: the split has no classes in {directory}/dataset_spec.json")
-    present = set(tf.io.gfile.listdir(directory))
-    missing = []
-    for class_id in classes:
-        path = dataset_spec.record_path(class_id)
-        if os.path.basename(path) not in present:
-            missing.append((class_id, path))
-    if missing:
-        shown = ", ".join(f"{p} (class id {c})" for c, p in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ReaderError(f"{where}: {len(missing)} class file(s) missing: {shown}{more}")
-    if validate_records:
-        for class_id in classes:
-            _validate_file(dataset_spec, class_id, num_to_take)
-    return classes
-
-
-def _validate_file(dataset_spec, class_id, num_to_take):
-    path = dataset_spec.record_path(class_id)
-    expected = dataset_spec.get_total_images_per_class(class_id)
-    labels = tf.data.TFRecordDataset(path).map(
-        lambda r: decoder_lib.parse_record(r)["label"])
-    try:
-        count, wrong = labels.reduce(
-            (np.int64(0), np.int64(0)),
-            lambda state, label: (state[0] + 1,
-                                  state[1] + tf.cast(label != class_id, tf.int64)))
-    except tf.errors.OpError as e:
-        raise ReaderError(f"{path} (class id {class_id}): unreadable records: "
-                          f"{e.message.splitlines()[0]}") from None
-    count, wrong = int(count), int(wrong)
-    if count != expected and not (num_to_take is not None and 0 <= num_to_take <= count):
-        raise ReaderError(f"{path} (class id {class_id}) holds {count} records but "
-                          f"dataset_spec.json says {expected}")
-    if wrong:
-        raise ReaderError(f"{path}: {wrong} of its {count} records have a label other than "
-                          f"its class id {class_id}")
-
-
-def _limited_spec(dataset_spec, num_to_take):
-    """The spec as the sampler should see it when classes are cut to `num_to_take` images.
-
-    (The official code truncates the streams but samples and flushes with the full counts,
-    which breaks the no-duplicate rule; here both use the truncated count.)
-    """
-    if num_to_take is None or num_to_take < 0:
-        return dataset_spec
-    limited = copy.copy(dataset_spec)
-    full = dataset_spec.num_images
-    limited.num_images = lambda class_id: reader_lib.effective_num_images(
-        full(class_id), num_to_take)
-    return limited
-
-
 # ----------------------------------------------------------------------------- episodes
-
-
-def _resolve_decoder(decoder, image_size, role):
-    if isinstance(decoder, str) and decoder == _DEFAULT_DECODER:
-        decoder = decoder_lib.ImageDecoder()
-    if decoder is None:
-        return None
-    decoder = decoder.with_image_size(image_size) if hasattr(decoder, "with_image_size") \
-        else decoder
-    if isinstance(decoder, decoder_lib.ImageDecoder) and decoder.image_size is None:
-        raise ValueError(f"{role} decoder: no image size; pass image_size to the pipeline "
-                         "(DataConfig.image_height) or bind ImageDecoder.image_size")
-    return decoder
-
-
-# Registered under the official gin names, so official bindings such as
-# `process_episode.support_decoder = @support/ImageDecoder()` carry over.
-@gin.configurable("process_episode", allowlist=["support_decoder", "query_decoder"])
-def episode_decoders(image_size, support_decoder=_DEFAULT_DECODER,
-                     query_decoder=_DEFAULT_DECODER):
-    """The support and query decoders (gin: `process_episode.support_decoder = ...`).
-
-    Defaults: `ImageDecoder` without augmentation. None: keep the raw record strings.
-    """
-    return (_resolve_decoder(support_decoder, image_size, "support"),
-            _resolve_decoder(query_decoder, image_size, "query"))
-
-
-@gin.configurable("process_batch", allowlist=["batch_decoder"])
-def batch_decoder_for(image_size, batch_decoder=_DEFAULT_DECODER):
-    """The batch decoder (gin: `process_batch.batch_decoder = ...`)."""
-    return _resolve_decoder(batch_decoder, image_size, "batch")
 
 
 def _path_lookup(dataset_specs):
@@ -257,8 +138,8 @@ def _episode_processor(chunk_sizes, support_decoder, query_decoder, path_lookup,
         episode = Episode(s_images, s_labels, s_ids, q_images, q_labels, q_ids)
         if simclr_episode_fraction > 0:
             seed = (None if simclr_seed is None
-                    else simclr.episode_seed(simclr_seed, episode_index))
-            episode = simclr.maybe_convert_to_simclr(episode, simclr_episode_fraction, seed=seed)
+                    else episode_seed(simclr_seed, episode_index))
+            episode = maybe_convert_to_simclr(episode, simclr_episode_fraction, seed=seed)
         return episode, source_id
 
     return process
@@ -286,13 +167,13 @@ def _source_reader(dataset_spec, use_dag_ontology, use_bilevel_ontology, split,
                    num_prefetch, num_to_take, ignore_hierarchy_probability, seed,
                    source_index, validate_records):
     """`(raw episode dataset, chunk sizes)` of one source."""
-    classes = _check_source(dataset_spec, split, validate_records, num_to_take)
-    where = f"source {dataset_spec.name!r} split {_split_name(split)}"
+    classes = reader_lib.check_split_files(dataset_spec, split, validate_records, num_to_take)
+    where = f"source {dataset_spec.name!r} split {reader_lib.split_name(split)}"
     sampler_rng = None if seed is None else np.random.RandomState(
         _derive_seed(seed, source_index, _SAMPLER) % 2**32)
     try:
         sampler = sampling.EpisodeDescriptionSampler(
-            _limited_spec(dataset_spec, num_to_take), split, episode_descr_config,
+            reader_lib.limited_spec(dataset_spec, num_to_take), split, episode_descr_config,
             use_dag_hierarchy=use_dag_ontology, use_bilevel_hierarchy=use_bilevel_ontology,
             ignore_hierarchy_probability=ignore_hierarchy_probability, rng=sampler_rng)
         order_rng = np.random.RandomState(
@@ -340,7 +221,7 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
     """
     _check_pool(pool)
     seed = _check_seed(seed)
-    support_decoder, query_decoder = episode_decoders(image_size)
+    support_decoder, query_decoder = decoder_lib.episode_decoders(image_size)
     _check_simclr(simclr_episode_fraction, support_decoder, query_decoder)
     raw, chunk_sizes = _source_reader(
         dataset_spec, use_dag_ontology, use_bilevel_ontology, split, episode_descr_config,
@@ -369,7 +250,7 @@ def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
     """
     _check_pool(pool)
     seed = _check_seed(seed)
-    support_decoder, query_decoder = episode_decoders(image_size)
+    support_decoder, query_decoder = decoder_lib.episode_decoders(image_size)
     _check_simclr(simclr_episode_fraction, support_decoder, query_decoder)
     n = len(dataset_spec_list)
     if n == 0:
@@ -418,7 +299,7 @@ def _batch_processor(decoder, path_lookup):
 def _batch_source(dataset_spec, split, batch_size, shuffle_buffer_size, read_buffer_size_bytes,
                   num_prefetch, num_to_take, label_offset, seed, source_index,
                   validate_records):
-    _check_source(dataset_spec, split, validate_records, num_to_take)
+    reader_lib.check_split_files(dataset_spec, split, validate_records, num_to_take)
     batch_reader = reader_lib.EpisodeReader(
         dataset_spec, split, shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
         num_to_take)
@@ -451,7 +332,8 @@ def make_one_source_batch_pipeline(dataset_spec, split, batch_size, pool=None,
                         read_buffer_size_bytes, num_prefetch,
                         -1 if num_to_take is None else num_to_take, 0, seed, 0,
                         validate_records)
-    process = _batch_processor(batch_decoder_for(image_size), _path_lookup([dataset_spec]))
+    process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
+                               _path_lookup([dataset_spec]))
     dataset = tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(0).repeat()))
     return dataset.map(process).prefetch(1)
 
@@ -485,5 +367,6 @@ def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
             offset += len(spec.get_classes(split))
     dataset = reader_lib.sample_from_datasets(
         sources, seed=None if seed is None else _derive_seed(seed, n, _SOURCE_CHOICE))
-    process = _batch_processor(batch_decoder_for(image_size), _path_lookup(dataset_spec_list))
+    process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
+                               _path_lookup(dataset_spec_list))
     return dataset.map(process).prefetch(1)

@@ -13,10 +13,17 @@ in the class's current epoch) decides the flush: if a request does not fit in wh
 the epoch, the rest of the epoch is read into the (discarded) flush chunk first. Hence all the
 images of a class in one episode come from one epoch, so none repeats. The pairs are expanded
 into a flat index stream for `choose_from_datasets`, and one batch is one episode.
+
+Before any stream is built, `check_split_files` makes sure the records can serve a split.
 """
+
+import copy
+import os
 
 import numpy as np
 import tensorflow as tf
+
+from ctx_tf.data.decoder import parse_record
 
 PLACEHOLDER_CLASS_ID = -1
 
@@ -296,3 +303,77 @@ class EpisodeReader:
         shift = int(label_offset) - int(self.class_set[0])
         records = records.batch(batch_size, drop_remainder=False).repeat()
         return records.map(lambda ir, c: (ir[1], c + shift, c, ir[0])).prefetch(1)
+
+
+# ----------------------------------------------------------------------------- up-front checks
+
+
+def split_name(split):
+    """The name of a `Split` (or of whatever else names a split)."""
+    return getattr(split, "name", str(split))
+
+
+def check_split_files(dataset_spec, split, validate_records, num_to_take):
+    """Fails early (`ReaderError` naming the files) when the records cannot serve `split`;
+    returns the split's class ids. `validate_records` also counts every file's records."""
+    where = f"source {dataset_spec.name!r} split {split_name(split)}"
+    directory = dataset_spec.path
+    if not tf.io.gfile.isdir(directory):
+        parent = os.path.dirname(directory.rstrip("/"))
+        hint = ("" if tf.io.gfile.isdir(parent) else
+                f" (the records root {parent} does not exist either)")
+        raise ReaderError(f"{where}: records directory {directory} does not exist{hint}")
+    classes = list(dataset_spec.get_classes(split))
+    if not classes:
+        raise ReaderError(f"{where}: the split has no classes in {directory}/dataset_spec.json")
+    present = set(tf.io.gfile.listdir(directory))
+    missing = []
+    for class_id in classes:
+        path = dataset_spec.record_path(class_id)
+        if os.path.basename(path) not in present:
+            missing.append((class_id, path))
+    if missing:
+        shown = ", ".join(f"{p} (class id {c})" for c, p in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ReaderError(f"{where}: {len(missing)} class file(s) missing: {shown}{more}")
+    if validate_records:
+        for class_id in classes:
+            _validate_file(dataset_spec, class_id, num_to_take)
+    return classes
+
+
+def _validate_file(dataset_spec, class_id, num_to_take):
+    path = dataset_spec.record_path(class_id)
+    expected = dataset_spec.get_total_images_per_class(class_id)
+    labels = tf.data.TFRecordDataset(path).map(
+        lambda r: parse_record(r)["label"])
+    try:
+        count, wrong = labels.reduce(
+            (np.int64(0), np.int64(0)),
+            lambda state, label: (state[0] + 1,
+                                  state[1] + tf.cast(label != class_id, tf.int64)))
+    except tf.errors.OpError as e:
+        raise ReaderError(f"{path} (class id {class_id}): unreadable records: "
+                          f"{e.message.splitlines()[0]}") from None
+    count, wrong = int(count), int(wrong)
+    if count != expected and not (num_to_take is not None and 0 <= num_to_take <= count):
+        raise ReaderError(f"{path} (class id {class_id}) holds {count} records but "
+                          f"dataset_spec.json says {expected}")
+    if wrong:
+        raise ReaderError(f"{path}: {wrong} of its {count} records have a label other than "
+                          f"its class id {class_id}")
+
+
+def limited_spec(dataset_spec, num_to_take):
+    """The spec as the sampler should see it when classes are cut to `num_to_take` images.
+
+    (The official code truncates the streams but samples and flushes with the full counts,
+    which breaks the no-duplicate rule; here both use the truncated count.)
+    """
+    if num_to_take is None or num_to_take < 0:
+        return dataset_spec
+    limited = copy.copy(dataset_spec)
+    full = dataset_spec.num_images
+    limited.num_images = lambda class_id: effective_num_images(
+        full(class_id), num_to_take)
+    return limited

@@ -219,7 +219,7 @@ class EpisodeDescriptionSampler:
         self._rng = rng
         config = episode_descr_config
         self.dataset_spec = dataset_spec
-        self.split = dataset_spec_lib._as_split(split)
+        self.split = dataset_spec_lib.as_split(split)
         self.episode_descr_config = config
         if not 0.0 <= ignore_hierarchy_probability <= 1.0:
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Writes image classification data in Meta-Dataset's record format, and checks such sources.
+"""Writes image classification data (arrays, image folders) as a source in the official layout.
 
 A *source* is one folder ``<records_root>/<name>/`` holding one TFRecord file per class,
 ``{class_id}.tfrecords``, plus ``dataset_spec.json``. Class ids are absolute and contiguous per
@@ -14,216 +14,43 @@ Entry points:
 * :func:`write_source_from_arrays` - classes given as uint8/bool arrays in memory.
 * :func:`write_source_from_folder` - ``root/<class>/<image>`` or, bi-level,
   ``root/<superclass>/<class>/<image>``.
-* :func:`check_source` - the consistency check of a written (or official) source.
 
-Splits, when not given explicitly, are drawn with ``numpy.random.RandomState(seed)``: the
-items (classes, or superclasses for a bi-level source) are permuted, the first
-``round(valid_fraction * N)`` of the permutation become VALID, the next
-``round(test_fraction * N)`` TEST, the rest TRAIN; inside each split the items keep their
-input order (sorted names for folders). Defaults: 0.7 / 0.15 / 0.15, seed 0.
+The consistency check of a written (or official) source is :func:`ctx_tf.data.check.check_source`,
+also run by ``--check``.
+
+Splits, when not given explicitly, are drawn at random with a seed (see
+:mod:`ctx_tf.data.splits`; defaults 0.7 / 0.15 / 0.15, seed 0).
 
 Command line::
 
   python -m ctx_tf.data.writer --images_root=DIR --records_root=DIR --name=NAME \
       [--bilevel] [--valid_fraction=0.15] [--test_fraction=0.15] [--seed=0] \
       [--splits_file=splits.json] [--invert] [--overwrite]
-  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME
+  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE]
 """
 
-import collections
 import dataclasses
-import io
-import json
 import os
 import pathlib
-import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-import numpy as np
+from absl import app, flags
 
+from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
-from ctx_tf.data.dataset_spec import SPEC_FILENAME, Split, load_dataset_spec
+from ctx_tf.data.dataset_spec import SPEC_FILENAME, DatasetSpecError
+from ctx_tf.data.image_encoding import encode_jpeg
+from ctx_tf.data.records import SourceWriteError, encode_example, write_tfrecord
+from ctx_tf.data.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION,
+                                load_splits_file, order_classes, resolve_splits)
+from ctx_tf.data.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec, make_dataset_spec,
+                                     write_dataset_spec)
+from ctx_tf.data.spec_writer import spec_to_json  # re-export for the merge, removed by the lead
+from ctx_tf.files import atomic_write
 
-SPLIT_NAMES = ("TRAIN", "VALID", "TEST")
-DEFAULT_VALID_FRACTION = 0.15
-DEFAULT_TEST_FRACTION = 0.15
-DEFAULT_SEED = 0
-EXAMPLE_KEYS = ("image", "label")
+_write_tfrecord = write_tfrecord  # re-export for the merge, removed by the lead
+_write_text = atomic_write  # re-export for the merge, removed by the lead
 
-
-class SourceWriteError(ValueError):
-    """Bad input to a writer (names the file, class or field at fault)."""
-
-
-class SourceCheckError(ValueError):
-    """A source folder failed :func:`check_source`; ``.report.problems`` lists every problem."""
-
-    def __init__(self, report):
-        self.report = report
-        shown = report.problems[:40]
-        lines = [f"source {report.directory} failed the consistency check "
-                 f"({len(report.problems)} problem(s)):"]
-        lines += [f"  - {p}" for p in shown]
-        if len(report.problems) > len(shown):
-            lines.append(f"  ... and {len(report.problems) - len(shown)} more")
-        super().__init__("\n".join(lines))
-
-
-# ------------------------------------------------------------------------------------------
-# Encoding.
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
-
-
-def encode_example(image_bytes, label) -> bytes:
-    """Serializes a ``tf.train.Example`` with exactly ``image`` (bytes) and ``label`` (int64).
-
-    The protobuf wire format is written directly: protobuf's own serializer emits the entries
-    of the ``feature`` map in an order that changes from one process to the next, which would
-    make the record files irreproducible. Here the ``label`` entry always comes first, then
-    ``image`` - the order found in the official Omniglot records - so converting the same data
-    twice gives identical files. ``tf.train.Example.FromString`` reads the result back.
-    """
-    if not isinstance(image_bytes, (bytes, bytearray, memoryview)):
-        raise TypeError(f"image_bytes must be bytes (an encoded image), not "
-                        f"{type(image_bytes).__name__}")
-    label = int(label)
-    if label < 0:
-        raise ValueError(f"label must be a non-negative class id, got {label}")
-    # Feature: int64_list = field 3, bytes_list = field 1; Int64List.value is packed.
-    label_feature = _length_delimited(0x1A, _length_delimited(0x0A, _varint(label)))
-    image_feature = _length_delimited(0x0A, _length_delimited(0x0A, bytes(image_bytes)))
-    # Features.feature map entries (field 1): key = field 1, value = field 2.
-    entries = b"".join(
-        _length_delimited(0x0A, _length_delimited(0x0A, key) + _length_delimited(0x12, value))
-        for key, value in ((b"label", label_feature), (b"image", image_feature)))
-    return _length_delimited(0x0A, entries)  # Example.features = field 1
-
-
-def _array_to_pil(array):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
-    array = np.asarray(array)
-    if array.dtype == np.bool_:
-        # Like a 1-bit image converted to 8 bits: True -> 255 (white), False -> 0.
-        array = np.where(array, np.uint8(255), np.uint8(0))
-    if array.dtype != np.uint8:
-        raise SourceWriteError(f"image arrays must be uint8 or bool, got dtype {array.dtype}")
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        return Image.fromarray(array, mode=None)
-    if array.ndim == 3 and array.shape[-1] == 3:
-        return Image.fromarray(array)
-    raise SourceWriteError(
-        f"image arrays must be [H, W], [H, W, 1] or [H, W, 3], got shape {array.shape}")
-
-
-def encode_jpeg(image, quality: int = 75, invert: bool = False, crop=None) -> bytes:
-    """Returns JPEG bytes for ``image`` the way the official converter does.
-
-    Args:
-      image: encoded image bytes, a path to an image file, a PIL image, or a uint8/bool array
-        ([H, W], [H, W, 1] or [H, W, 3]; bool arrays map True to 255).
-      quality: JPEG quality used when the image has to be (re-)encoded (Pillow default 75).
-      invert: colour-invert the RGB image (``PIL.ImageOps.invert``) before encoding.
-      crop: optional (left, upper, right, lower) box applied before inversion.
-
-    Encoded bytes or a file that Pillow identifies as an RGB JPEG are returned unchanged when
-    neither ``invert`` nor ``crop`` is requested; everything else is converted to RGB and
-    encoded.
-    """
-    from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
-
-    raw = None
-    if isinstance(image, (str, os.PathLike)):
-        with open(image, "rb") as f:
-            raw = f.read()
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        raw = bytes(image)
-    if raw is not None:
-        pil = Image.open(io.BytesIO(raw))
-        if pil.format == "JPEG" and pil.mode == "RGB" and not invert and crop is None:
-            return raw
-    elif isinstance(image, Image.Image):
-        pil = image
-    else:
-        pil = _array_to_pil(image)
-    if pil.mode != "RGB":
-        pil = pil.convert("RGB")
-    if crop is not None:
-        pil = pil.crop(tuple(crop))
-    if invert:
-        pil = ImageOps.invert(pil)
-    buf = io.BytesIO()
-    pil.save(buf, format="JPEG", quality=int(quality))
-    return buf.getvalue()
-
-
-# ------------------------------------------------------------------------------------------
-# Atomic file writing.
-
-
-def _current_umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _atomic_write(path: pathlib.Path, write_fn):
-    """Calls ``write_fn(tmp_path)`` on a temporary file beside ``path`` and renames it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _write_tfrecord(path: pathlib.Path, serialized_examples) -> int:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    count = [0]
-
-    def write(tmp):
-        with tf.io.TFRecordWriter(tmp) as w:
-            for record in serialized_examples:
-                w.write(record)
-                count[0] += 1
-
-    _atomic_write(path, write)
-    return count[0]
-
-
-def _write_text(path: pathlib.Path, text: str):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic_write(path, write)
 
 
 def _prepare_output_dir(records_root, name, overwrite) -> pathlib.Path:
@@ -253,156 +80,6 @@ def _remove_stale_records(out: pathlib.Path, num_classes: int, keep=None):
     for entry in out.iterdir():
         if entry.name.endswith(".tfrecords") and entry.name not in expected:
             entry.unlink()
-
-
-# ------------------------------------------------------------------------------------------
-# Specs.
-
-
-def make_dataset_spec(name, path, class_names, images_per_class, classes_per_split):
-    """Returns a plain ``DatasetSpecification`` dict in the official key order."""
-    _check_lengths(class_names, images_per_class, sum(classes_per_split))
-    return collections.OrderedDict([
-        ("name", name),
-        ("classes_per_split", _split_dict(classes_per_split)),
-        ("images_per_class", _id_dict(images_per_class)),
-        ("class_names", _id_dict(class_names)),
-        ("path", str(path)),
-        ("file_pattern", FILE_PATTERN),
-        ("__class__", "DatasetSpecification"),
-    ])
-
-
-def make_bilevel_dataset_spec(name, path, superclass_names, superclasses_per_split,
-                              classes_per_superclass, class_names, images_per_class):
-    """Returns a ``BiLevelDatasetSpecification`` dict in the official key order."""
-    if len(superclass_names) != sum(superclasses_per_split) or len(
-            classes_per_superclass) != len(superclass_names):
-        raise SourceWriteError(
-            f"{len(superclass_names)} superclass names, {len(classes_per_superclass)} "
-            f"superclass sizes and superclasses_per_split {tuple(superclasses_per_split)} "
-            "disagree")
-    _check_lengths(class_names, images_per_class, sum(classes_per_superclass))
-    return collections.OrderedDict([
-        ("name", name),
-        ("superclasses_per_split", _split_dict(superclasses_per_split)),
-        ("classes_per_superclass", _id_dict(classes_per_superclass)),
-        ("images_per_class", _id_dict(images_per_class)),
-        ("superclass_names", _id_dict(superclass_names)),
-        ("class_names", _id_dict(class_names)),
-        ("path", str(path)),
-        ("file_pattern", FILE_PATTERN),
-        ("__class__", "BiLevelDatasetSpecification"),
-    ])
-
-
-def spec_to_json(spec) -> str:
-    """The JSON text of a spec, formatted as the official converter formats it."""
-    return json.dumps(spec, indent=2)
-
-
-def _check_lengths(class_names, images_per_class, num_classes):
-    if len(class_names) != num_classes or len(images_per_class) != num_classes:
-        raise SourceWriteError(
-            f"{len(class_names)} class names and {len(images_per_class)} image counts for "
-            f"{num_classes} classes")
-
-
-def _split_dict(counts):
-    return collections.OrderedDict((s, int(c)) for s, c in zip(SPLIT_NAMES, counts))
-
-
-def _id_dict(values):
-    return collections.OrderedDict(
-        (str(i), v if isinstance(v, str) else int(v)) for i, v in enumerate(values))
-
-
-# ------------------------------------------------------------------------------------------
-# Splits.
-
-
-def _normalize_split_key(key):
-    k = str(key).upper()
-    return {"TRAIN": "TRAIN", "VALID": "VALID", "VALIDATION": "VALID", "TEST": "TEST"}.get(k)
-
-
-def resolve_splits(item_names: Sequence[str], splits=None, seed=DEFAULT_SEED,
-                   valid_fraction=DEFAULT_VALID_FRACTION,
-                   test_fraction=DEFAULT_TEST_FRACTION, what="class"):
-    """Assigns items (classes or superclasses) to TRAIN/VALID/TEST.
-
-    Args:
-      item_names: the items, in input order.
-      splits: None (seeded random split by fractions), a triple of counts
-        ``(n_train, n_valid, n_test)`` taken in input order, or explicit lists: a mapping
-        from split name ("TRAIN"/"VALID"/"TEST", any case, "validation" allowed) or a triple
-        of lists, holding item indices or names, kept in list order. Every item must be
-        assigned exactly once.
-      seed, valid_fraction, test_fraction: for the random split.
-      what: word used in error messages.
-
-    Returns:
-      A list of three lists of item indices (TRAIN, VALID, TEST).
-    """
-    n = len(item_names)
-    if splits is None:
-        if not (0 <= valid_fraction <= 1 and 0 <= test_fraction <= 1
-                and valid_fraction + test_fraction <= 1):
-            raise SourceWriteError(
-                f"invalid split fractions valid={valid_fraction} test={test_fraction}")
-        n_valid = int(round(valid_fraction * n))
-        n_test = min(int(round(test_fraction * n)), n - n_valid)
-        perm = np.random.RandomState(seed).permutation(n)
-        valid = sorted(perm[:n_valid].tolist())
-        test = sorted(perm[n_valid:n_valid + n_test].tolist())
-        train = sorted(perm[n_valid + n_test:].tolist())
-        return [train, valid, test]
-    if (not isinstance(splits, dict) and len(splits) == 3
-            and all(isinstance(m, (list, tuple, range)) for m in splits)):
-        splits = dict(zip(SPLIT_NAMES, splits))
-    if isinstance(splits, dict):
-        index_of = {}
-        for i, item in enumerate(item_names):
-            index_of.setdefault(item, i)
-        out = {s: [] for s in SPLIT_NAMES}
-        for key, members in splits.items():
-            split = _normalize_split_key(key)
-            if split is None:
-                raise SourceWriteError(f"unknown split name {key!r} (use TRAIN, VALID, TEST)")
-            for m in members:
-                if isinstance(m, (int, np.integer)) and not isinstance(m, bool):
-                    if not 0 <= int(m) < n:
-                        raise SourceWriteError(f"split {split}: {what} index {m} out of range "
-                                               f"[0, {n})")
-                    out[split].append(int(m))
-                elif m in index_of:
-                    out[split].append(index_of[m])
-                else:
-                    raise SourceWriteError(f"split {split}: unknown {what} {m!r}")
-        result = [out[s] for s in SPLIT_NAMES]
-        _check_partition(result, item_names, what)
-        return result
-    counts = [int(c) for c in splits]
-    if len(counts) != 3 or min(counts) < 0 or sum(counts) != n:
-        raise SourceWriteError(
-            f"split counts {tuple(splits)} must be three non-negative numbers summing to the "
-            f"number of {what}es ({n})")
-    a, b = counts[0], counts[0] + counts[1]
-    return [list(range(0, a)), list(range(a, b)), list(range(b, n))]
-
-
-def _check_partition(result, item_names, what):
-    seen = {}
-    for split, members in zip(SPLIT_NAMES, result):
-        for m in members:
-            if m in seen:
-                raise SourceWriteError(
-                    f"{what} {item_names[m]!r} is assigned to both {seen[m]} and {split}")
-            seen[m] = split
-    missing = [item_names[i] for i in range(len(item_names)) if i not in seen]
-    if missing:
-        raise SourceWriteError(
-            f"{len(missing)} {what}(es) are in no split: {missing[:10]}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -457,7 +134,7 @@ def _write_classes(out: pathlib.Path, classes: List[_ClassToWrite], first_id=0):
                 yield encode_example(image_bytes, class_id)
 
         try:
-            counts.append(_write_tfrecord(path, records()))
+            counts.append(write_tfrecord(path, records()))
         except SourceWriteError as e:
             raise SourceWriteError(f"class {class_id} ({entry.name!r}, {entry.origin}): {e}") \
                 from e
@@ -479,7 +156,7 @@ def _finish(out, name, spec_path, class_entries, split_class_counts, superclass_
             name, spec_path, superclass_names, superclasses_per_split, classes_per_superclass,
             [c.name for c in class_entries], image_counts)
         supers = dict(zip(SPLIT_NAMES, superclasses_per_split))
-    _write_text(out / SPEC_FILENAME, spec_to_json(spec))
+    write_dataset_spec(out, spec)
     _remove_stale_records(out, len(class_entries))
     images_per_split = {}
     start = 0
@@ -488,32 +165,6 @@ def _finish(out, name, spec_path, class_entries, split_class_counts, superclass_
         start += n
     return WriteReport(str(out), name, dict(zip(SPLIT_NAMES, split_class_counts)),
                        images_per_split, supers, spec)
-
-
-def _order_classes(class_names, superclasses, split_items):
-    """Returns (ordered class indices, classes per split, superclass info or None)."""
-    if superclasses is None:
-        order = [i for members in split_items for i in members]
-        return order, [len(m) for m in split_items], None
-    order, per_split, sc_names, sc_sizes = [], [], [], []
-    for members in split_items:
-        n = 0
-        for k in members:
-            sc_name, sc_classes = superclasses[k]
-            sc_names.append(sc_name)
-            sc_sizes.append(len(sc_classes))
-            order.extend(sc_classes)
-            n += len(sc_classes)
-        per_split.append(n)
-    seen = set()
-    for i in order:
-        if i in seen:
-            raise SourceWriteError(f"class {class_names[i]!r} is in more than one superclass")
-        seen.add(i)
-    missing = [class_names[i] for i in range(len(class_names)) if i not in seen]
-    if missing:
-        raise SourceWriteError(f"{len(missing)} class(es) are in no superclass: {missing[:10]}")
-    return order, per_split, (sc_names, [len(m) for m in split_items], sc_sizes)
 
 
 def write_source_from_arrays(records_root, name, images_per_class, class_names=None,
@@ -529,7 +180,7 @@ def write_source_from_arrays(records_root, name, images_per_class, class_names=N
       images_per_class: one entry per class: a uint8/bool array [n_c, H, W] or
         [n_c, H, W, 3], or a list of per-image arrays (sizes may differ).
       class_names: one name per class (default ``"class<i>"``).
-      splits: see :func:`resolve_splits`; it splits classes, or superclasses when
+      splits: see :func:`ctx_tf.data.splits.resolve_splits`; it splits classes, or superclasses when
         ``superclasses`` is given. Default: random split with ``seed`` and the fractions.
       superclasses: for a bi-level source, a list of ``(superclass_name, [class indices])``;
         classes are numbered superclass by superclass in that list order.
@@ -556,7 +207,7 @@ def write_source_from_arrays(records_root, name, images_per_class, class_names=N
     else:
         items, what = class_names, "class"
     split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
-    order, per_split, sc_info = _order_classes(class_names, superclasses, split_items)
+    order, per_split, sc_info = order_classes(class_names, superclasses, split_items)
 
     def images_of(i):
         def gen():
@@ -629,7 +280,7 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
     items = [n for n, _ in superclasses] if bilevel else class_names
     what = "superclass" if bilevel else "class"
     split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
-    order, per_split, sc_info = _order_classes(class_names, superclasses, split_items)
+    order, per_split, sc_info = order_classes(class_names, superclasses, split_items)
 
     def images_of(d):
         def gen():
@@ -653,197 +304,25 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
 
 
 # ------------------------------------------------------------------------------------------
-# Consistency check.
-
-
-@dataclasses.dataclass
-class SourceCheckReport:
-    """Result of :func:`check_source`."""
-    directory: str
-    name: str
-    num_classes: int
-    records_per_split: Dict[str, int]
-    num_records: int
-    problems: List[str]
-
-    @property
-    def ok(self):
-        return not self.problems
-
-    def summary(self) -> str:
-        status = "OK" if self.ok else f"FAILED ({len(self.problems)} problems)"
-        per = ", ".join(f"{s} {n}" for s, n in self.records_per_split.items())
-        return (f"check of {self.directory}: {status}; {self.num_classes} classes, "
-                f"{self.num_records} records ({per})")
-
-
-def _read_records(path):
-    """All serialized records of one TFRecord file (a list of bytes)."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    out = []
-    for batch in tf.data.TFRecordDataset(str(path)).batch(4096):
-        out.extend(batch.numpy().tolist())
-    return out
-
-
-def _stream_records(paths):
-    """Yields (file index, serialized record) over all files in one tf.data pipeline.
-
-    One pipeline for all files is much faster than one dataset per file (thousands of
-    small files). Raises the TensorFlow error if any file is unreadable.
-    """
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    if not paths:
-        return
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(paths), dtype=tf.int64), [str(p) for p in paths]))
-    ds = ds.flat_map(lambda i, p: tf.data.TFRecordDataset(p).map(lambda r: (i, r)))
-    for ids, records in ds.batch(8192).prefetch(1):
-        yield from zip(ids.numpy().tolist(), records.numpy().tolist())
-
-
-def _check_record(raw, class_id):
-    """Returns a problem description for one record, or None."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    try:
-        example = tf.train.Example.FromString(raw)
-    except Exception as e:  # pylint: disable=broad-except
-        return f"not a tf.train.Example ({e})"
-    feats = example.features.feature
-    keys = sorted(feats.keys())
-    if keys != sorted(EXAMPLE_KEYS):
-        return f"keys {keys}, expected exactly {list(EXAMPLE_KEYS)}"
-    image = feats["image"]
-    if image.WhichOneof("kind") != "bytes_list" or len(image.bytes_list.value) != 1:
-        return "field 'image' is not a single bytes value"
-    label = feats["label"]
-    if label.WhichOneof("kind") != "int64_list" or len(label.int64_list.value) != 1:
-        return "field 'label' is not a single int64 value"
-    if label.int64_list.value[0] != class_id:
-        return f"label {label.int64_list.value[0]}, expected class id {class_id}"
-    return None
-
-
-def check_source(directory, raise_on_error=True, max_problems_per_file=3) -> SourceCheckReport:
-    """Checks a source folder the way the official consistency checker does, and more.
-
-    Checks: spec ``name`` equals the folder name; the set of ``*tfrecords*`` files equals
-    ``{file_pattern.format(i) for i in range(num_classes)}``; each file's record count equals
-    the spec's image count for that class; every record is an Example with exactly the keys
-    ``image`` (one bytes value) and ``label`` (one int64 equal to the file's class id).
-
-    Returns a :class:`SourceCheckReport`; raises :class:`SourceCheckError` listing all
-    problems when there are any (unless ``raise_on_error=False``). A bad spec raises the spec
-    loader's ``DatasetSpecError``.
-    """
-    directory = pathlib.Path(directory)
-    spec = load_dataset_spec(str(directory), check_name=False)
-    problems = []
-    dir_name = os.path.basename(os.path.normpath(str(directory.resolve())))
-    if spec.name != dir_name:
-        problems.append(f"{directory / SPEC_FILENAME}: spec name {spec.name!r} differs from the "
-                        f"directory name {dir_name!r}")
-    num_classes = spec.num_classes
-    expected = {spec.file_pattern.format(i): i for i in range(num_classes)}
-    present = {p for p in os.listdir(directory) if "tfrecords" in p}
-    for f in sorted(set(expected) - present, key=lambda f: expected[f]):
-        problems.append(f"{directory / f}: missing (class {expected[f]})")
-    for f in sorted(present - set(expected)):
-        problems.append(f"{directory / f}: unexpected file (spec has {num_classes} classes)")
-    split_of = {}
-    for split in Split:
-        for c in spec.get_classes(split):
-            split_of[int(c)] = split.name
-    records_per_split = collections.OrderedDict((s.name, 0) for s in Split)
-    files = [(f, class_id) for f, class_id in sorted(expected.items(), key=lambda kv: kv[1])
-             if f in present]
-    paths = [directory / f for f, _ in files]
-    counts = [0] * len(files)
-    bad = [0] * len(files)
-    record_problems = [[] for _ in files]
-
-    def check(k, raw):
-        issue = _check_record(raw, files[k][1])
-        if issue is not None:
-            bad[k] += 1
-            if bad[k] <= max_problems_per_file:
-                record_problems[k].append(f"{paths[k]}: record {counts[k]}: {issue}")
-        counts[k] += 1
-
-    unreadable = {}
-    try:
-        for k, raw in _stream_records(paths):
-            check(k, raw)
-    except Exception:  # pylint: disable=broad-except
-        # Some file is unreadable: redo the check file by file to find out which.
-        counts = [0] * len(files)
-        bad = [0] * len(files)
-        record_problems = [[] for _ in files]
-        for k, path in enumerate(paths):
-            try:
-                records = _read_records(path)
-            except Exception as e:  # pylint: disable=broad-except
-                first = str(e).splitlines()[0] if str(e) else ""
-                unreadable[k] = f"{type(e).__name__}: {first}"
-                continue
-            for raw in records:
-                check(k, raw)
-    total = 0
-    for k, (f, class_id) in enumerate(files):
-        path = paths[k]
-        if k in unreadable:
-            problems.append(f"{path}: unreadable TFRecord file (class {class_id}): "
-                            f"{unreadable[k]}")
-            continue
-        want = int(spec.num_images(class_id))
-        if counts[k] != want:
-            problems.append(f"{path}: {counts[k]} records, spec says {want} "
-                            f"(class {class_id})")
-        problems.extend(record_problems[k])
-        if bad[k] > max_problems_per_file:
-            problems.append(f"{path}: {bad[k] - max_problems_per_file} more bad records")
-        total += counts[k]
-        if class_id in split_of:
-            records_per_split[split_of[class_id]] += counts[k]
-    report = SourceCheckReport(str(directory), spec.name, num_classes, dict(records_per_split),
-                               total, problems)
-    if problems and raise_on_error:
-        raise SourceCheckError(report)
-    return report
-
-
-# ------------------------------------------------------------------------------------------
 # Command line.
-
-
-def _load_splits_file(path):
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise SourceWriteError(f"splits file {path}: invalid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise SourceWriteError(f"splits file {path}: expected an object with train/valid/test")
-    return data
 
 
 def run_cli(flag_values) -> int:
     """Runs the command line with parsed absl ``flag_values`` (see :func:`define_flags`)."""
     f = flag_values
     if f.check:
-        report = check_source(f.check, raise_on_error=False)
+        report = check_source(f.check, raise_on_error=False, reference_spec=f.reference_spec)
         print(report.summary())
-        for p in report.problems:
+        for p in report.problems + report.reference_differences:
             print("  - " + p)
-        return 1 if report.problems else 0
+        return 0 if report.ok else 1
+    if f.reference_spec:
+        raise SourceWriteError("--reference_spec only goes with --check")
     missing = [n for n in ("images_root", "records_root", "name") if not getattr(f, n)]
     if missing:
-        raise SystemExit("missing flags: " + ", ".join("--" + m for m in missing) +
-                         " (or use --check=DIR)")
-    splits = _load_splits_file(f.splits_file) if f.splits_file else None
+        raise SourceWriteError("missing flags: " + ", ".join("--" + m for m in missing) +
+                               " (or use --check=DIR)")
+    splits = load_splits_file(f.splits_file) if f.splits_file else None
     report = write_source_from_folder(
         f.images_root, f.records_root, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
         valid_fraction=f.valid_fraction, test_fraction=f.test_fraction, invert=f.invert,
@@ -854,8 +333,6 @@ def run_cli(flag_values) -> int:
 
 def define_flags(flag_values=None):
     """Defines the command-line flags on ``flag_values`` (default: the global absl FLAGS)."""
-    from absl import flags  # pylint: disable=g-import-not-at-top
-
     fv = flags.FLAGS if flag_values is None else flag_values
     flags.DEFINE_string("images_root", None, "Folder of images: root/<class>/<image> or, with "
                         "--bilevel, root/<superclass>/<class>/<image>.", flag_values=fv)
@@ -879,19 +356,20 @@ def define_flags(flag_values=None):
                       flag_values=fv)
     flags.DEFINE_string("check", None, "Only check this source folder and exit.",
                         flag_values=fv)
+    flags.DEFINE_string("reference_spec", None, "With --check: also compare the source's spec "
+                        "with this dataset_spec.json (e.g. the official one).", flag_values=fv)
     return fv
 
 
 def _main(argv):
-    from absl import flags  # pylint: disable=g-import-not-at-top
-
     if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    return run_cli(flags.FLAGS)
+        raise SystemExit(f"ctx_tf.data.writer: error: unexpected arguments: {argv[1:]}")
+    try:
+        return run_cli(flags.FLAGS)
+    except (SourceWriteError, DatasetSpecError, OSError) as e:
+        raise SystemExit(f"ctx_tf.data.writer: error: {e}") from None
 
 
 if __name__ == "__main__":
-    from absl import app  # pylint: disable=g-import-not-at-top
-
     define_flags()
     app.run(_main)

@@ -233,3 +233,25 @@ def test_spec_on_a_tf_gfile_filesystem():
     assert spec.path == directory and spec.record_path(1) == directory + "/1.tfrecords"
     with pytest.raises(ds.DatasetSpecError, match="ram://specs/nothing/dataset_spec.json"):
         ds.load_dataset_spec("ram://specs/nothing")
+
+
+def test_use_ontologies_follows_the_official_names():
+    assert ds.use_ontologies("ilsvrc_2012") == (True, False)
+    assert ds.use_ontologies("ilsvrc_2012_v2") == (True, False)
+    assert ds.use_ontologies("ilsvrc_2012", ignore_dag_ontology=True) == (False, False)
+    assert ds.use_ontologies("omniglot") == (False, True)
+    assert ds.use_ontologies("omniglot", ignore_bilevel_ontology=True) == (False, False)
+    assert ds.use_ontologies("aircraft") == (False, False)
+
+
+def test_load_with_a_spec_file_from_elsewhere(tmp_path):
+    official = shared_path("meta_dataset_specs", "omniglot_dataset_spec.json")
+    spec = ds.load_dataset_spec(tmp_path / "omniglot", spec_file=official)
+    assert spec.path == str(tmp_path / "omniglot") and spec.num_classes == 1623
+    assert spec.record_path(7) == str(tmp_path / "omniglot" / "7.tfrecords")
+    with pytest.raises(ds.DatasetSpecError, match="directory is named 'other'"):
+        ds.load_dataset_spec(tmp_path / "other", spec_file=official)
+    assert ds.load_dataset_spec(tmp_path / "other", check_name=False,
+                                spec_file=official).name == "omniglot"
+    with pytest.raises(ds.DatasetSpecError, match=f"{tmp_path / 'none.json'}: no such file"):
+        ds.load_dataset_spec(tmp_path, spec_file=tmp_path / "none.json")

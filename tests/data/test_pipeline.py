@@ -10,11 +10,11 @@ import tensorflow as tf
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
-from ctx_tf.data.dataset_spec import Split
+from ctx_tf.data.dataset_spec import Split, use_ontologies
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.reader import ReaderError
 from tests.conftest import shared_path
-from tests.data.test_reader import (BASE, CLASS_STEP, IMAGE_SIDE, band_image, encode, example,
+from tests.data.test_reader import (IMAGE_SIDE, band_image, encode, example,
                                     read_bands, write_source)
 
 SMALL = dict(num_ways=5, num_support=2, num_query=2)  # chunks 10 / 10 / 20: fast episodes
@@ -168,15 +168,6 @@ def test_bilevel_and_ignore_hierarchy_probability(tmp_path):
     assert any(len(s) > 1 for s in superclass_sets(1.0))
 
 
-def test_use_ontologies_follows_the_official_names():
-    assert pipeline.use_ontologies("ilsvrc_2012") == (True, False)
-    assert pipeline.use_ontologies("ilsvrc_2012_v2") == (True, False)
-    assert pipeline.use_ontologies("ilsvrc_2012", ignore_dag_ontology=True) == (False, False)
-    assert pipeline.use_ontologies("omniglot") == (False, True)
-    assert pipeline.use_ontologies("omniglot", ignore_bilevel_ontology=True) == (False, False)
-    assert pipeline.use_ontologies("aircraft") == (False, False)
-
-
 def test_batch_pipelines_read_each_record_once_per_epoch(toy):
     batch_size = 16
     dataset = pipeline.make_one_source_batch_pipeline(
@@ -282,7 +273,7 @@ def test_simclr_episodes_in_the_pipeline(toy):
 def test_official_omniglot_records_bilevel_test_episodes():
     directory = shared_path("data", "official_records", "omniglot")
     spec = dataset_spec_lib.load_dataset_spec(str(directory))
-    use_dag, use_bilevel = pipeline.use_ontologies(spec.name)
+    use_dag, use_bilevel = use_ontologies(spec.name)
     dataset = pipeline.make_one_source_episode_pipeline(
         spec, use_dag, use_bilevel, Split.TEST, config(), image_size=28,
         shuffle_buffer_size=1000, read_buffer_size_bytes=1048576, num_prefetch=0, seed=1234)
@@ -332,7 +323,7 @@ def test_real_omniglot_slice_written_by_the_writer(tmp_path):
 
     assert images_of(official) == images_of(spec.record_path(0))
     dataset = pipeline.make_one_source_episode_pipeline(
-        spec, *pipeline.use_ontologies(spec.name), Split.TEST, config(), image_size=28,
+        spec, *use_ontologies(spec.name), Split.TEST, config(), image_size=28,
         shuffle_buffer_size=1000, seed=3)
     for episode, _ in episodes_of(dataset, 4):
         ids = np.concatenate([episode.support_class_ids, episode.query_class_ids])

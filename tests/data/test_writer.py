@@ -1,4 +1,4 @@
-"""Tests of ctx_tf.data.writer: records, specs, splits, folder trees, atomicity, the checker."""
+"""Tests of ctx_tf.data.writer: arrays and folder trees -> sources, splits, overwriting, CLI."""
 
 import io
 import json
@@ -12,8 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from ctx_tf.data import writer
-from ctx_tf.data.dataset_spec import load_dataset_spec
-from tests.conftest import shared_path
+from ctx_tf.data.dataset_spec import DatasetSpecError, load_dataset_spec
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -126,30 +125,7 @@ def test_bilevel_arrays(tmp_path):
     assert writer.check_source(tmp_path / "bi").ok
 
 
-def test_seeded_split_reproducible_and_explicit_lists(tmp_path):
-    names = [f"n{i:02d}" for i in range(20)]
-    a = writer.resolve_splits(names, None, seed=3)
-    b = writer.resolve_splits(names, None, seed=3)
-    c = writer.resolve_splits(names, None, seed=4)
-    assert a == b and a != c
-    assert [len(x) for x in a] == [14, 3, 3]
-    assert sorted(sum(a, [])) == list(range(20))
-    assert all(x == sorted(x) for x in a)
-    # Explicit lists keep their order (like an official splits file).
-    split = writer.resolve_splits(names, {"train": ["n05", "n01"], "valid": [2],
-                                          "test": names[3:5] + [0] + names[6:]})
-    assert split[0] == [5, 1] and split[1] == [2]
-    assert writer.resolve_splits(names[:3], ([2], ["n00"], [1])) == [[2], [0], [1]]
-    assert writer.resolve_splits(names[:3], (1, 0, 2)) == [[0], [], [1, 2]]
-    with pytest.raises(writer.SourceWriteError, match="summing"):
-        writer.resolve_splits(names[:3], (1, 1, 2))
-    with pytest.raises(writer.SourceWriteError, match="n05"):
-        writer.resolve_splits(names, {"TRAIN": ["n05", "n05"], "VALID": [], "TEST": []})
-    with pytest.raises(writer.SourceWriteError, match="no split"):
-        writer.resolve_splits(names, {"TRAIN": ["n05"]})
-    with pytest.raises(writer.SourceWriteError, match="unknown class 'zz'"):
-        writer.resolve_splits(names, {"TRAIN": ["zz"]})
-    # The seeded split written twice gives identical files.
+def test_seeded_split_written_twice_gives_identical_files(tmp_path):
     arrays = make_arrays(6)
     writer.write_source_from_arrays(tmp_path / "r1", "s", arrays, seed=11)
     writer.write_source_from_arrays(tmp_path / "r2", "s", arrays, seed=11)
@@ -240,108 +216,6 @@ def test_no_overwrite_and_overwrite(tmp_path):
     writer.write_source_from_arrays(tmp_path, "empty", arrays[:1], splits=(1, 0, 0))
 
 
-def test_failed_write_keeps_existing_file(tmp_path):
-    path = tmp_path / "0.tfrecords"
-    path.write_bytes(b"old")
-
-    def records():
-        yield writer.encode_example(b"x", 0)
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        writer._write_tfrecord(path, records())
-    assert path.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["0.tfrecords"]
-
-
-def test_encode_helpers():
-    for image, label in ((b"abc", 7), (b"", 0), (bytes(range(256)) * 700, 2**40 + 3)):
-        raw = writer.encode_example(image, label)
-        ex = tf.train.Example.FromString(raw)
-        assert sorted(ex.features.feature) == ["image", "label"]
-        assert ex.features.feature["label"].int64_list.value == [label]
-        assert ex.features.feature["image"].bytes_list.value == [image]
-        parsed = tf.io.parse_single_example(raw, FEATURES)
-        assert int(parsed["label"]) == label and parsed["image"].numpy() == image
-        # Same message as protobuf's own serializer, up to the order of the map entries.
-        expected = tf.train.Example()
-        expected.features.feature["image"].bytes_list.value.append(image)
-        expected.features.feature["label"].int64_list.value.append(label)
-        assert ex == expected and len(raw) == expected.ByteSize()
-    with pytest.raises(ValueError, match="non-negative"):
-        writer.encode_example(b"x", -1)
-    arr = np.full((8, 8, 3), 100, np.uint8)
-    jpeg = writer.encode_jpeg(arr)
-    assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
-    assert writer.encode_jpeg(jpeg) == jpeg  # RGB JPEG kept byte for byte
-    assert writer.encode_jpeg(jpeg, invert=True) != jpeg
-    gray = Image.fromarray(arr[..., 0])
-    buf = io.BytesIO()
-    gray.save(buf, format="JPEG")
-    assert writer.encode_jpeg(buf.getvalue()) != buf.getvalue()  # grayscale JPEG -> RGB
-    with pytest.raises(writer.SourceWriteError, match="dtype"):
-        writer.encode_jpeg(np.zeros((4, 4), np.float32))
-
-
-# ---------------------------------------------------------------------------- checker
-
-
-@pytest.fixture
-def good_source(tmp_path):
-    writer.write_source_from_arrays(tmp_path, "chk", make_arrays(4), splits=(2, 1, 1))
-    return tmp_path / "chk"
-
-
-def _rewrite(path, examples):
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for e in examples:
-            w.write(e)
-
-
-def test_check_missing_and_extra_file(good_source):
-    os.remove(good_source / "2.tfrecords")
-    (good_source / "9.tfrecords").write_bytes(b"")
-    with pytest.raises(writer.SourceCheckError) as err:
-        writer.check_source(good_source)
-    msg = str(err.value)
-    assert "2.tfrecords: missing (class 2)" in msg
-    assert "9.tfrecords: unexpected file" in msg
-    assert len(err.value.report.problems) == 2
-
-
-def test_check_wrong_count(good_source):
-    records = [r.numpy() for r in tf.data.TFRecordDataset(str(good_source / "1.tfrecords"))]
-    _rewrite(good_source / "1.tfrecords", records[:-1])
-    with pytest.raises(writer.SourceCheckError,
-                       match=rf"1\.tfrecords: {len(records) - 1} records, spec says "
-                             rf"{len(records)} \(class 1\)"):
-        writer.check_source(good_source)
-
-
-def test_check_wrong_label_and_extra_key(good_source):
-    _rewrite(good_source / "0.tfrecords", [writer.encode_example(b"img", 3)] * 3)
-    ex = tf.train.Example.FromString(writer.encode_example(b"img", 3))
-    ex.features.feature["filename"].bytes_list.value.append(b"a.png")
-    _rewrite(good_source / "3.tfrecords", [ex.SerializeToString()] * 3)
-    report = writer.check_source(good_source, raise_on_error=False)
-    assert not report.ok
-    text = "\n".join(report.problems)
-    assert "0.tfrecords: record 0: label 3, expected class id 0" in text
-    assert "3.tfrecords: record 0: keys ['filename', 'image', 'label']" in text
-    assert report.summary().startswith(f"check of {good_source}: FAILED")
-
-
-def test_check_name_mismatch_and_corrupt_file(tmp_path, good_source):
-    renamed = tmp_path / "other"
-    os.rename(good_source, renamed)
-    (renamed / "1.tfrecords").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(writer.SourceCheckError) as err:
-        writer.check_source(renamed)
-    msg = str(err.value)
-    assert "spec name 'chk' differs from the directory name 'other'" in msg
-    assert "1.tfrecords: unreadable TFRecord file (class 1)" in msg
-
-
 def _cli(argv):
     from absl import flags
     fv = writer.define_flags(flags.FlagValues())
@@ -365,6 +239,19 @@ def test_cli_write_and_check(tmp_path, capsys):
     (tmp_path / "rec" / "cli2" / "0.tfrecords").unlink()
     assert _cli([f"--check={tmp_path / 'rec' / 'cli2'}"]) == 1
     assert "0.tfrecords: missing (class 0)" in capsys.readouterr().out
+    # The cli source checked against cli2's spec: same classes, different splits.
+    assert _cli([f"--check={tmp_path / 'rec' / 'cli'}",
+                 f"--reference_spec={tmp_path / 'rec' / 'cli2' / 'dataset_spec.json'}"]) == 1
+    assert "reference spec" in capsys.readouterr().out
+
+
+def test_cli_user_mistakes_name_the_culprit(tmp_path):
+    with pytest.raises(DatasetSpecError, match=f"{tmp_path / 'none'}: no such source folder"):
+        _cli([f"--check={tmp_path / 'none'}"])
+    with pytest.raises(writer.SourceWriteError, match="--reference_spec only goes with"):
+        _cli([f"--reference_spec={tmp_path}"])
+    with pytest.raises(writer.SourceWriteError, match="missing flags: --images_root"):
+        _cli([f"--records_root={tmp_path}", "--name=x"])
 
 
 @pytest.mark.slow
@@ -376,10 +263,11 @@ def test_cli_subprocess(tmp_path):
                          capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr
     assert ": OK; 2 classes" in out.stdout
-
-
-def test_check_official_omniglot_records():
-    directory = shared_path("data", "official_records", "omniglot")
-    report = writer.check_source(directory)
-    assert report.ok and report.num_classes == 1623 and report.num_records == 32460
-    assert report.records_per_split == {"TRAIN": 17660, "VALID": 1620, "TEST": 13180}
+    out = subprocess.run([sys.executable, "-m", "ctx_tf.data.writer",
+                          f"--check={tmp_path / 'missing'}"],
+                         capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"ctx_tf.data.writer: error: {tmp_path / 'missing'}: no such source folder (expected a "
+        "folder holding dataset_spec.json and the class record files)")
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,112 @@
+"""A PNG preview of one SimCLR episode: every row shows a support image next to its query.
+
+Command line::
+
+  python -m ctx_tf.data.simclr_preview --records_root_dir=DIR --dataset=NAME --out=grid.png \
+      [--split=train] [--image_size=84] [--seed=0] [--max_rows=16] [--color_jitter_strength=S]
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+from ctx_tf.data import pipeline
+from ctx_tf.data.dataset_spec import DatasetSpecError, Split, load_dataset_spec, use_ontologies
+from ctx_tf.data.episode import Episode
+from ctx_tf.data.sampling import EpisodeDescriptionConfig
+from ctx_tf.data.simclr import to_simclr_episode
+
+PROG = "ctx_tf.data.simclr_preview"
+_GRID_GAP = 2
+
+
+def _to_uint8(images):
+    x = np.asarray(images, np.float32)
+    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def save_episode_grid(episode, path, max_rows=16):
+    """Writes a PNG with one row per query: its support image (left) and the query (right).
+
+    For a SimCLR episode the left image is the support image the query was copied from
+    (query label = support index); for a normal episode it is the first support image of the
+    query's class. Images are separated and framed by a 2-pixel gray gap.
+
+    Size: width ``2 W + 3 gap``, height ``R H + (R + 1) gap`` with ``R = min(Nq, max_rows)``.
+
+    Args:
+      episode: :class:`Episode` of numpy arrays or tensors, images in [-1, 1].
+      path: output file (PNG).
+      max_rows: maximum number of rows (queries shown).
+
+    Returns:
+      (height, width) of the written image.
+    """
+    e = Episode(*[np.asarray(t) for t in episode])
+    support_labels = e.support_labels.astype(np.int64)
+    query_labels = e.query_labels.astype(np.int64)
+    rows = min(len(query_labels), int(max_rows))
+    if rows <= 0:
+        raise ValueError("the episode has no query images to show")
+    h, w = e.support_images.shape[1:3]
+    gap = _GRID_GAP
+    canvas = np.full((rows * h + (rows + 1) * gap, 2 * w + 3 * gap, 3), 128, np.uint8)
+    support = _to_uint8(e.support_images)
+    query = _to_uint8(e.query_images)
+    for r in range(rows):
+        matches = np.nonzero(support_labels == query_labels[r])[0]
+        top = gap + r * (h + gap)
+        if len(matches):
+            canvas[top : top + h, gap : gap + w] = support[matches[0]]
+        canvas[top : top + h, 2 * gap + w : 2 * gap + 2 * w] = query[r]
+    Image.fromarray(canvas).save(path, format="PNG")
+    return canvas.shape[:2]
+
+
+def first_episode(records_root_dir, dataset, split="train", image_size=84, seed=0):
+    """The first decoded episode of `dataset` from the single-source episode pipeline."""
+    spec = load_dataset_spec(os.path.join(records_root_dir, dataset))
+    use_dag, use_bilevel = use_ontologies(dataset)
+    data = pipeline.make_one_source_episode_pipeline(
+        spec, use_dag, use_bilevel, Split[split.upper()], EpisodeDescriptionConfig(),
+        image_size=image_size, shuffle_buffer_size=1000, seed=seed)
+    episode, _ = next(iter(data))  # the pipeline yields (episode, source id)
+    return Episode(*episode)
+
+
+def main(argv=None):
+    """Command line: writes a PNG with one SimCLR episode (see the module docstring)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROG}",
+        description="Write a PNG grid of one SimCLR episode: support image | augmented query.",
+    )
+    parser.add_argument("--records_root_dir", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--out", default="simclr_episode.png")
+    parser.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    parser.add_argument("--image_size", type=int, default=84)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_rows", type=int, default=16)
+    parser.add_argument("--color_jitter_strength", type=float, default=None)
+    args = parser.parse_args(argv)
+    try:
+        episode = first_episode(args.records_root_dir, args.dataset, args.split,
+                                args.image_size, args.seed)
+    except DatasetSpecError as e:
+        parser.exit(1, f"{PROG}: error: {e}\n")
+    simclr = to_simclr_episode(
+        episode, color_jitter_strength=args.color_jitter_strength, seed=args.seed
+    )
+    height, width = save_episode_grid(simclr, args.out, max_rows=args.max_rows)
+    print(
+        f"wrote {args.out} ({width}x{height}): {min(args.max_rows, len(simclr.query_labels))} of "
+        f"{len(simclr.query_labels)} queries, way {len(simclr.support_labels)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
