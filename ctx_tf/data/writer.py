@@ -32,27 +32,28 @@ Command line::
 
 import collections
 import dataclasses
-import io
 import json
 import os
 import pathlib
-import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
 from ctx_tf.data.dataset_spec import SPEC_FILENAME, Split, load_dataset_spec
+from ctx_tf.data.image_encoding import encode_jpeg
+from ctx_tf.data.records import EXAMPLE_KEYS, SourceWriteError, encode_example, write_tfrecord
+from ctx_tf.data.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec, make_dataset_spec,
+                                     write_dataset_spec)
+from ctx_tf.data.spec_writer import spec_to_json  # re-export for the merge, removed by the lead
+from ctx_tf.files import atomic_write
 
-SPLIT_NAMES = ("TRAIN", "VALID", "TEST")
+_write_tfrecord = write_tfrecord  # re-export for the merge, removed by the lead
+_write_text = atomic_write  # re-export for the merge, removed by the lead
+
 DEFAULT_VALID_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
 DEFAULT_SEED = 0
-EXAMPLE_KEYS = ("image", "label")
-
-
-class SourceWriteError(ValueError):
-    """Bad input to a writer (names the file, class or field at fault)."""
 
 
 class SourceCheckError(ValueError):
@@ -67,163 +68,6 @@ class SourceCheckError(ValueError):
         if len(report.problems) > len(shown):
             lines.append(f"  ... and {len(report.problems) - len(shown)} more")
         super().__init__("\n".join(lines))
-
-
-# ------------------------------------------------------------------------------------------
-# Encoding.
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
-
-
-def encode_example(image_bytes, label) -> bytes:
-    """Serializes a ``tf.train.Example`` with exactly ``image`` (bytes) and ``label`` (int64).
-
-    The protobuf wire format is written directly: protobuf's own serializer emits the entries
-    of the ``feature`` map in an order that changes from one process to the next, which would
-    make the record files irreproducible. Here the ``label`` entry always comes first, then
-    ``image`` - the order found in the official Omniglot records - so converting the same data
-    twice gives identical files. ``tf.train.Example.FromString`` reads the result back.
-    """
-    if not isinstance(image_bytes, (bytes, bytearray, memoryview)):
-        raise TypeError(f"image_bytes must be bytes (an encoded image), not "
-                        f"{type(image_bytes).__name__}")
-    label = int(label)
-    if label < 0:
-        raise ValueError(f"label must be a non-negative class id, got {label}")
-    # Feature: int64_list = field 3, bytes_list = field 1; Int64List.value is packed.
-    label_feature = _length_delimited(0x1A, _length_delimited(0x0A, _varint(label)))
-    image_feature = _length_delimited(0x0A, _length_delimited(0x0A, bytes(image_bytes)))
-    # Features.feature map entries (field 1): key = field 1, value = field 2.
-    entries = b"".join(
-        _length_delimited(0x0A, _length_delimited(0x0A, key) + _length_delimited(0x12, value))
-        for key, value in ((b"label", label_feature), (b"image", image_feature)))
-    return _length_delimited(0x0A, entries)  # Example.features = field 1
-
-
-def _array_to_pil(array):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
-    array = np.asarray(array)
-    if array.dtype == np.bool_:
-        # Like a 1-bit image converted to 8 bits: True -> 255 (white), False -> 0.
-        array = np.where(array, np.uint8(255), np.uint8(0))
-    if array.dtype != np.uint8:
-        raise SourceWriteError(f"image arrays must be uint8 or bool, got dtype {array.dtype}")
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        return Image.fromarray(array, mode=None)
-    if array.ndim == 3 and array.shape[-1] == 3:
-        return Image.fromarray(array)
-    raise SourceWriteError(
-        f"image arrays must be [H, W], [H, W, 1] or [H, W, 3], got shape {array.shape}")
-
-
-def encode_jpeg(image, quality: int = 75, invert: bool = False, crop=None) -> bytes:
-    """Returns JPEG bytes for ``image`` the way the official converter does.
-
-    Args:
-      image: encoded image bytes, a path to an image file, a PIL image, or a uint8/bool array
-        ([H, W], [H, W, 1] or [H, W, 3]; bool arrays map True to 255).
-      quality: JPEG quality used when the image has to be (re-)encoded (Pillow default 75).
-      invert: colour-invert the RGB image (``PIL.ImageOps.invert``) before encoding.
-      crop: optional (left, upper, right, lower) box applied before inversion.
-
-    Encoded bytes or a file that Pillow identifies as an RGB JPEG are returned unchanged when
-    neither ``invert`` nor ``crop`` is requested; everything else is converted to RGB and
-    encoded.
-    """
-    from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
-
-    raw = None
-    if isinstance(image, (str, os.PathLike)):
-        with open(image, "rb") as f:
-            raw = f.read()
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        raw = bytes(image)
-    if raw is not None:
-        pil = Image.open(io.BytesIO(raw))
-        if pil.format == "JPEG" and pil.mode == "RGB" and not invert and crop is None:
-            return raw
-    elif isinstance(image, Image.Image):
-        pil = image
-    else:
-        pil = _array_to_pil(image)
-    if pil.mode != "RGB":
-        pil = pil.convert("RGB")
-    if crop is not None:
-        pil = pil.crop(tuple(crop))
-    if invert:
-        pil = ImageOps.invert(pil)
-    buf = io.BytesIO()
-    pil.save(buf, format="JPEG", quality=int(quality))
-    return buf.getvalue()
-
-
-# ------------------------------------------------------------------------------------------
-# Atomic file writing.
-
-
-def _current_umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _atomic_write(path: pathlib.Path, write_fn):
-    """Calls ``write_fn(tmp_path)`` on a temporary file beside ``path`` and renames it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _write_tfrecord(path: pathlib.Path, serialized_examples) -> int:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    count = [0]
-
-    def write(tmp):
-        with tf.io.TFRecordWriter(tmp) as w:
-            for record in serialized_examples:
-                w.write(record)
-                count[0] += 1
-
-    _atomic_write(path, write)
-    return count[0]
-
-
-def _write_text(path: pathlib.Path, text: str):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic_write(path, write)
 
 
 def _prepare_output_dir(records_root, name, overwrite) -> pathlib.Path:
@@ -253,68 +97,6 @@ def _remove_stale_records(out: pathlib.Path, num_classes: int, keep=None):
     for entry in out.iterdir():
         if entry.name.endswith(".tfrecords") and entry.name not in expected:
             entry.unlink()
-
-
-# ------------------------------------------------------------------------------------------
-# Specs.
-
-
-def make_dataset_spec(name, path, class_names, images_per_class, classes_per_split):
-    """Returns a plain ``DatasetSpecification`` dict in the official key order."""
-    _check_lengths(class_names, images_per_class, sum(classes_per_split))
-    return collections.OrderedDict([
-        ("name", name),
-        ("classes_per_split", _split_dict(classes_per_split)),
-        ("images_per_class", _id_dict(images_per_class)),
-        ("class_names", _id_dict(class_names)),
-        ("path", str(path)),
-        ("file_pattern", FILE_PATTERN),
-        ("__class__", "DatasetSpecification"),
-    ])
-
-
-def make_bilevel_dataset_spec(name, path, superclass_names, superclasses_per_split,
-                              classes_per_superclass, class_names, images_per_class):
-    """Returns a ``BiLevelDatasetSpecification`` dict in the official key order."""
-    if len(superclass_names) != sum(superclasses_per_split) or len(
-            classes_per_superclass) != len(superclass_names):
-        raise SourceWriteError(
-            f"{len(superclass_names)} superclass names, {len(classes_per_superclass)} "
-            f"superclass sizes and superclasses_per_split {tuple(superclasses_per_split)} "
-            "disagree")
-    _check_lengths(class_names, images_per_class, sum(classes_per_superclass))
-    return collections.OrderedDict([
-        ("name", name),
-        ("superclasses_per_split", _split_dict(superclasses_per_split)),
-        ("classes_per_superclass", _id_dict(classes_per_superclass)),
-        ("images_per_class", _id_dict(images_per_class)),
-        ("superclass_names", _id_dict(superclass_names)),
-        ("class_names", _id_dict(class_names)),
-        ("path", str(path)),
-        ("file_pattern", FILE_PATTERN),
-        ("__class__", "BiLevelDatasetSpecification"),
-    ])
-
-
-def spec_to_json(spec) -> str:
-    """The JSON text of a spec, formatted as the official converter formats it."""
-    return json.dumps(spec, indent=2)
-
-
-def _check_lengths(class_names, images_per_class, num_classes):
-    if len(class_names) != num_classes or len(images_per_class) != num_classes:
-        raise SourceWriteError(
-            f"{len(class_names)} class names and {len(images_per_class)} image counts for "
-            f"{num_classes} classes")
-
-
-def _split_dict(counts):
-    return collections.OrderedDict((s, int(c)) for s, c in zip(SPLIT_NAMES, counts))
-
-
-def _id_dict(values):
-    return collections.OrderedDict(
-        (str(i), v if isinstance(v, str) else int(v)) for i, v in enumerate(values))
 
 
 # ------------------------------------------------------------------------------------------
@@ -457,7 +239,7 @@ def _write_classes(out: pathlib.Path, classes: List[_ClassToWrite], first_id=0):
                 yield encode_example(image_bytes, class_id)
 
         try:
-            counts.append(_write_tfrecord(path, records()))
+            counts.append(write_tfrecord(path, records()))
         except SourceWriteError as e:
             raise SourceWriteError(f"class {class_id} ({entry.name!r}, {entry.origin}): {e}") \
                 from e
@@ -479,7 +261,7 @@ def _finish(out, name, spec_path, class_entries, split_class_counts, superclass_
             name, spec_path, superclass_names, superclasses_per_split, classes_per_superclass,
             [c.name for c in class_entries], image_counts)
         supers = dict(zip(SPLIT_NAMES, superclasses_per_split))
-    _write_text(out / SPEC_FILENAME, spec_to_json(spec))
+    write_dataset_spec(out, spec)
     _remove_stale_records(out, len(class_entries))
     images_per_split = {}
     start = 0

@@ -240,49 +240,6 @@ def test_no_overwrite_and_overwrite(tmp_path):
     writer.write_source_from_arrays(tmp_path, "empty", arrays[:1], splits=(1, 0, 0))
 
 
-def test_failed_write_keeps_existing_file(tmp_path):
-    path = tmp_path / "0.tfrecords"
-    path.write_bytes(b"old")
-
-    def records():
-        yield writer.encode_example(b"x", 0)
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        writer._write_tfrecord(path, records())
-    assert path.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["0.tfrecords"]
-
-
-def test_encode_helpers():
-    for image, label in ((b"abc", 7), (b"", 0), (bytes(range(256)) * 700, 2**40 + 3)):
-        raw = writer.encode_example(image, label)
-        ex = tf.train.Example.FromString(raw)
-        assert sorted(ex.features.feature) == ["image", "label"]
-        assert ex.features.feature["label"].int64_list.value == [label]
-        assert ex.features.feature["image"].bytes_list.value == [image]
-        parsed = tf.io.parse_single_example(raw, FEATURES)
-        assert int(parsed["label"]) == label and parsed["image"].numpy() == image
-        # Same message as protobuf's own serializer, up to the order of the map entries.
-        expected = tf.train.Example()
-        expected.features.feature["image"].bytes_list.value.append(image)
-        expected.features.feature["label"].int64_list.value.append(label)
-        assert ex == expected and len(raw) == expected.ByteSize()
-    with pytest.raises(ValueError, match="non-negative"):
-        writer.encode_example(b"x", -1)
-    arr = np.full((8, 8, 3), 100, np.uint8)
-    jpeg = writer.encode_jpeg(arr)
-    assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
-    assert writer.encode_jpeg(jpeg) == jpeg  # RGB JPEG kept byte for byte
-    assert writer.encode_jpeg(jpeg, invert=True) != jpeg
-    gray = Image.fromarray(arr[..., 0])
-    buf = io.BytesIO()
-    gray.save(buf, format="JPEG")
-    assert writer.encode_jpeg(buf.getvalue()) != buf.getvalue()  # grayscale JPEG -> RGB
-    with pytest.raises(writer.SourceWriteError, match="dtype"):
-        writer.encode_jpeg(np.zeros((4, 4), np.float32))
-
-
 # ---------------------------------------------------------------------------- checker
 
 

@@ -1,0 +1,64 @@
+"""Tests of ctx_tf.data.records: the Example wire format and atomic record files."""
+
+import os
+
+import pytest
+import tensorflow as tf
+
+from ctx_tf.data import records
+
+FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def test_encode_example_matches_protobuf():
+    for image, label in ((b"abc", 7), (b"", 0), (bytes(range(256)) * 700, 2**40 + 3)):
+        raw = records.encode_example(image, label)
+        ex = tf.train.Example.FromString(raw)
+        assert sorted(ex.features.feature) == list(records.EXAMPLE_KEYS)
+        assert ex.features.feature["label"].int64_list.value == [label]
+        assert ex.features.feature["image"].bytes_list.value == [image]
+        parsed = tf.io.parse_single_example(raw, FEATURES)
+        assert int(parsed["label"]) == label and parsed["image"].numpy() == image
+        # Same message as protobuf's own serializer, up to the order of the map entries.
+        expected = tf.train.Example()
+        expected.features.feature["image"].bytes_list.value.append(image)
+        expected.features.feature["label"].int64_list.value.append(label)
+        assert ex == expected and len(raw) == expected.ByteSize()
+    with pytest.raises(ValueError, match="non-negative"):
+        records.encode_example(b"x", -1)
+    with pytest.raises(TypeError, match="must be bytes"):
+        records.encode_example("x", 0)
+
+
+def test_varint():
+    for value in (0, 1, 127, 128, 300, 2**63 - 1):
+        encoded = records.varint(value)
+        decoded = sum((b & 0x7F) << (7 * i) for i, b in enumerate(encoded))
+        assert decoded == value
+        assert all(b & 0x80 for b in encoded[:-1]) and not encoded[-1] & 0x80
+    assert records.varint(300) == b"\xac\x02"
+
+
+def test_write_tfrecord_counts_and_reads_back(tmp_path):
+    path = tmp_path / "3.tfrecords"
+    written = [records.encode_example(bytes([i]) * i, 3) for i in range(5)]
+    assert records.write_tfrecord(path, iter(written)) == 5
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(path))] == written
+    assert os.listdir(tmp_path) == ["3.tfrecords"]
+
+
+def test_failed_write_keeps_existing_file(tmp_path):
+    path = tmp_path / "0.tfrecords"
+    path.write_bytes(b"old")
+
+    def examples():
+        yield records.encode_example(b"x", 0)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        records.write_tfrecord(path, examples())
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["0.tfrecords"]
