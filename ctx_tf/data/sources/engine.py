@@ -428,6 +428,7 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
         if time.monotonic() - last_save[0] > 2.0:
             save_manifest()
 
+    save_manifest()  # from now on the folder is an interrupted conversion, resumable
     try:
         _run([(i, plan.classes[i]) for i in todo], str(out), strict, workers,
              progress.add, on_class)
