@@ -167,14 +167,15 @@ class _Progress:
                                    if self.total else " images")
         eta = "?"
         if self.total and rate > 0:
-            eta = _duration(max(self.total - self.images, 0) / rate)
+            eta = format_duration(max(self.total - self.images, 0) / rate)
         elif self.classes:
-            eta = _duration((now - self.start) * (self.classes_total / self.classes - 1))
+            eta = format_duration((now - self.start) * (self.classes_total / self.classes - 1))
         self.log(f"{self.name}: {done}, {rate:.1f} images/s, ETA {eta}, "
                  f"classes {self.classes}/{self.classes_total}")
 
 
-def _duration(seconds):
+def format_duration(seconds):
+    """`h:mm:ss` of a number of seconds."""
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -211,7 +212,7 @@ class ConversionReport:
         lines = [f"wrote {what} {self.name!r} to {self.directory}: {self.num_classes} classes, "
                  f"{self.num_images} images ({self.classes_written} classes written, "
                  f"{self.classes_resumed} kept from an earlier run) in "
-                 f"{_duration(self.seconds)}"]
+                 f"{format_duration(self.seconds)}"]
         lines += [f"  {s}: {self.classes_per_split[s]} classes, {self.images_per_split[s]} "
                   "images" for s in SPLITS]
         if self.skipped:
