@@ -77,7 +77,7 @@ def source_episode_sizes(specs_dir, num_descriptions, seed=0):
     config = sampling.EpisodeDescriptionConfig()
     for name in leaderboard.TEST_SOURCES:
         path = pathlib.Path(specs_dir) / f"{name}_dataset_spec.json"
-        spec = dataset_spec_lib.load_dataset_spec_file(str(path), directory=f"/unused/{name}")
+        spec = dataset_spec_lib.load_dataset_spec(f"/unused/{name}", spec_file=str(path))
         use_dag, use_bilevel = protocol._use_ontologies(name)
         sampler = sampling.EpisodeDescriptionSampler(
             spec, dataset_spec_lib.Split.TEST, config, use_dag_hierarchy=use_dag,

@@ -45,11 +45,7 @@ from ctx_tf.data.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL
                                 load_splits_file, order_classes, resolve_splits)
 from ctx_tf.data.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec, make_dataset_spec,
                                      write_dataset_spec)
-from ctx_tf.data.spec_writer import spec_to_json  # re-export for the merge, removed by the lead
-from ctx_tf.files import atomic_write
 
-_write_tfrecord = write_tfrecord  # re-export for the merge, removed by the lead
-_write_text = atomic_write  # re-export for the merge, removed by the lead
 
 
 

@@ -297,10 +297,11 @@ def _superclasses_of(spec, class_ids):
 
 @pytest.mark.slow
 def test_real_omniglot_slice_written_by_the_writer(tmp_path):
-    from ctx_tf.data import sources, writer  # pylint: disable=import-outside-toplevel
+    from ctx_tf.data import writer  # pylint: disable=import-outside-toplevel
+    from ctx_tf.data.sources import omniglot  # pylint: disable=import-outside-toplevel
 
     omniglot_dir = shared_path("data", "omniglot")
-    test_classes = [c for c in sources.omniglot_classes(omniglot_dir) if c.split == "TEST"]
+    test_classes = [c for c in omniglot.list_classes(omniglot_dir) if c.split == "TEST"]
     alphabets = sorted({c.alphabet for c in test_classes})[:3]
     chosen = [c for c in test_classes if c.alphabet in alphabets]
     with np.load(os.path.join(str(omniglot_dir), chosen[0].npz_file)) as npz:

@@ -14,7 +14,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image, features
 
-from ctx_tf.data import sources, writer
+from ctx_tf.data import image_encoding, spec_writer, writer
+from ctx_tf.data.sources import __main__ as cli
+from ctx_tf.data.sources import omniglot, omniglot_raw
+from ctx_tf.data.sources.common import SourceConversionError
 from ctx_tf.data.dataset_spec import load_dataset_spec
 from tests.conftest import shared_path
 
@@ -41,6 +44,11 @@ def _records(path):
         pos += length + 4
     assert pos == len(data), path
     return out
+
+
+def _record_files(directory):
+    """The class ids of the record files in `directory`, sorted."""
+    return sorted(int(f.split(".")[0]) for f in os.listdir(directory) if f.endswith(".tfrecords"))
 
 
 def _decode(example):
@@ -78,8 +86,8 @@ def _fake_omniglot(root, drawers=3, size=9):
 @pytest.mark.compat
 def test_fake_omniglot_order_inversion_and_spec(tmp_path):
     raw = _fake_omniglot(tmp_path)
-    report = sources.convert_omniglot(raw, tmp_path / "rec")
-    names = [c.name for c in sources.omniglot_classes(raw)]
+    report = omniglot.convert(raw, tmp_path / "rec")
+    names = [c.name for c in omniglot.list_classes(raw)]
     assert names == ["Alpha-character01", "Alpha-character02", "Alpha-character03",
                      "Zeta-character01", "Zeta-character02",
                      "Blackfoot_(Canadian_Aboriginal_Syllabics)-character01",
@@ -106,20 +114,25 @@ def test_fake_omniglot_order_inversion_and_spec(tmp_path):
     np.testing.assert_array_equal(img[..., 0] > 127, ~ev[0, 1])
 
 
-def test_fake_omniglot_slices_and_overwrite(tmp_path):
+def test_fake_omniglot_slices_resume_and_overwrite(tmp_path):
     raw = _fake_omniglot(tmp_path)
-    sources.convert_omniglot(raw, tmp_path / "rec", alphabets=["Tagalog"], classes=[0])
+    omniglot.convert(raw, tmp_path / "rec", alphabets=["Tagalog"], classes=[0])
     out = tmp_path / "rec" / "omniglot"
-    assert sorted(os.listdir(out)) == ["0.tfrecords", "9.tfrecords"]  # no spec for a slice
-    with pytest.raises(FileExistsError, match="overwrite"):
-        sources.convert_omniglot(raw, tmp_path / "rec")
+    assert sorted(p for p in os.listdir(out) if p.endswith(".tfrecords")) == [
+        "0.tfrecords", "9.tfrecords"]
+    assert not (out / "dataset_spec.json").exists()  # no spec for a slice
+    # The full conversion keeps the slice's classes and writes the rest.
+    report = omniglot.convert(raw, tmp_path / "rec")
+    assert (report.classes_resumed, report.classes_written) == (2, 12)
+    assert writer.check_source(out).ok
     (out / "20.tfrecords").write_bytes(b"stale")
-    report = sources.convert_omniglot(raw, tmp_path / "rec", overwrite=True)
-    assert report.num_classes == 14 and writer.check_source(out).ok
-    with pytest.raises(sources.SourceConversionError, match="unknown Omniglot alphabet 'Nope'"):
-        sources.convert_omniglot(raw, tmp_path / "x", alphabets=["Nope"])
-    with pytest.raises(sources.SourceConversionError, match="class id 99"):
-        sources.convert_omniglot(raw, tmp_path / "x", classes=[99])
+    report = omniglot.convert(raw, tmp_path / "rec", overwrite=True)
+    assert (report.classes_resumed, report.num_classes) == (0, 14)
+    assert writer.check_source(out).ok
+    with pytest.raises(SourceConversionError, match="unknown Omniglot alphabet 'Nope'"):
+        omniglot.convert(raw, tmp_path / "x", alphabets=["Nope"])
+    with pytest.raises(SourceConversionError, match="class id 99"):
+        omniglot.convert(raw, tmp_path / "x", classes=[99])
 
 
 def test_fake_omniglot_bad_index_names_file_and_field(tmp_path):
@@ -127,23 +140,23 @@ def test_fake_omniglot_bad_index_names_file_and_field(tmp_path):
     index = json.loads((raw / "omniglot_index.json").read_text())
     del index["alphabets"][2]["npz_first_row"]
     (raw / "omniglot_index.json").write_text(json.dumps(index))
-    with pytest.raises(sources.SourceConversionError,
+    with pytest.raises(SourceConversionError,
                        match=r"omniglot_index\.json: alphabets\[2\] has no field 'npz_first_row'"):
-        sources.convert_omniglot(raw, tmp_path / "rec")
+        omniglot.convert(raw, tmp_path / "rec")
     index["alphabets"][2]["npz_first_row"] = 50
     (raw / "omniglot_index.json").write_text(json.dumps(index))
-    with pytest.raises(sources.SourceConversionError,
+    with pytest.raises(SourceConversionError,
                        match=r"images_background\.npz: class 0 \(Alpha-character01\) needs row 50"):
-        sources.omniglot_dataset_spec(raw)
+        omniglot.dataset_spec(raw)
     assert not (tmp_path / "rec").exists()
 
 
 def test_cli_in_process(tmp_path, capsys):
     from absl import flags
     raw = _fake_omniglot(tmp_path)
-    fv = sources.define_flags(flags.FlagValues())
+    fv = cli.define_flags(flags.FlagValues())
     fv(["sources", "--source=omniglot", f"--raw_dir={raw}", f"--records_root={tmp_path / 'r'}"])
-    assert sources.run_cli(fv) == 0
+    assert cli.run_cli(fv) == 0
     assert "14 classes, 42 images" in capsys.readouterr().out
 
 
@@ -179,7 +192,7 @@ def _write_layout(dest, members, form):
                     f.write(data)
         return dest
     assert form == "zip", form
-    for set_name in sources.OMNIGLOT_SETS:
+    for set_name in omniglot_raw.SETS:
         names = [n for n in members if n.startswith(set_name + "/")]
         folders = {n.rsplit("/", 1)[0] + "/" for n in names if members[n] is not None}
         folders |= {n for n in names if members[n] is None}
@@ -198,7 +211,7 @@ def _fake_original_members(raw):
     """The fake Omniglot of ``_fake_omniglot(raw)`` in the original layout: character folders
     characterNN, files <global character id>_<drawer>.png (ids run on across both sets)."""
     index = json.loads((raw / "omniglot_index.json").read_text())["alphabets"]
-    arrays = {s: np.load(raw / f"{s}.npz")["images"] for s in sources.OMNIGLOT_SETS}
+    arrays = {s: np.load(raw / f"{s}.npz")["images"] for s in omniglot_raw.SETS}
     first_id = {"images_background": 1, "images_evaluation": 1 + len(arrays["images_background"])}
     members = {}
     for e in index:
@@ -220,62 +233,62 @@ def test_fake_original_layout_equals_packed_form(tmp_path, form):
     """The original layout (folders or zips) gives byte for byte the output of the npz form
     for the same pixels: same class order, image order, JPEGs and spec."""
     packed = _fake_omniglot(tmp_path / "packed")
-    sources.convert_omniglot(packed, tmp_path / "from_npz", spec_path="./omniglot")
+    omniglot.convert(packed, tmp_path / "from_npz", spec_path="./omniglot")
     raw = _write_layout(tmp_path / "raw", _fake_original_members(packed), form)
-    assert sources.omniglot_raw_form(raw).form == form
+    assert omniglot_raw.detect_raw_form(raw).form == form
     # Fewer alphabets than the release's 30 + 20: converted, with a warning on the class ids.
     with pytest.warns(UserWarning, match=r"alphabets; the official release has 30 and 20"):
-        report = sources.convert_omniglot(raw, tmp_path / "from_original",
+        report = omniglot.convert(raw, tmp_path / "from_original",
                                           spec_path="./omniglot")
     assert report.classes_per_split == {"TRAIN": 5, "VALID": 6, "TEST": 3}
     assert report.num_images == 42
     ours = _tree_bytes(tmp_path / "from_original" / "omniglot")
-    assert len(ours) == 15 and ours == _tree_bytes(tmp_path / "from_npz" / "omniglot")
-    classes = sources.omniglot_classes(raw)
+    assert len(ours) == 16 and ours == _tree_bytes(tmp_path / "from_npz" / "omniglot")
+    classes = omniglot.list_classes(raw)
     assert classes[12].name == "Yod-character01"
     assert classes[12].image_files == ("0012_01.png", "0012_02.png", "0012_03.png")
     # A slice reads only its classes and keeps the official ids.
-    sources.convert_omniglot(raw, tmp_path / "slice", alphabets=["Tagalog"])
-    assert os.listdir(tmp_path / "slice" / "omniglot") == ["9.tfrecords"]
+    omniglot.convert(raw, tmp_path / "slice", alphabets=["Tagalog"])
+    assert _record_files(tmp_path / "slice" / "omniglot") == [9]
 
 
 def test_raw_form_detection_preference_and_cli(tmp_path, capsys):
     from absl import flags
     raw = _fake_omniglot(tmp_path / "raw")  # npz form
-    assert sources.omniglot_raw_form(raw).form == "npz"
+    assert omniglot_raw.detect_raw_form(raw).form == "npz"
     members = _fake_original_members(raw)
     _write_layout(raw, members, "zip")
-    found = sources.omniglot_raw_form(raw)
+    found = omniglot_raw.detect_raw_form(raw)
     assert (found.form, found.ignored) == ("zip", ("npz",))
     _write_layout(raw, members, "folders")
-    found = sources.omniglot_raw_form(raw)
+    found = omniglot_raw.detect_raw_form(raw)
     assert (found.form, found.ignored) == ("folders", ("zip", "npz"))
     assert found.describe() == (
         f"Omniglot original folders in {raw} (images_background/, images_evaluation/); "
         "also present but ignored: original zip files (images_background.zip, "
         "images_evaluation.zip), packed arrays (images_background.npz, "
         "images_evaluation.npz, omniglot_index.json)")
-    assert sources.omniglot_raw_form(raw, "zip").ignored == ("folders", "npz")
-    fv = sources.define_flags(flags.FlagValues())
-    fv(["sources", f"--raw_dir={raw}", f"--records_root={tmp_path / 'r'}"])
-    assert sources.run_cli(fv) == 0
+    assert omniglot_raw.detect_raw_form(raw, "zip").ignored == ("folders", "npz")
+    fv = cli.define_flags(flags.FlagValues())
+    fv(["sources", "--source=omniglot", f"--raw_dir={raw}", f"--records_root={tmp_path / 'r'}"])
+    assert cli.run_cli(fv) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"reading Omniglot original folders in {raw} ")
     assert "14 classes, 42 images" in out
-    fv = sources.define_flags(flags.FlagValues())
-    fv(["sources", f"--raw_dir={tmp_path / 'nope'}", f"--records_root={tmp_path / 'r'}"])
-    with pytest.raises(SystemExit, match="error: .*nope: the Omniglot raw folder does not"):
-        sources.run_cli(fv)
+    fv = cli.define_flags(flags.FlagValues())
+    fv(["sources", "--source=omniglot", f"--raw_dir={tmp_path / 'nope'}", f"--records_root={tmp_path / 'r'}"])
+    with pytest.raises(SourceConversionError, match="nope: the Omniglot raw folder does not"):
+        cli.run_cli(fv)
 
 
 def test_missing_raw_data_names_what_was_looked_for(tmp_path):
     raw = tmp_path / "raw"
-    with pytest.raises(sources.SourceConversionError,
+    with pytest.raises(SourceConversionError,
                        match=re.escape(f"{raw}: the Omniglot raw folder does not exist")):
-        sources.convert_omniglot(raw, tmp_path / "rec")
+        omniglot.convert(raw, tmp_path / "rec")
     raw.mkdir()
-    with pytest.raises(sources.SourceConversionError) as e:
-        sources.convert_omniglot(raw, tmp_path / "rec")
+    with pytest.raises(SourceConversionError) as e:
+        omniglot.convert(raw, tmp_path / "rec")
     assert str(e.value) == (
         f"{raw}: no Omniglot data found; looked for original folders images_background/, "
         "images_evaluation/; or original zip files images_background.zip, "
@@ -283,14 +296,14 @@ def test_missing_raw_data_names_what_was_looked_for(tmp_path):
         "images_evaluation.npz, omniglot_index.json")
     # Only one of the two folders: the missing one is named.
     (raw / "images_background" / "Latin" / "character01").mkdir(parents=True)
-    with pytest.raises(sources.SourceConversionError,
+    with pytest.raises(SourceConversionError,
                        match=re.escape(f"(incomplete original folders: {raw}/images_evaluation/ "
                                        "not found)") + "$"):
-        sources.convert_omniglot(raw, tmp_path / "rec")
-    with pytest.raises(sources.SourceConversionError,
+        omniglot.convert(raw, tmp_path / "rec")
+    with pytest.raises(SourceConversionError,
                        match=re.escape(f"original zip files requested, but {raw}/images_"
                                        f"background.zip, {raw}/images_evaluation.zip not found")):
-        sources.omniglot_classes(raw, raw_form="zip")
+        omniglot.list_classes(raw, raw_form="zip")
     assert not (tmp_path / "rec").exists()
 
 
@@ -315,35 +328,42 @@ def test_bad_original_layout_names_the_path(tmp_path, form):
     members = {n: d for n, d in good.items() if not n.startswith(yod2 + "/")}
     members[yod2 + "/"] = None
     raw = layout("empty", members)
-    with pytest.raises(sources.SourceConversionError) as e:
-        sources.convert_omniglot(raw, tmp_path / "rec")
+    with pytest.raises(SourceConversionError) as e:
+        omniglot.convert(raw, tmp_path / "rec")
     assert str(e.value) == f"{_where(raw, form, yod2)}: character folder with no images"
     assert not (tmp_path / "rec").exists()
-    # A file that is no image: found when its class is converted.
+    # A file that is no image: found when its class is converted, named and skipped; or
+    # refused with strict, leaving nothing behind.
     raw = layout("text", {**good, yod2 + "/notes.txt": b"drawn by hand"})
-    with pytest.raises(sources.SourceConversionError,
-                       match=re.escape(f"{_where(raw, form, yod2 + '/notes.txt')}: not an image "
-                                       "Pillow can read (UnidentifiedImageError")):
-        sources.convert_omniglot(raw, tmp_path / "rec")
-    assert sources.convert_omniglot(raw, tmp_path / "rec2", alphabets=["Bet"]).num_images == 3
+    notes = _where(raw, form, yod2 + "/notes.txt")
+    with pytest.raises(SourceConversionError,
+                       match=re.escape(f"{notes}: unreadable image (UnidentifiedImageError")):
+        omniglot.convert(raw, tmp_path / "rec", strict=True)
+    assert not (tmp_path / "rec").exists()
+    report = omniglot.convert(raw, tmp_path / "rec")
+    assert report.num_images == 42 and [u[0] for u in report.unreadable] == [notes]
+    assert notes in report.summary()
+    assert (tmp_path / "rec" / "omniglot" / "conversion_report.txt").read_text().startswith(
+        f"{notes}: UnidentifiedImageError")
+    assert omniglot.convert(raw, tmp_path / "rec2", alphabets=["Bet"]).num_images == 3
     # A folder inside a character folder.
     raw = layout("nested", {**good, yod2 + "/more/": None})
-    with pytest.raises(sources.SourceConversionError) as e:
-        sources.omniglot_classes(raw)
+    with pytest.raises(SourceConversionError) as e:
+        omniglot.list_classes(raw)
     assert str(e.value) == (f"{_where(raw, form, yod2 + '/more')}: a folder inside a "
                             "character folder (only image files are expected)")
     # A stray file where alphabet folders are expected (e.g. from a Mac).
     raw = layout("stray", {**good, "images_background/.DS_Store": b"\0"})
-    with pytest.raises(sources.SourceConversionError) as e:
-        sources.omniglot_classes(raw)
+    with pytest.raises(SourceConversionError) as e:
+        omniglot.list_classes(raw)
     assert str(e.value) == (f"{_where(raw, form, 'images_background/.DS_Store')}: a file "
                             "where only alphabet folders are expected")
     # A missing validation alphabet.
     raw = layout("novalid", {n: d for n, d in good.items() if "/Tagalog/" not in n})
-    with pytest.raises(sources.SourceConversionError,
+    with pytest.raises(SourceConversionError,
                        match=re.escape(f"{_where(raw, form, 'images_background')}"
                                        ": validation alphabet(s) ['Tagalog'] are not")):
-        sources.omniglot_classes(raw)
+        omniglot.list_classes(raw)
 
 
 # ----------------------------------------------------------------- real Omniglot
@@ -354,8 +374,8 @@ def test_omniglot_spec_equals_official():
     official = shared_path("data", "official_records", "omniglot", "dataset_spec.json")
     text = official.read_text()
     # The official records were converted with --records_root=. (path "./omniglot").
-    assert writer.spec_to_json(sources.omniglot_dataset_spec(raw, ".")) == text
-    ours = writer.spec_to_json(sources.omniglot_dataset_spec(raw, "/some/where"))
+    assert spec_writer.spec_to_json(omniglot.dataset_spec(raw, ".")) == text
+    ours = spec_writer.spec_to_json(omniglot.dataset_spec(raw, "/some/where"))
     diff = [(a, b) for a, b in zip(ours.splitlines(), text.splitlines()) if a != b]
     assert diff == [('  "path": "/some/where/omniglot",', '  "path": "./omniglot",')]
 
@@ -363,7 +383,7 @@ def test_omniglot_spec_equals_official():
 def test_omniglot_order_matches_index_table():
     raw = shared_path("data", "omniglot")
     table = json.loads((raw / "omniglot_index.json").read_text())["meta_dataset_class_order"]
-    classes = sources.omniglot_classes(raw)
+    classes = omniglot.list_classes(raw)
     assert [(c.class_id, c.name, c.npz_file, c.npz_row) for c in classes] == [
         (t["class_id"], t["name"], t["npz_file"], t["npz_row"]) for t in table]
 
@@ -391,13 +411,13 @@ def test_omniglot_slice_matches_official_records(tmp_path):
     # One alphabet per split, near the start of the npz files (only the rows up to the last
     # wanted one are inflated): Arcadian (TRAIN), Blackfoot (VALID), Angelic (TEST).
     alphabets = ["Arcadian", "Blackfoot_(Canadian_Aboriginal_Syllabics)", "Angelic"]
-    report = sources.convert_omniglot(raw, tmp_path, alphabets=alphabets)
+    report = omniglot.convert(raw, tmp_path, alphabets=alphabets)
     assert report.classes_per_split == {"TRAIN": 26, "VALID": 14, "TEST": 20}
     spec = load_dataset_spec(official)
     ids = [cid for cid in range(spec.num_classes)
            if spec.class_names[cid].rsplit("-", 1)[0] in alphabets]
     assert len(ids) == 60
-    assert sorted(int(f.split(".")[0]) for f in os.listdir(tmp_path / "omniglot")) == ids
+    assert _record_files(tmp_path / "omniglot") == ids
     identical = _compare_with_official(tmp_path / "omniglot", official, ids)
     print(f"byte-identical record files: {identical}/{len(ids)} "
           f"(Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')})")
@@ -410,7 +430,7 @@ def test_omniglot_full_conversion_matches_official(tmp_path, monkeypatch):
     raw = shared_path("data", "omniglot")
     official = shared_path("data", "official_records", "omniglot")
     monkeypatch.chdir(tmp_path)  # mimic the official run: --records_root=.
-    report = sources.convert_omniglot(raw, ".")
+    report = omniglot.convert(raw, ".")
     assert report.classes_per_split == {"TRAIN": 883, "VALID": 81, "TEST": 659}
     assert report.num_images == 32460
     ours = tmp_path / "omniglot"
@@ -451,7 +471,7 @@ def real_original_members():
         e = index[alphabet]
         first = e["npz_first_row"]
         rows = range(first, first + e["num_characters"])
-        for row, drawings in sources._iter_npz_rows(omniglot / e["npz_file"], "images", rows):
+        for row, drawings in omniglot_raw.iter_npz_rows(omniglot / e["npz_file"], "images", rows):
             for d, drawing in enumerate(drawings):
                 members[name(e, row - first, d + 1)] = _png(drawing)
     with zipfile.ZipFile(omniglot / "images_background_small2.zip") as z:
@@ -470,7 +490,7 @@ def test_rebuilt_png_decodes_like_the_original_release():
     """Our PNGs (mode "1") decode to the mode and pixels of the release's PNGs, and give the
     same JPEG: checked on Balinese character01 of images_background_small1.zip."""
     omniglot = shared_path("data", "omniglot")
-    _, drawings = next(sources._iter_npz_rows(omniglot / "images_background.npz", "images",
+    _, drawings = next(omniglot_raw.iter_npz_rows(omniglot / "images_background.npz", "images",
                                               [107]))  # Balinese-character01 = id 0108
     with zipfile.ZipFile(omniglot / "images_background_small1.zip") as z:
         for d, drawing in enumerate(drawings):
@@ -479,36 +499,37 @@ def test_rebuilt_png_decodes_like_the_original_release():
             assert (a.format, a.mode, a.size) == (b.format, b.mode, b.size) == (
                 "PNG", "1", (105, 105))
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-            assert (writer.encode_jpeg(original, invert=True)
-                    == writer.encode_jpeg(_png(drawing), invert=True))
+            assert (image_encoding.encode_jpeg(original, invert=True)
+                    == image_encoding.encode_jpeg(_png(drawing), invert=True))
 
 
 @pytest.mark.parametrize("form", ["folders", "zip"])
 def test_original_layout_matches_official_records(tmp_path, form, real_original_members):
     official = shared_path("data", "official_records", "omniglot")
     raw = _write_layout(tmp_path / "raw", real_original_members, form)
-    assert sources.omniglot_raw_form(raw).form == form
+    assert omniglot_raw.detect_raw_form(raw).form == form
     spec = load_dataset_spec(official)
     ids = [cid for cid in range(spec.num_classes)
            if spec.class_names[cid].rsplit("-", 1)[0] in REAL_ALPHABETS]
     assert len(ids) == 63
     # Classes, superclasses and splits equal the official spec's; so do the image counts of
     # the real alphabets (the placeholder characters count their one file).
-    ours = json.loads(writer.spec_to_json(sources.omniglot_dataset_spec(raw, ".")))
+    ours = json.loads(spec_writer.spec_to_json(omniglot.dataset_spec(raw, ".")))
     theirs = json.loads((official / "dataset_spec.json").read_text())
     assert ours.pop("images_per_class") == {
         k: (n if int(k) in ids else 1) for k, n in theirs.pop("images_per_class").items()}
     assert ours == theirs
-    report = sources.convert_omniglot(raw, tmp_path / "rec", alphabets=list(REAL_ALPHABETS))
+    report = omniglot.convert(raw, tmp_path / "rec", alphabets=list(REAL_ALPHABETS))
     assert report.classes_per_split == {"TRAIN": 26, "VALID": 17, "TEST": 20}
-    assert sorted(int(f.split(".")[0]) for f in os.listdir(tmp_path / "rec" / "omniglot")) == ids
+    assert _record_files(tmp_path / "rec" / "omniglot") == ids
     identical = _compare_with_official(tmp_path / "rec" / "omniglot", official, ids)
     print(f"{form}: byte-identical record files: {identical}/{len(ids)} "
           f"(Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')})")
     if _same_jpeg_encoder():
         assert identical == len(ids)
-    # A full conversion reaches class 0, whose files here are placeholders, and names one.
+    # Class 0's one file here is a placeholder: refused with strict, naming it.
     first = _where(raw, form, "images_background/Anglo-Saxon_Futhorc/character01/0296_01.png")
-    with pytest.raises(sources.SourceConversionError,
-                       match=re.escape(first) + ": not an image Pillow can read"):
-        sources.convert_omniglot(raw, tmp_path / "full")
+    with pytest.raises(SourceConversionError,
+                       match=re.escape(first) + ": unreadable image"):
+        omniglot.convert(raw, tmp_path / "full", classes=[0], strict=True)
+    assert not (tmp_path / "full").exists()

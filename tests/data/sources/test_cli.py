@@ -1,0 +1,115 @@
+"""Tests of `python -m ctx_tf.data.sources`: flags, one-line errors, kill and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags
+
+from ctx_tf.data.sources import __main__ as cli
+from ctx_tf.data.sources import registry
+from ctx_tf.data.sources.common import SourceConversionError
+from tests.data.sources import toy_source
+
+
+def _flags(*args):
+    fv = cli.define_flags(flags.FlagValues())
+    fv(["sources", *args])
+    return fv
+
+
+@pytest.fixture(name="toy_registered")
+def _toy_registered(monkeypatch):
+    monkeypatch.setitem(registry.MODULES, "toy", "tests.data.sources.toy_source")
+    monkeypatch.setattr(registry, "SOURCES", registry.SOURCES + ("toy",))
+
+
+def test_every_source_is_registered_and_help_says_what_raw_dir_holds():
+    assert set(registry.SOURCES) == {
+        "ilsvrc_2012", "ilsvrc_2012_v2", "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw",
+        "fungi", "vgg_flower", "traffic_sign", "mscoco", "mini_imagenet"}
+    help_text = _flags()["raw_dir"].help
+    assert "omniglot: the Omniglot download: the unzipped folders images_background/" in help_text
+    for name in registry.SOURCES:
+        assert f"\n  {name}: " in help_text
+
+
+def test_missing_converter_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(registry.MODULES, "dtd", "ctx_tf.data.sources.no_such_module")
+    with pytest.raises(SourceConversionError,
+                       match="source 'dtd': its converter ctx_tf.data.sources.no_such_module is "
+                             "not in this installation"):
+        registry.module("dtd")
+    with pytest.raises(SourceConversionError, match="unknown source 'nope'; known sources: "):
+        cli.run_cli(_flags("--source=nope", "--raw_dir=x", "--records_root_dir=y"))
+
+
+def test_toy_source_through_the_cli(toy_registered, tmp_path, capsys):
+    raw = toy_source.make_raw(str(tmp_path / "raw"))
+    assert cli.run_cli(_flags("--source=toy", f"--raw_dir={raw}",
+                              f"--records_root={tmp_path / 'rec'}", "--workers=1")) == 0
+    out = capsys.readouterr().out
+    assert f"reading toy raw data in {raw}" in out and "5 classes, 20 images" in out
+    os.remove(os.path.join(raw, "annotations.txt"))
+    with pytest.raises(SourceConversionError,
+                       match=f"^{os.path.join(raw, 'annotations.txt')}: not found; expected"):
+        cli.run_cli(_flags("--source=toy", f"--raw_dir={raw}", f"--records_root_dir={tmp_path}"))
+
+
+def test_several_sources_take_one_named_raw_dir_each(toy_registered, tmp_path):
+    with pytest.raises(SourceConversionError, match="--raw_dir missing for toy"):
+        cli.run_cli(_flags("--source=omniglot,toy", "--raw_dir=omniglot=/a",
+                           f"--records_root_dir={tmp_path}"))
+    with pytest.raises(SourceConversionError, match="every --raw_dir must be NAME=DIR"):
+        cli.run_cli(_flags("--source=omniglot,toy", "--raw_dir=/a", "--raw_dir=toy=/b",
+                           f"--records_root_dir={tmp_path}"))
+
+
+def _run(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "ctx_tf.data.sources", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_user_mistake_is_one_line_and_exit_2(tmp_path):
+    proc = _run("--source=omniglot", f"--raw_dir={tmp_path / 'nope'}",
+                f"--records_root_dir={tmp_path / 'rec'}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.strip().splitlines()[-1] == (
+        f"ctx_tf.data.sources: error: {tmp_path / 'nope'}: the Omniglot raw folder does not "
+        "exist")
+    assert "Traceback" not in err and not (tmp_path / "rec").exists()
+
+
+@pytest.mark.slow
+def test_killed_conversion_resumes(tmp_path):
+    from tests.data.sources.test_omniglot import _fake_omniglot  # pylint: disable=import-outside-toplevel
+    raw = _fake_omniglot(tmp_path / "raw", drawers=20, size=105)
+    args = ("--source=omniglot", f"--raw_dir={raw}", f"--records_root={tmp_path / 'rec'}",
+            "--workers=1")
+    out = tmp_path / "rec" / "omniglot"
+    proc = _run(*args)
+    deadline = time.time() + 120
+    while not (out.is_dir() and any(p.endswith(".tfrecords") for p in os.listdir(out))) and (
+            time.time() < deadline):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (out / "dataset_spec.json").exists()
+    done = sorted(p for p in os.listdir(out) if p.endswith(".tfrecords"))
+    proc = _run(*args)
+    stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "already complete" in stdout
+    proc = _run("--source=omniglot", f"--raw_dir={raw}", f"--records_root={tmp_path / 'ref'}",
+                "--workers=1")
+    assert proc.communicate(timeout=300) and proc.returncode == 0
+    ref = tmp_path / "ref" / "omniglot"
+    for name in os.listdir(ref):
+        if name.endswith(".tfrecords") or name == "dataset_spec.json":
+            assert (out / name).read_bytes() == (ref / name).read_bytes().replace(
+                b"/ref/", b"/rec/"), name
+    print(f"killed after {len(done)} class files")
