@@ -1,26 +1,12 @@
 """aircraft: the official variant split, class ids, image order and bounding-box crops."""
 
-import io
-import json
 import pickle
 import random
 
 import pytest
-from PIL import Image
 
 from ctx_tf.data.sources import aircraft
-from tests.conftest import shared_path
-
-
-def _official(filename):
-    with open(shared_path("meta_dataset_specs", filename)) as f:
-        return json.load(f)
-
-
-def _jpeg():
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 6), (10, 200, 30)).save(buf, format="JPEG")
-    return buf.getvalue()
+from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
 
 
 def _raw_tree(root, names, images):
@@ -35,7 +21,7 @@ def _raw_tree(root, names, images):
             "".join(f"{i} {v}\n" for i, v, p, _ in images if p == part))
     (data / "images_box.txt").write_text(
         "".join(f"{i} {' '.join(map(str, box))}\n" for i, _, _, box in images))
-    jpeg = _jpeg()
+    jpeg = tiny_jpeg()
     for image_id, *_ in images:
         (data / "images" / f"{image_id}.jpg").write_bytes(jpeg)
     return root
@@ -52,14 +38,14 @@ def _images(names):
 
 
 def test_split_of_real_variants_is_the_official_split():
-    official = _official("aircraft_splits.json")
-    names = official["train"] + official["valid"] + official["test"]
-    assert aircraft.split_variants(sorted(names, reverse=True)) == official
+    expected = official("aircraft_splits.json")
+    names = expected["train"] + expected["valid"] + expected["test"]
+    assert aircraft.split_variants(sorted(names, reverse=True)) == expected
 
 
 def test_plan_reproduces_the_official_spec_and_crops(tmp_path):
-    spec = _official("aircraft_dataset_spec.json")
-    names = [spec["class_names"][str(i)] for i in range(100)]
+    spec = official("aircraft_dataset_spec.json")
+    names = official_class_names("aircraft")
     images = _images(names)
     raw = _raw_tree(tmp_path / "fgvc-aircraft-2013b", names, images)
     plan = aircraft.plan(str(raw))
