@@ -32,6 +32,8 @@ setuptools.setup(
         # Reads the images of a folder tree and writes JPEGs in the writer (as the official
         # converter does), and draws the results plots.
         "pillow>=9.0",
+        # Reads VGG Flower's imagelabels.mat (MATLAB v5), as the official converter does.
+        "scipy>=1.7",
     ],
     extras_require={
         "test": ["pytest>=7"],
