@@ -30,7 +30,7 @@ def split_classes(label_names):
 
 
 def class_images(raw_dir, class_id):
-    """The image paths of class `class_id` in the official write order; returns `(paths, skipped)`."""
+    """The image paths of class `class_id` in the official write order, and the skipped files."""
     folder = os.path.join(raw_dir, "Final_Training", "Images", f"{class_id:05d}")
     paths, skipped = common.list_class_folder(folder, {f"GT-{class_id:05d}.csv"})
     np.random.RandomState(SHUFFLE_SEED).shuffle(paths)

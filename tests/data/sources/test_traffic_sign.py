@@ -1,4 +1,4 @@
-"""traffic_sign: all 43 classes TEST, official names, GT csv skipped, the seeded per-class shuffle."""
+"""traffic_sign: 43 TEST classes, official names, GT csv skipped, the seeded per-class shuffle."""
 
 import io
 import pickle
