@@ -34,6 +34,8 @@ setuptools.setup(
         "pillow>=9.0",
         # The results charts and training curves (Agg renderer, no display needed).
         "matplotlib>=3.5",
+        # Reads VGG Flower's imagelabels.mat (MATLAB v5), as the official converter does.
+        "scipy>=1.7",
     ],
     extras_require={
         "test": ["pytest>=7"],

@@ -1,11 +1,25 @@
-"""What every source converter shares: its error type and the checks of expected raw files."""
+"""What every source converter shares: its errors, the checks of expected raw files, the official
+seeded class split and the official folder listing.
 
+The official converter creates a split by reseeding NumPy's global generator with the
+converter's `random_seed` (22 unless changed) and drawing class indices; here the same draws
+come from a private `RandomState`, so planning never disturbs the caller's global generator.
+"""
+
+import functools
 import os
 import struct
 
+import numpy as np
+
+from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
 
 class SourceConversionError(ValueError):
     """Bad raw data or a bad conversion request; the message names the path, class or flag."""
+
+
+class MissingRawFileError(SourceConversionError, FileNotFoundError):
+    """An expected file or folder of a download is absent; the message names it."""
 
 
 def require_file(path, what):
@@ -44,3 +58,81 @@ def count_records(path):
         return count
     except OSError:
         return None
+
+
+# DatasetConverter's default `random_seed`.
+OFFICIAL_SEED = 22
+SPLITS = ("train", "valid", "test")
+
+
+def seeded_class_split(class_names, num_train, num_valid, num_test, seed=OFFICIAL_SEED):
+    """Splits `class_names` as the official `gen_rand_split_inds` does after seeding with `seed`.
+
+    Returns {"train": [...], "valid": [...], "test": [...]}: train in the drawn (random) order,
+    valid and test in index order, exactly like the official split files.
+    """
+    num_classes = num_train + num_valid + num_test
+    if len(class_names) != num_classes:
+        raise ValueError(f"the official split needs {num_classes} classes "
+                         f"({num_train} / {num_valid} / {num_test}), got {len(class_names)}")
+    rng = np.random.RandomState(seed)
+    trainval = rng.choice(num_classes, num_train + num_valid, replace=False)
+    test = np.setdiff1d(np.arange(num_classes), trainval)
+    train = rng.choice(trainval, num_train, replace=False)
+    valid = np.setdiff1d(trainval, train)
+    return {split: [class_names[i] for i in inds]
+            for split, inds in zip(SPLITS, (train, valid, test))}
+
+
+def classes_in_id_order(splits):
+    """The class names of a split dict in class-id order: TRAIN, then VALID, then TEST."""
+    return [name for split in SPLITS for name in splits[split]]
+
+
+def flat_plan(name, splits, classes, skipped=()):
+    """A flat `SourcePlan` whose `classes` follow `classes_in_id_order(splits)`."""
+    return SourcePlan(
+        name=name,
+        classes=tuple(classes),
+        classes_per_split={split.upper(): len(splits[split]) for split in SPLITS},
+        skipped=tuple(skipped))
+
+
+def require(path, holds):
+    """Raises a one-line MissingRawFileError (a FileNotFoundError) when `path` is absent; returns `path`."""
+    if not os.path.exists(path):
+        raise MissingRawFileError(f"{path} is missing: it should hold {holds}")
+    return path
+
+
+def list_class_folder(directory, files_to_skip=()):
+    """The files of a class folder as `write_tfrecord_from_directory` takes them.
+
+    Sorted by name; `files_to_skip` names and subfolders are left out. Returns
+    `(paths, skipped)` with `skipped` as `(path, reason)` pairs.
+    """
+    require(directory, "the images of one class")
+    paths, skipped = [], []
+    for filename in sorted(os.listdir(directory)):
+        path = os.path.join(directory, filename)
+        if filename in files_to_skip:
+            skipped.append((path, "not an image; the official converter skips it"))
+        elif os.path.isdir(path):
+            skipped.append((path, "a folder inside a class folder; the official converter "
+                                  "skips it"))
+        else:
+            paths.append(path)
+    return paths, skipped
+
+
+def _refs(paths, crops):
+    for i, path in enumerate(paths):
+        yield ImageRef(path, crop=None if crops is None else crops[i])
+
+
+def files_class(name, paths, crops=None):
+    """A `ClassPlan` of image files in write order, with optional PIL crop boxes."""
+    paths = tuple(paths)
+    crops = None if crops is None else tuple(tuple(box) for box in crops)
+    return ClassPlan(name=name, images=functools.partial(_refs, paths, crops),
+                     num_images=len(paths))

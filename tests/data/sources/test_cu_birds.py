@@ -1,0 +1,68 @@
+"""cu_birds: the official split of the classes.txt names, class ids and image order."""
+
+import pickle
+
+import pytest
+
+from ctx_tf.data.sources import cu_birds
+from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
+
+
+def _raw_tree(root, names):
+    """CUB_200_2011 with classes.txt and 1..3 images per class, written out of name order."""
+    lines = "".join(f"{i + 1} {n}\n" for i, n in enumerate(names))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text(lines)
+    for k, name in enumerate(names):
+        folder = root / "images" / name
+        folder.mkdir(parents=True)
+        for j in reversed(range(k % 3 + 1)):
+            (folder / f"{name}_{j:04d}_{k}.jpg").write_bytes(tiny_jpeg())
+    return root
+
+
+def test_split_of_real_names_is_the_official_split():
+    expected = official("cu_birds_splits.json")
+    names = sorted(expected["train"] + expected["valid"] + expected["test"])
+    assert cu_birds.split_classes(names) == expected
+
+
+def test_plan_reproduces_the_official_spec(tmp_path):
+    spec = official("cu_birds_dataset_spec.json")
+    file_order = sorted(official_class_names("cu_birds"))  # "001.Black_footed_Albatross", ...
+    raw = _raw_tree(tmp_path / "CUB_200_2011", file_order)
+    subfolder = raw / "images" / file_order[0] / "extra"
+    subfolder.mkdir()
+    plan = pickle.loads(pickle.dumps(cu_birds.plan(str(raw))))
+    assert [c.name for c in plan.classes] == official_class_names("cu_birds")
+    assert dict(plan.classes_per_split) == spec["classes_per_split"]
+    assert plan.skipped == ((str(subfolder), plan.skipped[0][1]),)
+    for cls in plan.classes:
+        k = file_order.index(cls.name)
+        refs = list(cls.images())
+        assert cls.num_images == len(refs) == k % 3 + 1
+        assert [r.path for r in refs] == [
+            str(raw / "images" / cls.name / f"{cls.name}_{j:04d}_{k}.jpg")
+            for j in range(k % 3 + 1)]
+        assert all(r.crop is None and not r.invert and r.row is None for r in refs)
+
+
+def test_missing_classes_txt_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"classes\.txt"):
+        cu_birds.plan(str(tmp_path))
+
+
+def test_missing_class_folder_names_the_path(tmp_path):
+    names = [f"{i + 1:03d}.Bird_{i}" for i in range(200)]
+    raw = _raw_tree(tmp_path, names)
+    (raw / "images" / names[7] / f"{names[7]}_0000_7.jpg").unlink()
+    (raw / "images" / names[7] / f"{names[7]}_0001_7.jpg").unlink()
+    (raw / "images" / names[7]).rmdir()
+    with pytest.raises(FileNotFoundError, match=names[7]):
+        cu_birds.plan(str(raw))
+
+
+def test_wrong_number_of_classes_is_an_error(tmp_path):
+    raw = _raw_tree(tmp_path, [f"{i + 1:03d}.Bird_{i}" for i in range(199)])
+    with pytest.raises(ValueError, match="199"):
+        cu_birds.plan(str(raw))

@@ -1,0 +1,59 @@
+"""dtd: the official split of the sorted texture folders, class ids and image order."""
+
+import pickle
+
+import pytest
+
+from ctx_tf.data.sources import dtd
+from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
+
+
+def _raw_tree(root, names):
+    """dtd/images/<texture>/<texture>_NNNN.jpg, 1..3 images per texture."""
+    for k, name in enumerate(names):
+        folder = root / "images" / name
+        folder.mkdir(parents=True)
+        for j in reversed(range(k % 3 + 1)):
+            (folder / f"{name}_{j:04d}.jpg").write_bytes(tiny_jpeg())
+    return root
+
+
+def test_split_of_real_names_is_the_official_split():
+    expected = official("dtd_splits.json")
+    names = expected["train"] + expected["valid"] + expected["test"]
+    assert dtd.split_textures(names) == expected
+
+
+def test_plan_reproduces_the_official_spec(tmp_path):
+    spec = official("dtd_dataset_spec.json")
+    names = sorted(official_class_names("dtd"))
+    raw = _raw_tree(tmp_path / "dtd", names)
+    stray = raw / "images" / "waffled" / ".directory"
+    stray.write_text("[Dolphin]\n")
+    top_file = raw / "images" / "Thumbs.db"
+    top_file.write_bytes(b"\0")
+    plan = pickle.loads(pickle.dumps(dtd.plan(str(raw))))
+    assert [c.name for c in plan.classes] == official_class_names("dtd")
+    assert dict(plan.classes_per_split) == spec["classes_per_split"]
+    assert sorted(path for path, _ in plan.skipped) == [str(top_file), str(stray)]
+    for cls in plan.classes:
+        k = names.index(cls.name)
+        refs = list(cls.images())
+        assert cls.num_images == len(refs) == k % 3 + 1
+        assert [r.path for r in refs] == [
+            str(raw / "images" / cls.name / f"{cls.name}_{j:04d}.jpg") for j in range(k % 3 + 1)]
+
+
+def test_dot_directory_is_an_image_outside_waffled(tmp_path):
+    # The official converter skips `.directory` only where the release has one.
+    names = [f"texture{i:02d}" for i in range(47)]
+    raw = _raw_tree(tmp_path, names)
+    (raw / "images" / names[3] / ".directory").write_text("x")
+    by_name = {c.name: c for c in dtd.plan(str(raw)).classes}
+    assert str(raw / "images" / names[3] / ".directory") in [
+        r.path for r in by_name[names[3]].images()]
+
+
+def test_missing_images_folder_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="images"):
+        dtd.plan(str(tmp_path))

@@ -1,0 +1,73 @@
+"""traffic_sign: 43 TEST classes, official names, GT csv skipped, the seeded per-class shuffle."""
+
+import io
+import pickle
+
+import pytest
+from PIL import Image
+
+from ctx_tf.data import facts
+from ctx_tf.data.sources import traffic_sign
+from tests.conftest import shared_path
+from tests.data.sources.raw_trees import official, official_class_names
+
+# The permutation RandomState(23).shuffle gives 7 items: pinned, so a NumPy release that
+# changed the legacy stream would fail here rather than silently reorder the records.
+PERMUTATION_OF_7 = [6, 4, 5, 2, 1, 0, 3]
+
+
+def _ppm():
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 4), (200, 0, 0)).save(buf, format="PPM")
+    return buf.getvalue()
+
+
+def _raw_tree(root, sizes):
+    """GTSRB/Final_Training/Images/<iiiii>/ with <track>_<frame>.ppm files and GT-<iiiii>.csv."""
+    ppm = _ppm()
+    for class_id, size in enumerate(sizes):
+        folder = root / "Final_Training" / "Images" / f"{class_id:05d}"
+        folder.mkdir(parents=True)
+        (folder / f"GT-{class_id:05d}.csv").write_text("Filename;Width;Height\n")
+        for n in range(size):
+            (folder / f"{n // 3:05d}_{n % 3:05d}.ppm").write_bytes(ppm)
+    return root
+
+
+def _names(size):
+    return [f"{n // 3:05d}_{n % 3:05d}.ppm" for n in range(size)]
+
+
+def test_split_of_the_official_labels_is_the_official_split():
+    lines = shared_path("meta_dataset_specs", "TrafficSign_labels.txt").read_text().splitlines()
+    assert facts.labels("traffic_sign") == lines[1:]  # the official reader drops line 1 only
+    assert traffic_sign.split_classes(facts.labels("traffic_sign")) == official(
+        "traffic_sign_splits.json")
+
+
+def test_plan_reproduces_the_official_spec_and_shuffle(tmp_path):
+    spec = official("traffic_sign_dataset_spec.json")
+    sizes = [7 if i % 2 else i % 5 + 1 for i in range(43)]
+    raw = _raw_tree(tmp_path / "GTSRB", sizes)
+    subfolder = raw / "Final_Training" / "Images" / "00004" / "extra"
+    subfolder.mkdir()
+    plan = pickle.loads(pickle.dumps(traffic_sign.plan(str(raw))))
+    assert [c.name for c in plan.classes] == official_class_names("traffic_sign")
+    assert dict(plan.classes_per_split) == spec["classes_per_split"]
+    csvs = [str(raw / "Final_Training" / "Images" / f"{i:05d}" / f"GT-{i:05d}.csv")
+            for i in range(43)]
+    assert sorted(p for p, _ in plan.skipped) == sorted(csvs + [str(subfolder)])
+    for class_id, cls in enumerate(plan.classes):
+        folder = raw / "Final_Training" / "Images" / f"{class_id:05d}"
+        refs = list(cls.images())
+        assert cls.num_images == len(refs) == sizes[class_id]
+        assert sorted(r.path for r in refs) == [str(folder / n) for n in _names(sizes[class_id])]
+        if sizes[class_id] == 7:  # a fresh generator per class: the same permutation each time
+            assert [r.path for r in refs] == [
+                str(folder / _names(7)[i]) for i in PERMUTATION_OF_7]
+
+
+def test_missing_class_folder_names_the_path(tmp_path):
+    raw = _raw_tree(tmp_path, [2] * 42)
+    with pytest.raises(FileNotFoundError, match="00042"):
+        traffic_sign.plan(str(raw))
