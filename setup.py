@@ -16,6 +16,9 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=setuptools.find_packages(include=["ctx_tf", "ctx_tf.*"]),
+    # The official Meta-Dataset facts (derived by tools/derive_benchmark_facts.py), with their
+    # provenance and Apache-2.0 notice.
+    package_data={"ctx_tf.data.facts": ["*.json", "*.json.gz", "NOTICE"]},
     python_requires=">=3.9",
     install_requires=[
         # 2.15 is what the official meta-dataset code needs; the newest release is supported.
