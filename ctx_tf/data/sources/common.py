@@ -1,0 +1,90 @@
+"""Rules shared by the source modules: the official seeded class split and folder listings.
+
+The official converter creates a split by reseeding NumPy's global generator with the
+converter's `random_seed` (22 unless changed) and drawing class indices; here the same draws
+come from a private `RandomState`, so planning never disturbs the caller's global generator.
+"""
+
+import functools
+import os
+
+import numpy as np
+
+from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+
+# DatasetConverter's default `random_seed`.
+OFFICIAL_SEED = 22
+SPLITS = ("train", "valid", "test")
+
+
+def seeded_class_split(class_names, num_train, num_valid, num_test, seed=OFFICIAL_SEED):
+    """Splits `class_names` as the official `gen_rand_split_inds` does after seeding with `seed`.
+
+    Returns {"train": [...], "valid": [...], "test": [...]}: train in the drawn (random) order,
+    valid and test in index order, exactly like the official split files.
+    """
+    num_classes = num_train + num_valid + num_test
+    if len(class_names) != num_classes:
+        raise ValueError(f"the official split needs {num_classes} classes "
+                         f"({num_train} / {num_valid} / {num_test}), got {len(class_names)}")
+    rng = np.random.RandomState(seed)
+    trainval = rng.choice(num_classes, num_train + num_valid, replace=False)
+    test = np.setdiff1d(np.arange(num_classes), trainval)
+    train = rng.choice(trainval, num_train, replace=False)
+    valid = np.setdiff1d(trainval, train)
+    return {split: [class_names[i] for i in inds]
+            for split, inds in zip(SPLITS, (train, valid, test))}
+
+
+def classes_in_id_order(splits):
+    """The class names of a split dict in class-id order: TRAIN, then VALID, then TEST."""
+    return [name for split in SPLITS for name in splits[split]]
+
+
+def flat_plan(name, splits, classes, skipped=()):
+    """A flat `SourcePlan` whose `classes` follow `classes_in_id_order(splits)`."""
+    return SourcePlan(
+        name=name,
+        classes=tuple(classes),
+        classes_per_split={split.upper(): len(splits[split]) for split in SPLITS},
+        skipped=tuple(skipped))
+
+
+def require(path, holds):
+    """Raises a one-line FileNotFoundError when `path` is absent; returns `path`."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: it should hold {holds}")
+    return path
+
+
+def list_class_folder(directory, files_to_skip=()):
+    """The files of a class folder as `write_tfrecord_from_directory` takes them.
+
+    Sorted by name; `files_to_skip` names and subfolders are left out. Returns
+    `(paths, skipped)` with `skipped` as `(path, reason)` pairs.
+    """
+    require(directory, "the images of one class")
+    paths, skipped = [], []
+    for filename in sorted(os.listdir(directory)):
+        path = os.path.join(directory, filename)
+        if filename in files_to_skip:
+            skipped.append((path, "not an image; the official converter skips it"))
+        elif os.path.isdir(path):
+            skipped.append((path, "a folder inside a class folder; the official converter "
+                                  "skips it"))
+        else:
+            paths.append(path)
+    return paths, skipped
+
+
+def _refs(paths, crops):
+    for i, path in enumerate(paths):
+        yield ImageRef(path, crop=None if crops is None else crops[i])
+
+
+def files_class(name, paths, crops=None):
+    """A `ClassPlan` of image files in write order, with optional PIL crop boxes."""
+    paths = tuple(paths)
+    crops = None if crops is None else tuple(tuple(box) for box in crops)
+    return ClassPlan(name=name, images=functools.partial(_refs, paths, crops),
+                     num_images=len(paths))
