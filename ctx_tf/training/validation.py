@@ -34,7 +34,8 @@ class Validation:
     def __init__(self, records_root_dir, sources, num_episodes, seed, data_config=None,
                  episode_config=None, episodes_fn=None):
         self.records_root_dir = records_root_dir
-        self.sources = list(sources)
+        # Injected episodes without dataset names are one source.
+        self.sources = list(sources) or (["episodes"] if episodes_fn is not None else [])
         self.num_episodes = num_episodes
         self.seed = seed
         self.data_config = data_config or DataConfig()
