@@ -212,8 +212,9 @@ def build_learner(training=True, learner_class=None, image_size=None):
 
 def build_learner_variables(learner, image_size):
     """Creates the learner's variables by an inference-mode pass on a blank 1-way 1-shot
-    episode (no batch-norm statistics change)."""
-    if not learner.variables:
+    episode (no batch-norm statistics change). A learner may create some variables in its
+    constructor and the rest at its first call, so `built`, not `variables`, decides."""
+    if not learner.built:
         size = int(image_size)
         images = tf.zeros([1, size, size, 3], tf.float32)
         labels, class_ids = tf.zeros([1], tf.int32), tf.zeros([1], tf.int64)

@@ -15,6 +15,7 @@ identical episodes (compare them with `stats.paired_difference`). `seed=None` is
 unseeded behaviour.
 """
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -300,15 +301,40 @@ class EvaluationSetup:
     episode_config: object = None
 
 
+@contextlib.contextmanager
+def _global_seed(seed):
+    """Builds under TensorFlow's global seed `seed`, then puts the caller's back.
+
+    tf.data combines the global seed with every op seed (the per-class shuffles), so without
+    this the episodes would depend on whoever called `tf.random.set_seed` before (training
+    does, for its initialization) and validation, the final test and the evaluate CLI would
+    see different images for the same protocol seed.
+    """
+    if seed is None:
+        yield
+        return
+    # (global, op) as ops see it; an unset global seed reads as TensorFlow's default one,
+    # which seeded ops treat the same way.
+    previous = tf.compat.v1.random.get_seed(0)[0]
+    tf.random.set_seed(seed)
+    try:
+        yield
+    finally:
+        tf.random.set_seed(previous)
+
+
 def episode_pipeline(spec, split, episode_config, seed, image_size, shuffle_buffer_size=1000,
                      read_buffer_size_bytes=None, num_prefetch=0):
     """The evaluation episode pipeline of one source (official protocol settings)."""
     use_dag, use_bilevel = _use_ontologies(spec.name)
-    return pipeline.make_one_source_episode_pipeline(
-        spec, use_dag, use_bilevel, split, episode_config,
-        shuffle_buffer_size=shuffle_buffer_size, read_buffer_size_bytes=read_buffer_size_bytes,
-        num_prefetch=num_prefetch, image_size=image_size, ignore_hierarchy_probability=0.0,
-        simclr_episode_fraction=0.0, seed=source_seed(seed, spec.name))
+    seed = source_seed(seed, spec.name)
+    with _global_seed(seed):
+        return pipeline.make_one_source_episode_pipeline(
+            spec, use_dag, use_bilevel, split, episode_config,
+            shuffle_buffer_size=shuffle_buffer_size,
+            read_buffer_size_bytes=read_buffer_size_bytes, num_prefetch=num_prefetch,
+            image_size=image_size, ignore_hierarchy_probability=0.0,
+            simclr_episode_fraction=0.0, seed=seed)
 
 
 def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes_fn=None,

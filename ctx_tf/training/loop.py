@@ -138,7 +138,8 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(
                 learning_rate=self.schedule.for_optimizer(), epsilon=1e-7)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self._variables_built = bool(self.learner.variables)
+        # `built`, not `variables`: some variables may exist before the first call.
+        self._variables_built = self.learner.built
         if self._variables_built:
             with self.strategy.scope():
                 self.optimizer.build(self.learner.trainable_variables)
