@@ -132,3 +132,64 @@ def test_a_new_learner_trains_the_same_under_two_replicas(tmp_path):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(two["logits"], one["logits"], rtol=1e-4, atol=1e-5)
     assert two["best"] == pytest.approx(one["best"]) and two["test"] == one["test"]
+
+
+FINAL_TEST_GIN = """
+Trainer.train_learner_class = @CrossTransformerLearner
+Trainer.eval_learner_class = @CrossTransformerLearner
+Trainer.data_config = @DataConfig()
+Trainer.train_episode_config = @train/EpisodeDescriptionConfig()
+Trainer.eval_episode_config = @EpisodeDescriptionConfig()
+benchmark.train_datasets = 'tiny'
+benchmark.eval_datasets = 'tiny'
+Learner.embedding_fn = @four_layer_convnet
+CrossTransformerLearner.query_dim = 8
+CrossTransformerLearner.val_dim = 8
+DataConfig.image_height = 16
+DataConfig.shuffle_buffer_size = 20
+EpisodeDescriptionConfig.max_ways_upper_bound = 5
+EpisodeDescriptionConfig.max_num_query = 3
+EpisodeDescriptionConfig.max_support_set_size = 20
+Trainer.num_updates = 2
+Trainer.learning_rate = 0.01
+Trainer.validate_every = 2
+Trainer.checkpoint_every = 2
+Trainer.log_every = 1
+Trainer.num_eval_episodes = 2
+final_test.num_episodes = 5
+final_test.seed = 4321
+"""
+
+
+def test_final_test_is_reproduced_by_the_evaluate_cli(tmp_path):
+    from ctx_tf import evaluate
+    from ctx_tf import train
+    from tests.evaluation.helpers import write_tiny_source
+
+    records = write_tiny_source(tmp_path / "records", "tiny", size=16, splits=(6, 5, 6),
+                                num_classes=17)
+    gin_file = tmp_path / "tiny.gin"
+    gin_file.write_text(FINAL_TEST_GIN)
+    run_dir = tmp_path / "run"
+    gin.clear_config()
+    try:
+        final = train.run([str(gin_file)], [], records_root_dir=records,
+                          train_checkpoint_dir=str(run_dir / "ckpt"),
+                          summary_dir=str(run_dir / "summaries"), print_fn=lambda *_: None)
+        saved = json.loads((run_dir / "ckpt" / "final_test" / "results.json").read_text())
+        assert saved["protocol"]["seed"] == 4321 and saved["protocol"]["split"] == "TEST"
+        assert sorted(os.listdir(run_dir / "ckpt" / "final_test")) == [
+            "episodes.csv", "results.json", "results.md", "results.png"]
+        again = evaluate.run_evaluation(
+            checkpoint="best", train_checkpoint_dir=str(run_dir / "ckpt"),
+            records_root_dir=records, datasets=["tiny"], split="test",
+            num_episodes=saved["protocol"]["num_episodes"], seed=saved["protocol"]["seed"],
+            output_dir=str(tmp_path / "eval"), log=lambda *_: None)
+    finally:
+        gin.clear_config()
+    ours, theirs = final["sources"]["tiny"]["episodes"], again["sources"]["tiny"]["episodes"]
+    assert len(ours) == len(theirs) == 5
+    for a, b in zip(ours, theirs):
+        assert (a["fingerprint"], a["image_digest"]) == (b["fingerprint"], b["image_digest"])
+        assert a["accuracy"] == b["accuracy"], (a, b)
+    assert again["model"]["checkpoint"] == final["model"]["checkpoint"]
