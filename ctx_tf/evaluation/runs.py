@@ -76,7 +76,7 @@ def compare(runs):
     """Checks that the runs saw the same test episodes and computes the table's numbers.
 
     Args:
-      runs: ordered `{name: test_results record}`; the first run is the reference of the
+      runs: ordered `{name: load_run record}`; the first run is the reference of the
         paired differences.
 
     Returns:

@@ -22,6 +22,7 @@ from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
 from ctx_tf.evaluation.progress import format_duration
+from ctx_tf.keras import keras
 from ctx_tf.seeds import derive_seed
 from ctx_tf.training import step as step_lib
 from ctx_tf.training import summaries
@@ -126,8 +127,6 @@ class Trainer:
         return self.schedule.at(step)
 
     def _build(self):
-        from ctx_tf.keras import keras
-
         # Trainer.seed also fixes the initialization, so a run is reproducible end to end.
         keras.utils.set_random_seed(self.seed % (2 ** 31))
         with self.strategy.scope():

@@ -110,6 +110,7 @@ def _result(process, timeout=240):
     return json.loads(line[len("RESULT "):])
 
 
+@pytest.mark.slow  # a subprocess with two logical CPUs: ~30 s
 def test_two_replicas_match_one_device(tmp_path):
     out = _result(_run(MIRRORED_SCRIPT, tmp_path))
     loss1, loss2 = out["loss"]
