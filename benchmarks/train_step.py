@@ -35,7 +35,8 @@ def child(args):
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(args.devices)])
     import gin
 
-    from ctx_tf import learners, trainer as trainer_lib
+    from ctx_tf import learners
+    from ctx_tf.training import loop
     from ctx_tf.data.episode import Episode
 
     gin.parse_config([
@@ -60,7 +61,7 @@ def child(args):
     strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(args.devices)])
                 if args.devices > 1 else tf.distribute.get_strategy())
     never = lambda *a: iter(())  # noqa: E731 -- episodes are fed directly
-    t = trainer_lib.Trainer(
+    t = loop.Trainer(
         train_learner_class=learners.CrossTransformerLearner, data_config=None,
         normalized_gradient_descent=True, learning_rate=6e-4, strategy=strategy,
         train_episodes_fn=never, eval_episodes_fn=never, print_fn=lambda m: None)

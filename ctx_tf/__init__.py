@@ -27,7 +27,7 @@ _EXPORTS = {
     "CrossTransformer": "ctx_tf.models.cross_transformer",
     "CrossTransformerLearner": "ctx_tf.learners",
     "PrototypicalNetworkLearner": "ctx_tf.learners",
-    "Trainer": "ctx_tf.trainer",
+    "Trainer": "ctx_tf.training.loop",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -22,11 +22,19 @@ def define_shared_flags():
         flags.DEFINE_string(
             "records_root_dir", None,
             "Folder holding one sub-folder of records per dataset (official layout).")
+    if "records_root" not in defined:
+        # The official converter's name for the same folder.
+        flags.DEFINE_string("records_root", None, "Same as --records_root_dir.")
     if "train_checkpoint_dir" not in defined:
         flags.DEFINE_string(
             "train_checkpoint_dir", None,
             "Training run's checkpoints, best_checkpoint.json and operative_config.gin "
             "(ctx_tf.train default: runs/<config name>/checkpoints).")
+
+
+def records_root():
+    """--records_root_dir, or the official converter's --records_root."""
+    return flags.FLAGS.records_root_dir or flags.FLAGS.records_root
 
 
 class _DropCheckpointChatter(logging.Filter):

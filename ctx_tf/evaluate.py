@@ -60,7 +60,8 @@ def _import_configurables():
     import ctx_tf.models.backbones  # noqa: F401  resnet34, four_layer_convnet
     import ctx_tf.models.batch_norm  # noqa: F401  bn
     import ctx_tf.models.cross_transformer  # noqa: F401  CrossTransformer
-    import ctx_tf.trainer  # noqa: F401  Trainer
+    import ctx_tf.training.final_test  # noqa: F401  final_test
+    import ctx_tf.training.loop  # noqa: F401  Trainer
     import ctx_tf.data.simclr  # noqa: F401  SimCLR augmentation settings of training configs
     import ctx_tf.learners  # noqa: F401  CrossTransformerLearner, PrototypicalNetworkLearner
 
@@ -104,17 +105,18 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
 
     The arguments are the flags'. The global gin configuration is replaced by the parsed
     `gin_config` + `gin_bindings`. Raises `UsageError`, `EvaluationError`, `CheckpointError`,
-    `ResultsError`, `TrainerError` (checkpoint/model mismatch) or data errors, each naming the
+    `ResultsError`, `LearnerError` or data errors, each naming the
     flag, file or variable at fault.
     """
     import gin
 
-    from ctx_tf import official_checkpoint
-    from ctx_tf import trainer as trainer_lib
+    from ctx_tf import checkpoints
+    from ctx_tf import files
+    from ctx_tf import learners
     from ctx_tf.data import config as config_lib
     from ctx_tf.data import sampling
-    from ctx_tf.evaluation import checkpoints
     from ctx_tf.evaluation import leaderboard
+    from ctx_tf.evaluation import progress as progress_lib
     from ctx_tf.evaluation import protocol
     from ctx_tf.evaluation import results as results_lib
     from ctx_tf.evaluation import stats
@@ -132,7 +134,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
 
     if not gin_config and train_checkpoint_dir:
         # The training run's own record of its configuration.
-        operative = os.path.join(str(train_checkpoint_dir), trainer_lib.OPERATIVE_CONFIG)
+        operative = os.path.join(str(train_checkpoint_dir), checkpoints.OPERATIVE_CONFIG)
         if tf_exists(operative):
             gin_config = [operative]
             log(f"gin config: {operative} (the training run's operative config)")
@@ -154,13 +156,10 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         log(f"note: {info['note']}")
     log(f"output: {output_dir}")
 
-    learner = trainer_lib.build_learner(training=False, image_size=image_size)
-    if official_checkpoint.is_official_checkpoint(prefix):
-        # A checkpoint of the official TF1 code (e.g. a released CTX model): mapped by name.
-        log("official TF1 checkpoint: "
-            + official_checkpoint.load_official_checkpoint(learner, prefix).summary())
-    else:
-        trainer_lib.restore_learner(learner, prefix)
+    learner = learners.build_learner(training=False, image_size=image_size)
+    loaded = checkpoints.load_learner_weights(learner, prefix)
+    if loaded.startswith("official"):
+        log(loaded)
 
     setup = protocol.EvaluationSetup(
         records_root=str(records_root_dir), sources=tuple(datasets), split=split_enum,
@@ -169,7 +168,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         read_buffer_size_bytes=data_config.read_buffer_size_bytes,
         num_prefetch=data_config.num_prefetch,
         episode_config=sampling.EpisodeDescriptionConfig())
-    progress = protocol.Progress(stream=sys.stdout, every_seconds=progress_every_seconds)
+    progress = progress_lib.Progress(stream=sys.stdout, every_seconds=progress_every_seconds)
     results = protocol.evaluate(learner, setup, progress=progress, log=log)
     results["model"] = {
         "name": model_name,
@@ -193,7 +192,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     results = {k: results[k] for k in ("format", "model", "protocol", "sources", "comparison",
                                        "environment") if k in results}
     paths = results_lib.write_results(output_dir, results, published=tuple(published_rows))
-    results_lib.atomic_write(os.path.join(str(output_dir), "operative_config.gin")
+    files.atomic_write(os.path.join(str(output_dir), "operative_config.gin")
                              if "://" not in str(output_dir)
                              else f"{str(output_dir).rstrip('/')}/operative_config.gin",
                              gin.operative_config_str())
@@ -207,9 +206,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli_flags.quiet_tensorflow_chatter()
-    from ctx_tf import trainer as trainer_lib
+    from ctx_tf.checkpoints import CheckpointError
     from ctx_tf.data.dataset_spec import DatasetSpecError
-    from ctx_tf.evaluation.checkpoints import CheckpointError
+    from ctx_tf.learners import LearnerError
     from ctx_tf.evaluation.protocol import EvaluationError
     from ctx_tf.data.reader import ReaderError
     from ctx_tf.evaluation.results import ResultsError
@@ -218,13 +217,13 @@ def main(argv):
         run_evaluation(
             gin_config=FLAGS.gin_config, gin_bindings=FLAGS.gin_bindings,
             checkpoint=FLAGS.checkpoint, train_checkpoint_dir=FLAGS.train_checkpoint_dir,
-            records_root_dir=FLAGS.records_root_dir, datasets=FLAGS.datasets,
+            records_root_dir=cli_flags.records_root(), datasets=FLAGS.datasets,
             split=FLAGS.split, num_episodes=FLAGS.num_episodes, seed=FLAGS.seed,
             output_dir=FLAGS.output_dir, compare_with=FLAGS.compare_with,
             published_rows=FLAGS.published_rows, model_name=FLAGS.model_name,
             image_size=FLAGS.image_size, progress_every_seconds=FLAGS.progress_every_seconds)
     except (UsageError, EvaluationError, CheckpointError, ResultsError, DatasetSpecError,
-            ReaderError, KeyError, trainer_lib.TrainerError) as e:
+            ReaderError, KeyError, LearnerError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ctx_tf.evaluate: error: {message}", file=sys.stderr)
         return 2

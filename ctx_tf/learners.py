@@ -8,8 +8,14 @@ batch-norm moments (training) or reads the EMA (evaluation); the query pass reus
 (meta-dataset protocol §5.2). `loss` = mean softmax cross-entropy over the queries + every L2
 term registered by the backbone and head (`learner.losses`). A learner is a Keras model: its
 variables are listed by `trainable_variables`, saved by `tf.train.Checkpoint(learner=...)`, and
-it can be called inside `tf.function`. Attributes `backbone` and `head` expose the parts (the
-trainer splits episodes over replicas through them).
+it can be called inside `tf.function`.
+
+The forward pass is `episode_logits(episode, training, gather)`, the one the trainer, validation
+and evaluation run. Under a multi-replica strategy every replica passes its own contiguous chunk
+of the support and query sets, and `gather(t)` concatenates a per-replica support-side tensor
+(keys, values, labels, features) over replicas in replica order (`ctx_tf.distribute.aggregate`);
+on one device `gather` is the identity and `episode` is the whole episode. A new learner
+subclasses `Learner`, implements `episode_logits` and trains, validates and evaluates as itself.
 
 Gin (official names where the concept is the same):
   Learner.embedding_fn = @resnet34            # or @four_layer_convnet; a backbone factory
@@ -29,6 +35,7 @@ import collections
 import gin
 import tensorflow as tf
 
+from ctx_tf.data.episode import Episode
 from ctx_tf.keras import keras
 from ctx_tf.models import backbones
 from ctx_tf.models import prototypical
@@ -36,6 +43,20 @@ from ctx_tf.models.cross_transformer import CrossTransformer
 
 # logits float32 [num_query, K]; loss and accuracy float32 scalars.
 LearnerOutput = collections.namedtuple("LearnerOutput", ["logits", "loss", "accuracy"])
+
+
+class LearnerError(ValueError):
+    """No learner, or not a learner, where gin's `Trainer.*_learner_class` points."""
+
+
+def no_gather(t):
+    """The gather hook on one device: every support-side tensor is already complete."""
+    return t
+
+
+def gather_labels(labels, gather):
+    """Support labels of all replicas (gathered as float32: every collective reduces it)."""
+    return tf.cast(gather(tf.cast(labels, tf.float32)), tf.int32)
 
 
 def _check_episode(episode):
@@ -75,12 +96,13 @@ class Learner(keras.Model):
         query, _ = self.backbone(episode.query_images, training=training, moments=moments)
         return support, query
 
-    def episode_logits(self, episode, training):
+    def episode_logits(self, episode, training, gather=no_gather):
+        """Logits `[num_query, way]` of `episode`'s queries (see the module docstring)."""
         raise NotImplementedError
 
     def call(self, episode, training=False):
         _check_episode(episode)
-        logits = self.episode_logits(episode, training=bool(training))
+        logits = self.episode_logits(episode, training=bool(training), gather=no_gather)
         query_labels = tf.cast(episode.query_labels, tf.int32)
         cross_entropy = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=query_labels, logits=logits))
@@ -109,9 +131,13 @@ class CrossTransformerLearner(Learner):
             query_dim=query_dim, val_dim=val_dim, tformer_weight_decay=tformer_weight_decay,
             rematerialize=rematerialize, name="cross_transformer")
 
-    def episode_logits(self, episode, training):
+    def episode_logits(self, episode, training, gather=no_gather):
         support, query = self.embed_episode(episode, training)
-        return self.head(support, episode.support_labels, query)
+        support_keys, support_values = self.head.project(support)
+        query_keys, query_values = self.head.project(query)
+        return self.head.logits_from_projections(
+            gather(support_keys), gather(support_values),
+            gather_labels(episode.support_labels, gather), query_keys, query_values)
 
     def official_variable_names(self):
         names = self.backbone.official_variable_names()
@@ -131,10 +157,66 @@ class PrototypicalNetworkLearner(Learner):
             kwargs["embedding_fn"] = embedding_fn
         super().__init__(**kwargs)
 
-    def episode_logits(self, episode, training):
+    def episode_logits(self, episode, training, gather=no_gather):
         support, query = self.embed_episode(episode, training)
-        prototypes = prototypical.class_prototypes(support, episode.support_labels)
-        return prototypical.prototype_logits(query, prototypes)
+        prototypes = prototypical.class_prototypes(
+            gather(_flat(support)), gather_labels(episode.support_labels, gather))
+        return prototypical.prototype_logits(_flat(query), prototypes)
 
     def official_variable_names(self):
         return self.backbone.official_variable_names()
+
+
+def _flat(features):
+    return tf.reshape(features, [tf.shape(features)[0], -1])
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _bound_learner_class(which):
+    """The class gin binds to `Trainer.<which>_learner_class` (None when unbound)."""
+    try:
+        bindings = gin.get_bindings("Trainer")
+    except (ValueError, KeyError):
+        bindings = {}
+    return bindings.get(f"{which}_learner_class")
+
+
+def build_learner(training=True, learner_class=None, image_size=None):
+    """Builds the learner configured by gin.
+
+    The class is `learner_class` if given, else gin's `Trainer.train_learner_class`
+    (`training=True`) or `Trainer.eval_learner_class` (falling back to the train class); its
+    constructor arguments come from gin. With `image_size` its variables are created at once
+    (see `build_learner_variables`), so it can be restored and checked right away.
+    """
+    if learner_class is None:
+        learner_class = _bound_learner_class("train" if training else "eval")
+        if learner_class is None and not training:
+            learner_class = _bound_learner_class("train")
+    if learner_class is None:
+        raise LearnerError(
+            "no learner configured: bind Trainer.train_learner_class (and "
+            "Trainer.eval_learner_class), e.g. `Trainer.train_learner_class = "
+            "@CrossTransformerLearner` in a gin file")
+    if not callable(learner_class):
+        raise LearnerError(
+            f"Trainer.{'train' if training else 'eval'}_learner_class must be a learner class "
+            f"(e.g. @CrossTransformerLearner), got {learner_class!r}")
+    learner = learner_class()
+    if image_size is not None:
+        build_learner_variables(learner, image_size)
+    return learner
+
+
+def build_learner_variables(learner, image_size):
+    """Creates the learner's variables by an inference-mode pass on a blank 1-way 1-shot
+    episode (no batch-norm statistics change). A learner may create some variables in its
+    constructor and the rest at its first call, so `built`, not `variables`, decides."""
+    if not learner.built:
+        size = int(image_size)
+        images = tf.zeros([1, size, size, 3], tf.float32)
+        labels, class_ids = tf.zeros([1], tf.int32), tf.zeros([1], tf.int64)
+        learner(Episode(images, labels, class_ids, images, labels, class_ids), training=False)
+    return learner

@@ -101,14 +101,14 @@ def official_shape(name, variable):
 def official_name_map(learner) -> Dict[str, tf.Variable]:
     """{official name: variable} for the learner's backbone and head (no global step).
 
-    The learner must have its variables (call it once, or `trainer.build_learner_variables`).
+    The learner must have its variables (call it once, or `learners.build_learner_variables`).
     Raises `OfficialCheckpointError` if some learner variable has no official name (so that
     every model variable is accounted for) or two names share a variable.
     """
     if not learner.variables:
         raise OfficialCheckpointError(
             "official_name_map: the learner has no variables yet; build it with "
-            "trainer.build_learner_variables(learner, image_size) or call it on an episode")
+            "learners.build_learner_variables(learner, image_size) or call it on an episode")
     names = learner.official_variable_names()
     mapped = {}
     for name, variable in names.items():

@@ -17,9 +17,11 @@ its source into `$CTX_TF_CACHE/demo` (default `~/.cache/ctx_tf/demo`). Output di
 default to `runs/<name of the first gin file>/{checkpoints,summaries}`.
 
 After training, the best-validated checkpoint is restored and `final_test.num_episodes` TEST
-episodes (600 officially; gin/demo.gin uses fewer) of the single eval dataset are evaluated;
-mean +- 95% CI is printed next to nearest-centroid on raw pixels on the same episodes and
-saved to `<train_checkpoint_dir>/test_results.json`.
+episodes (600 officially; gin/demo.gin uses fewer) of the single eval dataset are evaluated by
+the evaluation protocol (`final_test.seed`); mean +- 95% CI is printed next to nearest-centroid
+on raw pixels on the same episodes, and the results are written as `python -m ctx_tf.evaluate`
+writes them, to `<train_checkpoint_dir>/final_test/` (results.json, episodes.csv, results.md,
+results.png).
 """
 
 import logging
@@ -52,7 +54,8 @@ def _import_configurables():
     import ctx_tf.models.backbones  # noqa: F401
     import ctx_tf.models.batch_norm  # noqa: F401
     import ctx_tf.models.cross_transformer  # noqa: F401
-    import ctx_tf.trainer  # noqa: F401
+    import ctx_tf.training.final_test  # noqa: F401
+    import ctx_tf.training.loop  # noqa: F401
     try:
         import ctx_tf.learners  # noqa: F401
     except ImportError as e:
@@ -132,14 +135,16 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
     """The launcher's work; returns the test results dict. Raises LaunchError/TrainerError."""
     import gin
 
-    from ctx_tf import trainer as trainer_lib
     from ctx_tf.data import demo
+    from ctx_tf.training import episodes as episodes_lib
+    from ctx_tf.training import final_test as final_test_lib
+    from ctx_tf.training import loop
 
     say = print_fn or (lambda message: print(message, flush=True))
     parse_gin(configs, bindings)
     try:
-        train_names, eval_names = trainer_lib.benchmark()
-    except trainer_lib.TrainerError as e:
+        train_names, eval_names = episodes_lib.benchmark()
+    except episodes_lib.DataError as e:
         raise LaunchError(str(e)) from e
     name = os.path.splitext(os.path.basename(configs[0]))[0]
     if records_root_dir is None:
@@ -151,7 +156,7 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
                               "its own records)")
     train_summary = check_records(records_root_dir, train_names, "benchmark.train_datasets")
     eval_summary = check_records(records_root_dir, eval_names, "benchmark.eval_datasets")
-    test_config = trainer_lib.final_test()
+    test_config = final_test_lib.final_test()
     if test_config["enabled"] and len(eval_names) != 1:
         raise LaunchError(
             "the final test evaluation takes exactly one dataset; bind benchmark.eval_datasets "
@@ -167,7 +172,7 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
     say(f"Summaries:   {os.path.abspath(summary_dir)}")
 
     start = time.time()
-    trainer = trainer_lib.Trainer(
+    trainer = loop.Trainer(
         records_root_dir=records_root_dir, train_dataset_list=train_names,
         eval_dataset_list=eval_names, checkpoint_dir=train_checkpoint_dir,
         summary_dir=summary_dir, print_fn=say)
@@ -182,42 +187,34 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
     if not test_config["enabled"]:
         return dict(best=best)
 
-    trainer_lib.restore_learner(trainer.learner, best["checkpoint"])
     start = time.time()
-    result = trainer.evaluate("test", num_episodes=test_config["num_episodes"],
-                              seed=test_config["seed"], with_baseline=True)
-    n = result["num_episodes"]
+    results = final_test_lib.run_final_test(
+        trainer, best, test_config["num_episodes"], test_config["seed"],
+        training_info=dict(train_seconds=round(train_seconds, 1)))
     test_seconds = time.time() - start
-    say(f"Test ({eval_names[0]}, {n} episodes, checkpoint of step {best['step']}, "
-        f"{test_seconds:.0f} s):")
+    entry = results["sources"][eval_names[0]]
+    say(f"Test ({eval_names[0]}, {entry['num_episodes']} episodes, seed {test_config['seed']}, "
+        f"checkpoint of step {best['step']}, {test_seconds:.0f} s):")
     say(f"  {type(trainer.learner).__name__}: "
-        f"{100 * result['mean']:.2f} +- {100 * result['ci95']:.2f} %")
+        f"{100 * entry['mean']:.2f} +- {100 * entry['ci95']:.2f} %")
     say(f"  nearest centroid on raw pixels: "
-        f"{100 * result['baseline_mean']:.2f} +- {100 * result['baseline_ci95']:.2f} %")
-    record = dict(dataset=eval_names[0], num_episodes=n, step=best["step"],
-                  checkpoint=best["checkpoint"], mean=result["mean"], ci95=result["ci95"],
-                  baseline_mean=result["baseline_mean"], baseline_ci95=result["baseline_ci95"],
-                  learner=type(trainer.learner).__name__, num_updates=trainer.num_updates,
-                  train_seconds=round(train_seconds, 1), test_seconds=round(test_seconds, 1),
-                  seed=test_config["seed"], accuracies=[float(a) for a in result["accuracies"]],
-                  baseline_accuracies=[float(a) for a in result["baseline_accuracies"]])
-    trainer_lib.write_json_atomic(os.path.join(train_checkpoint_dir, "test_results.json"),
-                                  record)
+        f"{100 * entry['floor_mean']:.2f} +- {100 * entry['floor_ci95']:.2f} %")
+    say(f"Results: {os.path.join(os.path.abspath(train_checkpoint_dir), final_test_lib.FINAL_TEST_SUBDIR)}")
     trainer.write_operative_config()
     del gin
-    return record
+    return results
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli_flags.quiet_tensorflow_chatter()
-    from ctx_tf import trainer as trainer_lib
+    from ctx_tf.training.loop import TrainerError
 
     try:
-        run(FLAGS.gin_config, FLAGS.gin_bindings, FLAGS.records_root_dir,
+        run(FLAGS.gin_config, FLAGS.gin_bindings, cli_flags.records_root(),
             FLAGS.train_checkpoint_dir, FLAGS.summary_dir)
-    except (LaunchError, trainer_lib.TrainerError) as e:
+    except (LaunchError, TrainerError) as e:
         print(f"ctx_tf.train: error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     except ValueError as e:  # data errors (ReaderError, DatasetSpecError, ...) name the file.

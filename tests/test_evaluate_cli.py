@@ -10,7 +10,9 @@ from absl.testing import flagsaver
 from PIL import Image
 
 from ctx_tf import evaluate
-from ctx_tf import trainer as trainer_lib
+from ctx_tf import checkpoints
+from ctx_tf import learners
+from ctx_tf.training import loop
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results as results_lib
 from tests.evaluation.helpers import write_tiny_source
@@ -54,7 +56,7 @@ def trained(tmp_path_factory):
     gin.clear_config()
     try:
         evaluate._parse_gin([str(gin_file)], [])
-        trainer = trainer_lib.Trainer(
+        trainer = loop.Trainer(
             records_root_dir=records, train_dataset_list=["tiny"], eval_dataset_list=["tiny"],
             checkpoint_dir=train_dir, print_fn=lambda *_: None)
         trainer.train()
@@ -120,7 +122,7 @@ def test_end_to_end_evaluation_writes_all_outputs(trained, tmp_path):
 
 @pytest.mark.slow
 def test_checkpoint_of_another_model_is_rejected_with_the_variables(trained, tmp_path):
-    with pytest.raises(trainer_lib.TrainerError) as info:
+    with pytest.raises(checkpoints.CheckpointError) as info:
         _run(trained, tmp_path / "eval", gin_bindings=[
             "Trainer.train_learner_class = @PrototypicalNetworkLearner",
             "Trainer.eval_learner_class = @PrototypicalNetworkLearner"])
@@ -186,7 +188,7 @@ def test_official_tf1_checkpoint_is_detected_and_evaluates_like_our_checkpoint(t
     gin_file = tmp_path / "resnet_ctx.gin"
     gin_file.write_text(RESNET_GIN)
     evaluate._parse_gin([str(gin_file)], [])
-    learner = trainer_lib.build_learner(training=False, image_size=32)
+    learner = learners.build_learner(training=False, image_size=32)
     rng = np.random.default_rng(0)
     for variable in learner.variables:  # non-trivial weights and EMAs
         if "var_ema" in variable.name:

@@ -10,7 +10,7 @@ from ctx_tf import official_checkpoint as oc
 from ctx_tf.data.episode import Episode
 from ctx_tf.learners import CrossTransformerLearner
 from ctx_tf.models import backbones
-from ctx_tf.trainer import build_learner_variables
+from ctx_tf.learners import build_learner_variables
 
 IMAGE_SIZE = 32
 STAGES = {2: (3, 64), 3: (4, 128), 4: (6, 256), 5: (3, 512)}

@@ -88,13 +88,17 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
     print(f"demo: CTX {model_acc} +- {model_ci} %, raw-pixel baseline {base_acc} +- {base_ci} %")
     assert model_acc - model_ci > base_acc + base_ci, out
     ckpt = tmp_path / "runs" / "demo" / "checkpoints"
-    results = json.loads((ckpt / "test_results.json").read_text())
+    full = json.loads((ckpt / "final_test" / "results.json").read_text())
+    results = full["sources"]["demo_glyphs"]
     assert results["num_episodes"] == 60 and results["mean"] * 100 == pytest.approx(model_acc, abs=0.01)
-    assert len(results["accuracies"]) == len(results["baseline_accuracies"]) == 60
-    assert sum(results["accuracies"]) / 60 == pytest.approx(results["mean"], abs=1e-6)
-    assert sum(results["baseline_accuracies"]) / 60 == pytest.approx(results["baseline_mean"], abs=1e-6)
-    assert results["learner"] == "CrossTransformerLearner" and results["num_updates"] == 80
-    assert results["train_seconds"] > 0 and results["test_seconds"] > 0
+    assert len(results["episodes"]) == 60
+    assert sum(e["accuracy"] for e in results["episodes"]) / 60 == pytest.approx(results["mean"], abs=1e-6)
+    assert sum(e["floor_accuracy"] for e in results["episodes"]) / 60 == pytest.approx(results["floor_mean"], abs=1e-6)
+    assert full["model"]["learner"] == "CrossTransformerLearner"
+    assert full["training"]["num_updates"] == 80 and full["training"]["train_seconds"] > 0
+    assert full["protocol"]["seed"] == 5678 and results["seconds"] > 0
+    for name in ("episodes.csv", "results.md", "results.png"):
+        assert (ckpt / "final_test" / name).exists()
     assert (ckpt / "operative_config.gin").exists()
     assert "Trainer.num_updates = 80" in (ckpt / "operative_config.gin").read_text()
 
@@ -105,14 +109,15 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
 def test_ctx_gin_files_resolve_to_the_official_values(name, decay_every, num_updates, simclr):
     import gin
 
-    from ctx_tf import train, trainer as trainer_lib
+    from ctx_tf import train
+    from ctx_tf.training import episodes as episodes_lib
     from ctx_tf.data.sampling import EpisodeDescriptionConfig
 
     gin.clear_config()
     try:
         train.parse_gin([str(REPO_ROOT / "gin" / name)], [])
         q = gin.query_parameter
-        assert trainer_lib.benchmark() == (["ilsvrc_2012"], ["ilsvrc_2012"])
+        assert episodes_lib.benchmark() == (["ilsvrc_2012"], ["ilsvrc_2012"])
         assert (q("Trainer.num_updates"), q("Trainer.decay_every")) == (num_updates, decay_every)
         assert q("Trainer.learning_rate") == 0.0006
         assert q("Trainer.decay_rate") == 0.915193802145601
@@ -144,7 +149,8 @@ OMNIGLOT_GINS = {"omniglot_protonet.gin": ("PrototypicalNetworkLearner", 0.0),
 def test_omniglot_gin_files_differ_only_in_the_learner(name):
     import gin
 
-    from ctx_tf import train, trainer as trainer_lib
+    from ctx_tf import train
+    from ctx_tf.training import episodes as episodes_lib
     from ctx_tf.data.sampling import EpisodeDescriptionConfig
     from ctx_tf.evaluation import protocol
 
@@ -153,7 +159,7 @@ def test_omniglot_gin_files_differ_only_in_the_learner(name):
     try:
         train.parse_gin([str(REPO_ROOT / "gin" / name)], [])
         q = gin.query_parameter
-        assert trainer_lib.benchmark() == (["omniglot"], ["omniglot"])
+        assert episodes_lib.benchmark() == (["omniglot"], ["omniglot"])
         assert q("Trainer.train_learner_class").selector == learner
         assert q("Trainer.eval_learner_class").selector == learner
         assert q("Learner.embedding_fn").selector == "four_layer_convnet"
@@ -191,9 +197,10 @@ def test_ctx_learns_on_official_omniglot_records(tmp_path):
                    + [f"--gin_bindings={b}" for b in bindings], tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "omniglot (train 883, valid 81, test 659 classes)" in proc.stdout
-    results = json.loads((outputs(tmp_path)["ckpt"] / "test_results.json").read_text())
+    full = json.loads((outputs(tmp_path)["ckpt"] / "final_test" / "results.json").read_text())
+    results = full["sources"]["omniglot"]
     print(f"omniglot, 40 updates: CTX {results['mean']:.3f} +- {results['ci95']:.3f}, floor "
-          f"{results['baseline_mean']:.3f} +- {results['baseline_ci95']:.3f}")
-    assert results["num_episodes"] == 30 and results["learner"] == "CrossTransformerLearner"
+          f"{results['floor_mean']:.3f} +- {results['floor_ci95']:.3f}")
+    assert results["num_episodes"] == 30 and full["model"]["learner"] == "CrossTransformerLearner"
     assert (results["mean"] - results["ci95"]
-            > results["baseline_mean"] + results["baseline_ci95"]), results
+            > results["floor_mean"] + results["floor_ci95"]), results

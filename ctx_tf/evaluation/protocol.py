@@ -15,24 +15,26 @@ identical episodes (compare them with `stats.paired_difference`). `seed=None` is
 unseeded behaviour.
 """
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import inspect
-import math
+import itertools
 import os
-import sys
 import time
-import zlib
 
 import numpy as np
 import tensorflow as tf
 
 from ctx_tf.data import dataset_spec as dataset_spec_lib
+from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import stats
+from ctx_tf.evaluation.floor import nearest_centroid_accuracy
+from ctx_tf.seeds import derive_seed
 
 NUM_EVAL_EPISODES = 600
 
@@ -100,12 +102,7 @@ def config_as_dict(config):
 
 def source_seed(seed, source_name):
     """The pipeline seed of one source: a function of `seed` and the source's name only."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
-    state = np.random.SeedSequence([int(seed), zlib.crc32(source_name.encode("utf-8"))])
-    return int(state.generate_state(1, np.uint32)[0])
+    return None if seed is None else derive_seed(seed, source_name)
 
 
 def sampling_name(source_name):
@@ -246,55 +243,24 @@ def episode_record(index, episode, logits, support_means=None, query_means=None)
     return record
 
 
-def _format_duration(seconds):
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
-class Progress:
-    """Prints `[source] done/total episodes, episodes/s, ETA, running accuracy` now and then."""
-
-    def __init__(self, stream=None, every_seconds=10.0):
-        self.stream = stream if stream is not None else sys.stdout
-        self.every_seconds = every_seconds
-
-    def start(self, source, total):
-        self.source, self.total = source, total
-        self.t0 = self.last = time.perf_counter()
-        self.sum = 0.0
-
-    def update(self, done, accuracy):
-        self.sum += accuracy
-        now = time.perf_counter()
-        if done == self.total or done == 1 or now - self.last >= self.every_seconds:
-            self.last = now
-            rate = done / max(now - self.t0, 1e-9)
-            eta = (self.total - done) / rate if rate > 0 else float("inf")
-            print(f"[{self.source}] {done}/{self.total} episodes  {rate:.2f} episodes/s  "
-                  f"ETA {_format_duration(eta)}  running accuracy {100 * self.sum / done:.2f}%",
-                  file=self.stream, flush=True)
-
-
-def evaluate_source(predict_fn, dataset, num_episodes, source_name="source", progress=None):
+def evaluate_source(predict_fn, dataset, num_episodes, source_name="source", progress=None,
+                    floor=False):
     """Per-episode records of `num_episodes` episodes of `dataset`.
 
     Args:
       predict_fn: `episode -> logits` or `-> (logits, support means, query means)`
         (see `make_predict_fn`).
-      dataset: a `tf.data.Dataset` of `(Episode, source_id)` or of `Episode`.
+      dataset: a `tf.data.Dataset` (or any iterable) of `(Episode, source_id)` or `Episode`.
       num_episodes: how many episodes to evaluate.
       progress: a `Progress` (or None).
+      floor: also record the raw-pixel nearest-centroid accuracy (`floor_accuracy`).
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
     if progress is not None:
         progress.start(source_name, num_episodes)
     records = []
-    for element in dataset.take(num_episodes):
+    for element in itertools.islice(dataset, num_episodes):
         episode = element[0] if isinstance(element, tuple) and len(element) == 2 else element
         outputs = predict_fn(episode)
         if isinstance(outputs, (tuple, list)):
@@ -308,6 +274,8 @@ def evaluate_source(predict_fn, dataset, num_episodes, source_name="source", pro
             query_labels=np.asarray(episode.query_labels),
             query_class_ids=np.asarray(episode.query_class_ids))
         record = episode_record(len(records), labels_only, logits, support_means, query_means)
+        if floor:
+            record["floor_accuracy"] = nearest_centroid_accuracy(episode)
         records.append(record)
         if progress is not None:
             progress.update(len(records), record["accuracy"])
@@ -333,20 +301,44 @@ class EvaluationSetup:
     episode_config: object = None
 
 
+@contextlib.contextmanager
+def _global_seed(seed):
+    """Builds under TensorFlow's global seed `seed`, then puts the caller's back.
+
+    tf.data combines the global seed with every op seed (the per-class shuffles), so without
+    this the episodes would depend on whoever called `tf.random.set_seed` before (training
+    does, for its initialization) and validation, the final test and the evaluate CLI would
+    see different images for the same protocol seed.
+    """
+    if seed is None:
+        yield
+        return
+    # (global, op) as ops see it; an unset global seed reads as TensorFlow's default one,
+    # which seeded ops treat the same way.
+    previous = tf.compat.v1.random.get_seed(0)[0]
+    tf.random.set_seed(seed)
+    try:
+        yield
+    finally:
+        tf.random.set_seed(previous)
+
+
 def episode_pipeline(spec, split, episode_config, seed, image_size, shuffle_buffer_size=1000,
                      read_buffer_size_bytes=None, num_prefetch=0):
     """The evaluation episode pipeline of one source (official protocol settings)."""
-    from ctx_tf.data import pipeline  # imported late: the pipeline module is large
-
     use_dag, use_bilevel = _use_ontologies(spec.name)
-    return pipeline.make_one_source_episode_pipeline(
-        spec, use_dag, use_bilevel, split, episode_config,
-        shuffle_buffer_size=shuffle_buffer_size, read_buffer_size_bytes=read_buffer_size_bytes,
-        num_prefetch=num_prefetch, image_size=image_size, ignore_hierarchy_probability=0.0,
-        simclr_episode_fraction=0.0, seed=source_seed(seed, spec.name))
+    seed = source_seed(seed, spec.name)
+    with _global_seed(seed):
+        return pipeline.make_one_source_episode_pipeline(
+            spec, use_dag, use_bilevel, split, episode_config,
+            shuffle_buffer_size=shuffle_buffer_size,
+            read_buffer_size_bytes=read_buffer_size_bytes, num_prefetch=num_prefetch,
+            image_size=image_size, ignore_hierarchy_probability=0.0,
+            simclr_episode_fraction=0.0, seed=seed)
 
 
-def evaluate(learner, setup, progress=None, log=print, predict_fn=None):
+def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes_fn=None,
+             floor=False):
     """Evaluates every source of `setup`; returns the `results.json` mapping (no model info).
 
     Args:
@@ -355,30 +347,43 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None):
       setup: an `EvaluationSetup`.
       progress: a `Progress` for the per-source progress lines (None: silent).
       log: where one-line messages go.
-      predict_fn: replaces `make_predict_fn(learner)`.
+      predict_fn: replaces `make_predict_fn(learner)` (training passes its replicated one).
+      episodes_fn: `(source name, split, seed) -> iterable of Episode` replaces the records
+        (`seed` is the source's protocol seed); then `setup.records_root` is unused.
+      floor: also record each episode's raw-pixel nearest-centroid accuracy.
     """
     split = dataset_spec_lib._as_split(setup.split)
     config, overrides = evaluation_episode_config(setup.episode_config)
     for name, (configured, used) in overrides.items():
         log(f"evaluation uses EpisodeDescriptionConfig.{name} = {used!r} (configured: "
             f"{configured!r})")
-    specs = load_sources(setup.records_root, list(setup.sources), split)
+    if episodes_fn is None:
+        specs = load_sources(setup.records_root, list(setup.sources), split)
+    else:
+        specs = {name: None for name in setup.sources}
     for name, spec in specs.items():
+        if spec is None:
+            continue
         log(f"{name}: {len(list(spec.get_classes(split)))} {split.name} classes in "
             f"{spec.path}, {sampling_name(name)} sampling")
     if predict_fn is None:
         predict_fn = make_predict_fn(learner)
     sources = {}
     for name, spec in specs.items():
-        dataset = episode_pipeline(spec, split, config, setup.seed, setup.image_size,
-                                   setup.shuffle_buffer_size, setup.read_buffer_size_bytes,
-                                   setup.num_prefetch)
+        if spec is None:
+            dataset = episodes_fn(name, split, source_seed(setup.seed, name))
+        else:
+            dataset = episode_pipeline(spec, split, config, setup.seed, setup.image_size,
+                                       setup.shuffle_buffer_size, setup.read_buffer_size_bytes,
+                                       setup.num_prefetch)
         start = time.perf_counter()
-        records = evaluate_source(predict_fn, dataset, setup.num_episodes, name, progress)
+        records = evaluate_source(predict_fn, dataset, setup.num_episodes, name, progress,
+                                  floor=floor)
         seconds = time.perf_counter() - start
         sources[name] = results_lib.source_result(
             records, split=split.name, sampling=sampling_name(name),
-            num_classes=len(list(spec.get_classes(split))), seconds=round(seconds, 3),
+            num_classes=None if spec is None else len(list(spec.get_classes(split))),
+            seconds=round(seconds, 3),
             episodes_per_second=round(len(records) / max(seconds, 1e-9), 4))
         log(f"{name}: {100 * sources[name]['mean']:.2f} ± {100 * sources[name]['ci95']:.2f}% "
             f"over {len(records)} episodes")

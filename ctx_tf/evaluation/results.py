@@ -14,10 +14,10 @@ import csv
 import io
 import json
 import posixpath
-import uuid
 
 import tensorflow as tf
 
+from ctx_tf import files
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import stats
@@ -57,21 +57,6 @@ def source_result(episodes, **info):
 def _join(directory, name):
     return posixpath.join(directory, name) if "://" in directory else tf.io.gfile.join(
         directory, name)
-
-
-def atomic_write(path, data):
-    """Writes `data` (bytes or str) to `path` via a temporary name in the same directory."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with tf.io.gfile.GFile(tmp, "wb") as f:
-            f.write(data)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    except Exception:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
-        raise
 
 
 def load_results(path):
@@ -234,6 +219,6 @@ def write_results(output_dir, results, published=("CTX",), setting=leaderboard.I
     paths = {}
     for name, data in contents.items():
         path = _join(output_dir, name)
-        atomic_write(path, data)
+        files.atomic_write(path, data)
         paths[name] = path
     return paths

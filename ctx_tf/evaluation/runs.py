@@ -6,17 +6,17 @@
         --run="CTX + SimCLR episodes=runs/omniglot_ctx_simclr/checkpoints" \
         --output_dir=docs/results --name=omniglot
 
-Each run directory holds the `test_results.json` the launcher writes after training (every
-test episode's accuracy and the raw-pixel nearest-centroid floor on the same episodes) and the
-`operative_config.gin` of the run. Runs trained with the same `final_test.seed` and episode
-configuration on the same records see identical test episodes; this is checked (their
-per-episode floor accuracies must agree exactly) before any paired difference is reported.
+Each run directory holds the `final_test/results.json` the launcher writes after training
+(the evaluation protocol's format: every test episode's accuracy, fingerprint and image digest,
+and the raw-pixel nearest-centroid floor on the same episode). Runs tested with the same
+`final_test.seed` and episode configuration on the same records see identical test episodes;
+this is checked (per-episode fingerprints and image digests must agree) before any paired
+difference is reported.
 
 Writes `<name>_table.md` (accuracy +- 95% CI of every run and of the floor, paired
 differences, updates and wall times) and `<name>.png` (bar chart), and prints the table.
 """
 
-import json
 import os
 import sys
 
@@ -24,15 +24,15 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from ctx_tf import files
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results
 from ctx_tf.evaluation.stats import mean_and_ci95
 
 FLAGS = flags.FLAGS
 
-TEST_RESULTS = "test_results.json"
+FINAL_TEST_SUBDIR = "final_test"  # ctx_tf.training.final_test writes it
 FLOOR_NAME = "Nearest centroid, raw pixels (no learning)"
-_REQUIRED = ("dataset", "num_episodes", "accuracies", "baseline_accuracies", "step")
 
 
 class RunsError(ValueError):
@@ -40,27 +40,31 @@ class RunsError(ValueError):
 
 
 def load_run(directory):
-    """The `test_results.json` of a training run directory, checked."""
-    path = os.path.join(str(directory), TEST_RESULTS)
+    """The final test of a training run directory as a flat record, checked."""
+    path = os.path.join(str(directory), FINAL_TEST_SUBDIR, results.RESULTS_JSON)
     if not os.path.exists(path):
         raise RunsError(f"{path} does not exist: the run has not finished its final test "
                         "(python -m ctx_tf.train writes it after training)")
-    with open(path) as f:
-        try:
-            record = json.load(f)
-        except json.JSONDecodeError as e:
-            raise RunsError(f"{path}: malformed JSON: {e}") from None
-    missing = [k for k in _REQUIRED if k not in record]
-    if missing:
-        raise RunsError(f"{path} lacks {missing}; it was written by an older ctx_tf that did "
-                        "not keep per-episode accuracies; rerun the final test")
-    if not (len(record["accuracies"]) == len(record["baseline_accuracies"])
-            == record["num_episodes"]):
-        raise RunsError(f"{path}: {record['num_episodes']} episodes but "
-                        f"{len(record['accuracies'])} accuracies and "
-                        f"{len(record['baseline_accuracies'])} floor accuracies")
-    record["path"] = path
-    return record
+    try:
+        loaded = results.load_results(path)
+    except results.ResultsError as e:
+        raise RunsError(str(e)) from None
+    if len(loaded["sources"]) != 1:
+        raise RunsError(f"{path}: a final test has one source, found {list(loaded['sources'])}")
+    (dataset, entry), = loaded["sources"].items()
+    episodes = entry["episodes"]
+    if any("floor_accuracy" not in e for e in episodes):
+        raise RunsError(f"{path}: episodes without floor_accuracy (not a final test)")
+    model, training = loaded.get("model", {}), loaded.get("training", {})
+    return dict(
+        path=path, dataset=dataset, num_episodes=entry["num_episodes"],
+        seed=loaded.get("protocol", {}).get("seed"),
+        accuracies=[e["accuracy"] for e in episodes],
+        baseline_accuracies=[e["floor_accuracy"] for e in episodes],
+        identities=[(e["fingerprint"], e.get("image_digest")) for e in episodes],
+        step=model.get("checkpoint_info", {}).get("step"), learner=model.get("learner"),
+        num_updates=training.get("num_updates"), train_seconds=training.get("train_seconds"),
+        test_seconds=entry.get("seconds"))
 
 
 def paired(a, b):
@@ -72,7 +76,7 @@ def compare(runs):
     """Checks that the runs saw the same test episodes and computes the table's numbers.
 
     Args:
-      runs: ordered `{name: test_results record}`; the first run is the reference of the
+      runs: ordered `{name: load_run record}`; the first run is the reference of the
         paired differences.
 
     Returns:
@@ -90,13 +94,12 @@ def compare(runs):
         if record["num_episodes"] != first["num_episodes"]:
             raise RunsError(f"{name} has {record['num_episodes']} test episodes, {names[0]} "
                             f"{first['num_episodes']}")
-        if not np.array_equal(record["baseline_accuracies"], first["baseline_accuracies"]):
-            differing = int(np.sum(np.asarray(record["baseline_accuracies"])
-                                   != np.asarray(first["baseline_accuracies"])))
+        if record["identities"] != first["identities"]:
+            differing = sum(a != b for a, b in zip(record["identities"], first["identities"]))
             raise RunsError(
                 f"{name} ({record['path']}) and {names[0]} ({first['path']}) were not tested "
-                f"on the same episodes: the raw-pixel floor differs on {differing} of "
-                f"{first['num_episodes']} episodes (different final_test.seed, episode "
+                f"on the same episodes: {differing} of "
+                f"{first['num_episodes']} episodes differ (different final_test.seed, episode "
                 "configuration, image size or records)")
     floor = first["baseline_accuracies"]
     rows = []
@@ -171,8 +174,8 @@ def run(run_flags, output_dir, name, title=None):
     comparison = compare(runs)
     table = table_markdown(comparison)
     os.makedirs(output_dir, exist_ok=True)
-    results.atomic_write(os.path.join(output_dir, f"{name}_table.md"), table)
-    results.atomic_write(os.path.join(output_dir, f"{name}.png"), chart_png(comparison, title))
+    files.atomic_write(os.path.join(output_dir, f"{name}_table.md"), table)
+    files.atomic_write(os.path.join(output_dir, f"{name}.png"), chart_png(comparison, title))
     return table
 
 

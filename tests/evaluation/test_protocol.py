@@ -9,6 +9,7 @@ from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import protocol
+from ctx_tf.evaluation.progress import Progress
 from tests.conftest import shared_path
 from tests.evaluation.helpers import TinyPrototypeLearner, write_tiny_source
 
@@ -117,7 +118,7 @@ def test_evaluation_runs_the_learner_in_inference_mode(records_root):
 def test_progress_lines(records_root):
     stream = io.StringIO()
     protocol.evaluate(TinyPrototypeLearner(), _setup(records_root, num_episodes=3),
-                      progress=protocol.Progress(stream, every_seconds=0.0),
+                      progress=Progress(stream, every_seconds=0.0),
                       log=lambda *_: None)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3

@@ -104,14 +104,6 @@ def test_load_results_errors(tmp_path):
         results_lib.load_results(str(other))
 
 
-def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    path = str(tmp_path / "x.txt")
-    results_lib.atomic_write(path, "one")
-    results_lib.atomic_write(path, b"two")
-    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
-    assert (tmp_path / "x.txt").read_text() == "two"
-
-
 def test_bar_chart_size_and_content():
     png = plot.bar_chart({"ours": {"omniglot": (0.8, 0.01), "aircraft": (0.5, 0.02)},
                           "CTX": {"omniglot": (0.82, 0.01)}},

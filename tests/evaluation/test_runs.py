@@ -9,19 +9,23 @@ import sys
 import numpy as np
 import pytest
 
+from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import runs
 
 
 def write_run(directory, accuracies, floor, dataset="omniglot", **extra):
-    os.makedirs(directory, exist_ok=True)
-    record = dict(dataset=dataset, num_episodes=len(accuracies), step=300, mean=float(np.mean(accuracies)),
-                  ci95=0.0, baseline_mean=float(np.mean(floor)), baseline_ci95=0.0,
-                  accuracies=[float(a) for a in accuracies],
-                  baseline_accuracies=[float(a) for a in floor], learner="X", num_updates=1200,
-                  train_seconds=1500.0, test_seconds=240.0)
-    record.update(extra)
-    with open(os.path.join(directory, runs.TEST_RESULTS), "w") as f:
-        json.dump(record, f)
+    """A run directory holding a final test in the results.json format."""
+    episodes = [dict(episode=i, way=5, num_support=10, shots_min=2, shots_max=2, num_query=10,
+                     accuracy=float(acc), floor_accuracy=float(f), fingerprint=f"{i:016x}",
+                     image_digest=("other" if i == extra.get("changed") else "d") + str(i))
+                for i, (acc, f) in enumerate(zip(accuracies, floor))]
+    results = {"format": results_lib.FORMAT, "protocol": {"split": "TEST", "seed": 5678},
+               "model": {"learner": "X", "checkpoint_info": {"step": 300}},
+               "training": {"num_updates": 1200, "train_seconds": 1500.0},
+               "sources": {dataset: results_lib.source_result(episodes, seconds=240.0)}}
+    os.makedirs(os.path.join(directory, runs.FINAL_TEST_SUBDIR), exist_ok=True)
+    with open(os.path.join(directory, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON), "w") as f:
+        json.dump(results, f)
     return str(directory)
 
 
@@ -59,10 +63,9 @@ def test_compare_matches_a_numpy_reference(tmp_path, episodes):
 
 def test_runs_on_different_episodes_are_refused(tmp_path, episodes):
     floor, a, b = episodes
-    other_floor = floor.copy()
-    other_floor[3] += 0.01
+    # Episode 3 has other images (its image digest differs).
     loaded = {"A": runs.load_run(write_run(tmp_path / "a", a, floor)),
-              "B": runs.load_run(write_run(tmp_path / "b", b, other_floor))}
+              "B": runs.load_run(write_run(tmp_path / "b", b, floor, changed=3))}
     with pytest.raises(runs.RunsError, match="not tested on the same episodes.*1 of"):
         runs.compare(loaded)
     loaded["B"] = runs.load_run(write_run(tmp_path / "c", b, floor, dataset="quickdraw"))
@@ -75,10 +78,12 @@ def test_unfinished_or_old_runs_are_named(tmp_path, episodes):
     with pytest.raises(runs.RunsError, match="not finished its final test"):
         runs.load_run(tmp_path / "nothing")
     old = write_run(tmp_path / "old", a, floor)
-    record = json.load(open(os.path.join(old, runs.TEST_RESULTS)))
-    del record["accuracies"]
-    json.dump(record, open(os.path.join(old, runs.TEST_RESULTS), "w"))
-    with pytest.raises(runs.RunsError, match=r"old.*lacks \['accuracies'\]"):
+    path = os.path.join(old, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    record = json.load(open(path))
+    for e in record["sources"]["omniglot"]["episodes"]:
+        del e["floor_accuracy"]
+    json.dump(record, open(path, "w"))
+    with pytest.raises(runs.RunsError, match=r"old.*without floor_accuracy"):
         runs.load_run(old)
     with pytest.raises(runs.RunsError, match="NAME=RUN_DIRECTORY"):
         runs.parse_run_flag("no_name_here")

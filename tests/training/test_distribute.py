@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from ctx_tf import distribute
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, pathlib, sys
@@ -28,7 +28,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     sys.path.insert(0, sys.argv[1])
-    from tests.test_trainer import make_trainer, make_episode
+    from tests.training.test_loop import make_trainer, make_episode
     tmp = pathlib.Path(sys.argv[2])
 
     single = make_trainer(tmp / "one", strategy=tf.distribute.get_strategy(),
@@ -78,7 +78,7 @@ WORKER_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     sys.path.insert(0, sys.argv[1])
     from ctx_tf import distribute
-    from tests.test_trainer import make_trainer
+    from tests.training.test_loop import make_trainer
     strategy = distribute.make_strategy()
     assert isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy), strategy
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
@@ -110,6 +110,7 @@ def _result(process, timeout=240):
     return json.loads(line[len("RESULT "):])
 
 
+@pytest.mark.slow  # a subprocess with two logical CPUs: ~30 s
 def test_two_replicas_match_one_device(tmp_path):
     out = _result(_run(MIRRORED_SCRIPT, tmp_path))
     loss1, loss2 = out["loss"]

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctx_tf import trainer as trainer_lib
+from ctx_tf import checkpoints
+from ctx_tf import learners
+from ctx_tf.seeds import derive_seed
+from ctx_tf.training import episodes as episodes_lib
+from ctx_tf.training import loop
+from ctx_tf.training import step as step_lib
+from ctx_tf.training.schedule import LearningRateSchedule
 from ctx_tf.data.episode import Episode
 from ctx_tf.keras import keras
 from ctx_tf.models.backbones import FourLayerConvNet
@@ -60,7 +66,7 @@ def make_trainer(tmp_path, **kwargs):
         eval_episodes_fn=lambda split, seed: episode_stream(seed + 1000),
         print_fn=lambda message: None)
     defaults.update(kwargs)
-    t = trainer_lib.Trainer(**defaults)
+    t = loop.Trainer(**defaults)
     t.image_size = IMAGE_SIZE
     return t
 
@@ -70,24 +76,29 @@ def make_trainer(tmp_path, **kwargs):
 
 @pytest.mark.compat
 def test_learning_rate_schedule_is_staircase_exponential():
-    rates = [trainer_lib.learning_rate_at(s, 6e-4, True, 2000, 0.915193802145601)
-             for s in (0, 1999, 2000, 3999, 4000, 100000)]
+    schedule = LearningRateSchedule(6e-4, True, 2000, 0.915193802145601)
+    rates = [schedule.at(s) for s in (0, 1999, 2000, 3999, 4000, 100000)]
     expected = [6e-4, 6e-4, 6e-4 * 0.915193802145601, 6e-4 * 0.915193802145601,
                 6e-4 * 0.915193802145601 ** 2, 6e-4 * 0.915193802145601 ** 50]
     np.testing.assert_allclose(rates, expected, rtol=1e-12)
     assert abs(rates[-1] - 7.1e-6) < 1e-7  # §5.6: final CTX lr ~ 7.1e-6
-    assert trainer_lib.learning_rate_at(12345, 1e-4, False, 10, 0.5) == 1e-4
+    # The optimizer's schedule is the same decay (float32).
+    keras_schedule = schedule.for_optimizer()
+    np.testing.assert_allclose([float(keras_schedule(s)) for s in (0, 1999, 2000, 100000)],
+                               [rates[0], rates[1], rates[2], rates[5]], rtol=1e-6)
+    assert LearningRateSchedule(1e-4, False, 10, 0.5).at(12345) == 1e-4
+    assert LearningRateSchedule(1e-4, False, 10, 0.5).for_optimizer() == 1e-4
 
 
 @pytest.mark.compat
 def test_gradient_normalization_uses_the_clamped_global_norm():
     grads = [tf.constant([3.0, 0.0]), tf.constant([[4.0]])]
-    normalized, norm = trainer_lib.normalize_gradients(grads)
+    normalized, norm = step_lib.normalize_gradients(grads)
     assert float(norm) == pytest.approx(5.0)
     np.testing.assert_allclose(normalized[0].numpy(), [0.6, 0.0], rtol=1e-6)
     np.testing.assert_allclose(normalized[1].numpy(), [[0.8]], rtol=1e-6)
     tiny = [tf.constant([1e-4])]
-    normalized, norm = trainer_lib.normalize_gradients(tiny)
+    normalized, norm = step_lib.normalize_gradients(tiny)
     assert float(norm) == pytest.approx(np.sqrt(1e-5), rel=1e-6)  # clamp: sqrt(max(., 1e-5))
     np.testing.assert_allclose(normalized[0].numpy(), [1e-4 / np.sqrt(1e-5)], rtol=1e-5)
 
@@ -97,7 +108,7 @@ def test_benchmark_parses_official_names():
     gin.bind_parameter("benchmark.train_datasets", "ilsvrc_2012, omniglot")
     gin.bind_parameter("benchmark.eval_datasets", "ilsvrc_2012")
     try:
-        assert trainer_lib.benchmark() == (["ilsvrc_2012", "omniglot"], ["ilsvrc_2012"])
+        assert episodes_lib.benchmark() == (["ilsvrc_2012", "omniglot"], ["ilsvrc_2012"])
     finally:
         gin.clear_config()
 
@@ -160,7 +171,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
             yield episode
 
     t = make_trainer(tmp_path, train_episodes_fn=poisoned, checkpoint_every=2, validate_every=10)
-    with pytest.raises(trainer_lib.TrainerError, match=r"non-finite loss .* at update 3;.*ckpt-2"):
+    with pytest.raises(loop.TrainerError, match=r"non-finite loss .* at update 3;.*ckpt-2"):
         t.train()
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-2")
     best = json.loads((tmp_path / "ckpt" / "best_checkpoint.json").read_text())
@@ -172,13 +183,13 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 KILL_SCRIPT = """
 import os, pathlib, signal, sys
 sys.path.insert(0, sys.argv[1])
-from ctx_tf import trainer as trainer_lib
-from tests.test_trainer import episode_stream, make_trainer
+from ctx_tf.seeds import derive_seed
+from tests.training.test_loop import episode_stream, make_trainer
 
 def killed_after_one(seed):
     stream = episode_stream(seed)
     yield next(stream)
-    if seed == trainer_lib._derive_seed(7, 4):
+    if seed == derive_seed(7, 4):
         os.kill(os.getpid(), signal.SIGKILL)  # a hard kill during update 6, after ckpt-4
     yield from stream
 
@@ -202,6 +213,7 @@ def _state(t):
                 slots=[v.numpy() for v in t.optimizer.variables()])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
     import subprocess
     import sys
@@ -209,7 +221,7 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
     run_dir = tmp_path / "run"
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run([sys.executable, str(script), repo, str(run_dir)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-3000:]
@@ -234,26 +246,26 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
 def test_checkpoint_layout_and_restore_learner(uninterrupted):
     tmp, t, best = uninterrupted
     ckpt_dir = tmp / "ckpt"
-    record = json.loads((ckpt_dir / trainer_lib.BEST_CHECKPOINT_JSON).read_text())
+    record = json.loads((ckpt_dir / checkpoints.BEST_CHECKPOINT_JSON).read_text())
     assert set(record) == {"step", "valid_accuracy", "valid_ci95", "checkpoint"}
     assert record == best
     assert tf.io.gfile.exists(record["checkpoint"] + ".index")
-    assert (ckpt_dir / trainer_lib.OPERATIVE_CONFIG).exists()
+    assert (ckpt_dir / checkpoints.OPERATIVE_CONFIG).exists()
     assert tf.train.latest_checkpoint(str(ckpt_dir)).endswith("ckpt-6")
     assert not [f for f in os.listdir(ckpt_dir) if f.startswith(".tmp")]
     assert os.listdir(tmp / "summaries")  # event files
 
     fresh = toy_learner()
-    trainer_lib.build_learner_variables(fresh, IMAGE_SIZE)
-    trainer_lib.restore_learner(fresh, str(ckpt_dir / "ckpt-6"))
+    learners.build_learner_variables(fresh, IMAGE_SIZE)
+    checkpoints.restore_learner(fresh, str(ckpt_dir / "ckpt-6"))
     for a, b in zip(t.learner.variables, fresh.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     other = toy_learner(dim=8)
-    trainer_lib.build_learner_variables(other, IMAGE_SIZE)
-    with pytest.raises(trainer_lib.TrainerError, match="shape mismatch"):
-        trainer_lib.restore_learner(other, str(ckpt_dir))
-    with pytest.raises(trainer_lib.TrainerError, match="not found"):
-        trainer_lib.restore_learner(fresh, str(ckpt_dir / "ckpt-99"))
+    learners.build_learner_variables(other, IMAGE_SIZE)
+    with pytest.raises(checkpoints.CheckpointError, match="shape mismatch"):
+        checkpoints.restore_learner(other, str(ckpt_dir))
+    with pytest.raises(checkpoints.CheckpointError, match="not found"):
+        checkpoints.restore_learner(fresh, str(ckpt_dir / "ckpt-99"))
 
 
 def test_checkpoint_to_restore_initializes_the_backbone_only(tmp_path, uninterrupted):

@@ -6,8 +6,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from ctx_tf.evaluation import checkpoints
-from ctx_tf.evaluation.checkpoints import CheckpointError, resolve_checkpoint
+from ctx_tf import checkpoints
+from ctx_tf.checkpoints import CheckpointError, resolve_checkpoint
 
 
 @pytest.fixture
@@ -79,5 +79,3 @@ def test_errors(train_dir, tmp_path_factory):
     (train_dir / "best_checkpoint.json").write_text("{")
     with pytest.raises(CheckpointError, match="malformed JSON"):
         resolve_checkpoint("best", str(train_dir))
-    from ctx_tf import trainer
-    assert checkpoints.BEST_CHECKPOINT_JSON == trainer.BEST_CHECKPOINT_JSON

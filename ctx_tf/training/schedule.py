@@ -1,0 +1,28 @@
+"""The learning-rate schedule of a run (§5.6), defined once for the optimizer and the logs."""
+
+from ctx_tf.keras import keras
+
+
+class LearningRateSchedule:
+    """Staircase exponential decay, `lr0 * decay_rate ** floor(step / decay_every)`, or a
+    constant `lr0` without decay; the official `Trainer` parameters."""
+
+    def __init__(self, learning_rate, decay_learning_rate=False, decay_every=5000,
+                 decay_rate=0.5):
+        self.learning_rate = float(learning_rate)
+        self.decay_learning_rate = bool(decay_learning_rate)
+        self.decay_every = int(decay_every)
+        self.decay_rate = float(decay_rate)
+
+    def at(self, step):
+        """The rate of update `step` (counted from 0), as a Python float."""
+        if not self.decay_learning_rate:
+            return self.learning_rate
+        return self.learning_rate * self.decay_rate ** (int(step) // self.decay_every)
+
+    def for_optimizer(self):
+        """What the Keras optimizer takes: a Keras schedule of the same decay, or the float."""
+        if not self.decay_learning_rate:
+            return self.learning_rate
+        return keras.optimizers.schedules.ExponentialDecay(
+            self.learning_rate, self.decay_every, self.decay_rate, staircase=True)

@@ -1,0 +1,75 @@
+"""Evaluation during and after training, through the one evaluation protocol.
+
+Validation, the final test of `python -m ctx_tf.train` and `python -m ctx_tf.evaluate` all run
+`ctx_tf.evaluation.protocol.evaluate` with the protocol's per-source episode seeds, and write
+the same files (`ctx_tf.evaluation.results.write_results`).
+"""
+
+import math
+
+from ctx_tf.data import dataset_spec as spec_lib
+from ctx_tf.data.config import DataConfig
+from ctx_tf.evaluation import protocol
+from ctx_tf.evaluation import results as results_lib
+
+_SPLITS = {"valid": spec_lib.Split.VALID, "test": spec_lib.Split.TEST}
+
+
+def overall(results):
+    """(mean, ci95) over the sources of a results mapping: the mean of the per-source means
+    (as the official validation), its CI from the per-source CIs (independent sources)."""
+    entries = list(results["sources"].values())
+    mean = sum(e["mean"] for e in entries) / len(entries)
+    ci95 = math.sqrt(sum(e["ci95"] ** 2 for e in entries)) / len(entries)
+    return mean, ci95
+
+
+class Validation:
+    """The evaluation datasets of a run and how many episodes, with which seed, it takes.
+
+    `episodes_fn(split, seed)` (tests) replaces the records: an iterable of `Episode` per
+    source, `split` being 'valid' or 'test'.
+    """
+
+    def __init__(self, records_root_dir, sources, num_episodes, seed, data_config=None,
+                 episode_config=None, episodes_fn=None):
+        self.records_root_dir = records_root_dir
+        # Injected episodes without dataset names are one source.
+        self.sources = list(sources) or (["episodes"] if episodes_fn is not None else [])
+        self.num_episodes = num_episodes
+        self.seed = seed
+        self.data_config = data_config or DataConfig()
+        self.episode_config = episode_config
+        self.episodes_fn = episodes_fn
+
+    def check(self, split="valid"):
+        """Fails now (not at the first validation) if a source or its classes are missing."""
+        if self.episodes_fn is None:
+            if not self.records_root_dir:
+                raise protocol.EvaluationError("no records root: pass --records_root_dir")
+            protocol.load_sources(self.records_root_dir, self.sources, _SPLITS[split])
+
+    def setup(self, split="valid", num_episodes=None, seed=None):
+        data = self.data_config
+        return protocol.EvaluationSetup(
+            records_root=self.records_root_dir, sources=tuple(self.sources),
+            split=_SPLITS[split], num_episodes=num_episodes or self.num_episodes,
+            seed=self.seed if seed is None else seed, image_size=data.image_height,
+            shuffle_buffer_size=data.shuffle_buffer_size,
+            read_buffer_size_bytes=data.read_buffer_size_bytes,
+            num_prefetch=data.num_prefetch, episode_config=self.episode_config)
+
+    def run(self, predict_fn, split="valid", num_episodes=None, seed=None, floor=False,
+            log=None, progress=None):
+        """The protocol's results mapping (no model section) of `split`."""
+        episodes_fn = None
+        if self.episodes_fn is not None:
+            episodes_fn = lambda source, split_, seed_: self.episodes_fn(split, seed_)  # noqa: E731
+        return protocol.evaluate(
+            None, self.setup(split, num_episodes, seed), progress=progress,
+            log=log or (lambda message: None), predict_fn=predict_fn,
+            episodes_fn=episodes_fn, floor=floor)
+
+    @staticmethod
+    def write(results, output_dir):
+        return results_lib.write_results(output_dir, results, published=())
