@@ -78,7 +78,7 @@ def source_episode_sizes(specs_dir, num_descriptions, seed=0):
     for name in leaderboard.TEST_SOURCES:
         path = pathlib.Path(specs_dir) / f"{name}_dataset_spec.json"
         spec = dataset_spec_lib.load_dataset_spec(f"/unused/{name}", spec_file=str(path))
-        use_dag, use_bilevel = protocol._use_ontologies(name)
+        use_dag, use_bilevel = dataset_spec_lib.use_ontologies(name)
         sampler = sampling.EpisodeDescriptionSampler(
             spec, dataset_spec_lib.Split.TEST, config, use_dag_hierarchy=use_dag,
             use_bilevel_hierarchy=use_bilevel, rng=seed)

@@ -144,7 +144,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     _parse_gin(gin_config, gin_bindings)
     data_config = config_lib.DataConfig()
     image_size = image_size or data_config.image_height
-    split_enum = protocol.dataset_spec_lib._as_split(split)
+    split_enum = protocol.dataset_spec_lib.as_split(split)
 
     log(f"records: {records_root_dir}; sources: {', '.join(datasets)}; split: {split_enum.name}; "
         f"{num_episodes} episodes per source; seed: {seed}; image size: {image_size}")

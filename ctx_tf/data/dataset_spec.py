@@ -27,7 +27,6 @@ from ctx_tf.data.spec_base import (DEFAULT_FILE_PATTERN, POOL_FILE_PATTERN, SPEC
                                    DatasetSpecError, SpecBase, Split, as_split,
                                    check_contiguous, join_path)
 
-_as_split = as_split  # re-export for the merge, removed by the lead
 
 
 class DatasetSpecification(SpecBase):

@@ -39,7 +39,6 @@ import tensorflow as tf
 from ctx_tf.data import decoder as decoder_lib
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
-from ctx_tf.data.dataset_spec import use_ontologies  # re-export for the merge, removed by the lead
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.reader import ReaderError
 from ctx_tf.data.seeds import episode_seed

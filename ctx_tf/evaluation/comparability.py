@@ -64,15 +64,6 @@ class SourceCheck:
                    differences=tuple(payload.get("differences", ())))
 
 
-def _as_split(split):
-    if isinstance(split, dataset_spec_lib.Split):
-        return split
-    names = [s.name for s in _SPLITS]
-    if isinstance(split, str) and split.upper() in names:
-        return dataset_spec_lib.Split[split.upper()]
-    raise ValueError(f"split must be one of {names} (or a Split), got {split!r}")
-
-
 @functools.lru_cache(maxsize=None)
 def _official_spec(name):
     return dataset_spec_lib.dataset_spec_from_dict(
@@ -169,7 +160,7 @@ def check_source(name, spec, split="test"):
     """
     if name not in facts.SOURCES:
         return SourceCheck(name=name, official=False, matches=False, summary=NOT_OFFICIAL)
-    split = _as_split(split)
+    split = dataset_spec_lib.as_split(split)
     ours, official = _as_spec(name, spec), _official_spec(name)
     if type(ours) is not type(official):
         kind, official_kind = type(ours).__name__, type(official).__name__
@@ -248,7 +239,7 @@ def check_protocol(num_episodes, image_size, split, episode_config, published_im
     if image_size != published_image_size:
         reasons.append(f"image size {image_size} (the published row used "
                        f"{published_image_size})")
-    split = _as_split(split)
+    split = dataset_spec_lib.as_split(split)
     if split.name != PUBLISHED_SPLIT:
         reasons.append(f"the {split.name} split (the published rows are on {PUBLISHED_SPLIT})")
     if episode_config is None:

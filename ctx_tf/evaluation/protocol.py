@@ -106,13 +106,8 @@ def source_seed(seed, source_name):
 
 
 def sampling_name(source_name):
-    use_dag, use_bilevel = _use_ontologies(source_name)
+    use_dag, use_bilevel = dataset_spec_lib.use_ontologies(source_name)
     return "dag" if use_dag else "bilevel" if use_bilevel else "uniform"
-
-
-def _use_ontologies(source_name):
-    # The official trainer's rule (ctx_tf.data.pipeline.use_ontologies), with both on.
-    return source_name.startswith("ilsvrc_2012"), source_name == "omniglot"
 
 
 # ------------------------------------------------------------------------------ sources
@@ -145,7 +140,7 @@ def load_sources(records_root, source_names, split):
         source listed twice, or a source whose `split` has no classes (e.g. ilsvrc_2012_v2,
         or traffic_sign for VALID).
     """
-    split = dataset_spec_lib._as_split(split)
+    split = dataset_spec_lib.as_split(split)
     if not source_names:
         raise EvaluationError("no source to evaluate; pass --datasets=name1,name2,...")
     duplicates = sorted({s for s in source_names if list(source_names).count(s) > 1})
@@ -326,7 +321,7 @@ def _global_seed(seed):
 def episode_pipeline(spec, split, episode_config, seed, image_size, shuffle_buffer_size=1000,
                      read_buffer_size_bytes=None, num_prefetch=0):
     """The evaluation episode pipeline of one source (official protocol settings)."""
-    use_dag, use_bilevel = _use_ontologies(spec.name)
+    use_dag, use_bilevel = dataset_spec_lib.use_ontologies(spec.name)
     seed = source_seed(seed, spec.name)
     with _global_seed(seed):
         return pipeline.make_one_source_episode_pipeline(
@@ -352,7 +347,7 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
         (`seed` is the source's protocol seed); then `setup.records_root` is unused.
       floor: also record each episode's raw-pixel nearest-centroid accuracy.
     """
-    split = dataset_spec_lib._as_split(setup.split)
+    split = dataset_spec_lib.as_split(setup.split)
     config, overrides = evaluation_episode_config(setup.episode_config)
     for name, (configured, used) in overrides.items():
         log(f"evaluation uses EpisodeDescriptionConfig.{name} = {used!r} (configured: "

@@ -59,7 +59,7 @@ def training_episodes(specs, config, data_config, seed):
     """Training episodes (TRAIN split) of `specs`, an iterator of `Episode`."""
     simclr = getattr(config, "simclr_episode_fraction", 0.0)
     ignore = getattr(config, "ignore_hierarchy_probability", 0.0)
-    flags = [pipeline_lib.use_ontologies(
+    flags = [spec_lib.use_ontologies(
         s.name, getattr(config, "ignore_dag_ontology", False),
         getattr(config, "ignore_bilevel_ontology", False)) for s in specs]
     kwargs = data_config.pipeline_kwargs()
