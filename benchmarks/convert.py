@@ -20,6 +20,7 @@ from PIL import Image
 
 from ctx_tf.data.sources import engine
 from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.sources.report import format_duration
 
 # Images of each full source (official dataset_spec.json totals, rounded), by the kind of
 # image it is closest to.
@@ -83,7 +84,7 @@ def main():
                 engine.convert(plan, os.path.join(tmp, f"out_{kind}_{workers}"),
                                workers=workers, log=lambda _: None)
                 rate = total / (time.monotonic() - start)
-                projected = ", ".join(f"{name} {engine.format_duration(n / rate)}"
+                projected = ", ".join(f"{name} {format_duration(n / rate)}"
                                       for name, n in FULL_SOURCES[kind].items())
                 rows.append((kind, workers, rate, projected))
     print(f"{'images':<8} {'workers':>7} {'images/s':>9}  projected full source (h:mm:ss)")
