@@ -130,7 +130,6 @@ def test_missing_annotation_names_the_file(raw):
                             "class names, one a line")
 
 
-@pytest.mark.slow  # each worker process imports TensorFlow
 def test_one_or_two_workers_write_identical_files(raw, tmp_path):
     _convert(raw, tmp_path / "one", workers=1)
     lines = []
