@@ -13,7 +13,10 @@ Entry points:
 
 * :func:`write_source_from_arrays` - classes given as uint8/bool arrays in memory.
 * :func:`write_source_from_folder` - ``root/<class>/<image>`` or, bi-level,
-  ``root/<superclass>/<class>/<image>``.
+  ``root/<superclass>/<class>/<image>``, as a `SourcePlan` written by the conversion engine of
+  the Meta-Dataset sources (:mod:`ctx_tf.data.sources.engine`), so it shares their bad-image
+  policy: non-image files are left out and counted, unreadable images are named and skipped
+  (or refused with ``--strict``, leaving nothing behind), and a killed run resumes.
 
 The consistency check of a written (or official) source is :func:`ctx_tf.data.check.check_source`,
 also run by ``--check``.
@@ -25,28 +28,32 @@ Command line::
 
   python -m ctx_tf.data.writer --images_root=DIR --records_root=DIR --name=NAME \
       [--bilevel] [--valid_fraction=0.15] [--test_fraction=0.15] [--seed=0] \
-      [--splits_file=splits.json] [--invert] [--overwrite]
+      [--splits_file=splits.json] [--invert] [--overwrite] [--workers=N] [--strict]
   python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE]
 """
 
 import dataclasses
+import functools
 import os
 import pathlib
 from typing import Dict, List, Optional
 
 from absl import app, flags
+from PIL import Image
 
 from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
 from ctx_tf.data.dataset_spec import SPEC_FILENAME, DatasetSpecError
-from ctx_tf.data.image_encoding import encode_jpeg
+from ctx_tf.data.image_encoding import DEFAULT_JPEG_QUALITY, encode_jpeg
 from ctx_tf.data.records import SourceWriteError, encode_example, write_tfrecord
+from ctx_tf.data.sources import engine
+from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan, check_complete_jpeg
+from ctx_tf.data.sources.report import ConversionReport
 from ctx_tf.data.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION,
                                 load_splits_file, order_classes, resolve_splits)
 from ctx_tf.data.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec, make_dataset_spec,
                                      write_dataset_spec)
-
-
 
 
 def _prepare_output_dir(records_root, name, overwrite) -> pathlib.Path:
@@ -223,6 +230,10 @@ def write_source_from_arrays(records_root, name, images_per_class, class_names=N
     return _finish(out, name, spec_path, entries, per_split, sc_info, counts)
 
 
+# Files of a class folder that are images: what Pillow can open, by extension.
+IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
 def _list_dir(path: pathlib.Path, dirs: bool):
     names = []
     for entry in sorted(os.listdir(path)):
@@ -236,22 +247,39 @@ def _list_dir(path: pathlib.Path, dirs: bool):
     return names
 
 
-def write_source_from_folder(images_root, records_root, name, bilevel=False, splits=None,
-                             seed=DEFAULT_SEED, valid_fraction=DEFAULT_VALID_FRACTION,
-                             test_fraction=DEFAULT_TEST_FRACTION, invert=False, quality=75,
-                             overwrite=False, spec_path=None) -> WriteReport:
-    """Writes ``<records_root>/<name>/`` from a folder tree of image files.
+@dataclasses.dataclass(frozen=True)
+class FolderImage(ImageRef):
+    """An image file of a folder tree, saved with the writer's JPEG quality."""
 
-    Layout: ``images_root/<class>/<image>`` or, with ``bilevel=True``,
-    ``images_root/<superclass>/<class>/<image>``. Folders and files are taken in sorted name
-    order; hidden entries (names starting with ".") are skipped. Bi-level class names are
-    ``"<superclass>-<class>"``.
+    quality: int = DEFAULT_JPEG_QUALITY
 
-    ``splits`` splits classes (or superclasses when bi-level): a mapping from split name to
-    a list of folder names (kept in list order, like an official splits file), a triple of
-    counts over the sorted folders, or None for the seeded random split (default fractions
-    0.7/0.15/0.15, seed 0; see the module docstring).
-    """
+    def encode(self) -> bytes:
+        data = encode_jpeg(self.path, quality=self.quality, invert=self.invert)
+        check_complete_jpeg(data)
+        return data
+
+
+def _list_images(directory: pathlib.Path, invert, quality):
+    """(the FolderImage items of a class folder in name order, [(path, reason)] left out)."""
+    items, skipped = [], []
+    for entry in sorted(os.listdir(directory)):
+        path = directory / entry
+        if path.is_dir():
+            if not entry.startswith("."):
+                skipped.append((str(path), "a folder inside a class folder"))
+        elif entry.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append((str(path), "not an image file"))
+        else:
+            items.append(FolderImage(str(path), invert=invert, quality=quality))
+    return tuple(items), skipped
+
+
+def folder_plan(images_root, name, bilevel=False, splits=None, seed=DEFAULT_SEED,
+                valid_fraction=DEFAULT_VALID_FRACTION, test_fraction=DEFAULT_TEST_FRACTION,
+                invert=False, quality=DEFAULT_JPEG_QUALITY) -> SourcePlan:
+    """The `SourcePlan` of a folder tree (see :func:`write_source_from_folder`)."""
+    if not name or os.sep in name or name in (".", ".."):
+        raise SourceWriteError(f"invalid source name {name!r}")
     root = pathlib.Path(images_root)
     if not root.is_dir():
         raise SourceWriteError(f"images root {root} is not a directory")
@@ -277,26 +305,48 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
     what = "superclass" if bilevel else "class"
     split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
     order, per_split, sc_info = order_classes(class_names, superclasses, split_items)
+    classes, skipped = [], []
+    for i in order:
+        images, left_out = _list_images(class_dirs[i], invert, int(quality))
+        if not images:
+            raise SourceWriteError(f"class folder {class_dirs[i]} holds no image file")
+        skipped.extend(left_out)
+        classes.append(ClassPlan(class_names[i], functools.partial(iter, images), len(images)))
+    spec_type, fields = "flat", {}
+    if sc_info is not None:
+        spec_type = "bilevel"
+        fields = {"superclass_names": sc_info[0],
+                  "superclasses_per_split": dict(zip(SPLIT_NAMES, sc_info[1])),
+                  "classes_per_superclass": sc_info[2]}
+    return SourcePlan(name, tuple(classes), dict(zip(SPLIT_NAMES, per_split)),
+                      spec_type=spec_type, spec_fields=fields, skipped=tuple(skipped))
 
-    def images_of(d):
-        def gen():
-            files = _list_dir(d, dirs=False)
-            for f in files:
-                try:
-                    yield encode_jpeg(d / f, quality=quality, invert=invert)
-                except SourceWriteError:
-                    raise
-                except Exception as e:  # pylint: disable=broad-except
-                    raise SourceWriteError(f"cannot read image {d / f}: {e}") from e
-        return gen
 
-    entries = [_ClassToWrite(class_names[i], images_of(class_dirs[i]), str(class_dirs[i]))
-               for i in order]
-    out = _prepare_output_dir(records_root, name, overwrite)
-    counts = _write_classes(out, entries)
-    if spec_path is None:
-        spec_path = os.path.join(str(records_root), name)
-    return _finish(out, name, spec_path, entries, per_split, sc_info, counts)
+def write_source_from_folder(images_root, records_root, name, bilevel=False, splits=None,
+                             seed=DEFAULT_SEED, valid_fraction=DEFAULT_VALID_FRACTION,
+                             test_fraction=DEFAULT_TEST_FRACTION, invert=False,
+                             quality=DEFAULT_JPEG_QUALITY, overwrite=False, spec_path=None,
+                             workers=1, strict=False, log=None) -> ConversionReport:
+    """Writes ``<records_root>/<name>/`` from a folder tree of image files, with the
+    conversion engine of the Meta-Dataset sources (resume, bad-image policy, report).
+
+    Layout: ``images_root/<class>/<image>`` or, with ``bilevel=True``,
+    ``images_root/<superclass>/<class>/<image>``. Folders and files are taken in sorted name
+    order. Files that are not images (hidden files such as .DS_Store, Thumbs.db, CSV, text:
+    any extension Pillow does not open) are left out and counted in the report. An image that
+    cannot be read is named in the report and skipped (the spec counts what was written), or
+    refused with ``strict=True``, which leaves nothing behind. Bi-level class names are
+    ``"<superclass>-<class>"``.
+
+    ``splits`` splits classes (or superclasses when bi-level): a mapping from split name to
+    a list of folder names (kept in list order, like an official splits file), a triple of
+    counts over the sorted folders, or None for the seeded random split (default fractions
+    0.7/0.15/0.15, seed 0; see the module docstring).
+    """
+    plan = folder_plan(images_root, name, bilevel, splits, seed, valid_fraction, test_fraction,
+                       invert, quality)
+    return engine.convert(plan, records_root, workers=workers, strict=strict,
+                          overwrite=overwrite, spec_path=spec_path, log=log)
 
 
 # ------------------------------------------------------------------------------------------
@@ -322,7 +372,7 @@ def run_cli(flag_values) -> int:
     report = write_source_from_folder(
         f.images_root, f.records_root, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
         valid_fraction=f.valid_fraction, test_fraction=f.test_fraction, invert=f.invert,
-        overwrite=f.overwrite)
+        overwrite=f.overwrite, workers=f.workers, strict=f.strict)
     print(report.summary())
     return 0
 
@@ -348,8 +398,13 @@ def define_flags(flag_values=None):
                         "class (superclass) folder names; overrides the random split.",
                         flag_values=fv)
     flags.DEFINE_bool("invert", False, "Colour-invert the images.", flag_values=fv)
-    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder.",
+    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder "
+                      "(without it, the folder of an interrupted run is resumed).",
                       flag_values=fv)
+    flags.DEFINE_integer("workers", 1, "Processes writing classes in parallel.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_bool("strict", False, "Refuse an unreadable image instead of skipping it "
+                      "(and leave nothing behind).", flag_values=fv)
     flags.DEFINE_string("check", None, "Only check this source folder and exit.",
                         flag_values=fv)
     flags.DEFINE_string("reference_spec", None, "With --check: also compare the source's spec "
@@ -362,7 +417,7 @@ def _main(argv):
         raise SystemExit(f"ctx_tf.data.writer: error: unexpected arguments: {argv[1:]}")
     try:
         return run_cli(flags.FLAGS)
-    except (SourceWriteError, DatasetSpecError, OSError) as e:
+    except (SourceWriteError, SourceConversionError, DatasetSpecError, OSError) as e:
         raise SystemExit(f"ctx_tf.data.writer: error: {e}") from None
 
 

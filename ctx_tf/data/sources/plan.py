@@ -39,7 +39,7 @@ def _bitmaps(path):
     return np.load(path, mmap_mode="r")  # rows are read on demand, one class file at a time
 
 
-def _check_complete_jpeg(data):
+def check_complete_jpeg(data):
     """Decodes a JPEG at 1/8 scale: kept byte for byte, a truncated file would only fail
     when training reads it; the reduced decode still reads every byte of the scan."""
     if data[:2] == b"\xff\xd8":
@@ -71,7 +71,7 @@ class ImageRef:
         if self.row is not None:
             return image_encoding.encode_bitmap_row(_bitmaps(self.path)[self.row])
         data = image_encoding.encode_image_file(self.path, crop=self.crop, invert=self.invert)
-        _check_complete_jpeg(data)
+        check_complete_jpeg(data)
         return data
 
 

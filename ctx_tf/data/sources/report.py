@@ -84,8 +84,10 @@ class ConversionReport:
                  f"{self.num_images} images ({self.classes_written} classes written, "
                  f"{self.classes_resumed} kept from an earlier run) in "
                  f"{format_duration(self.seconds)}"]
-        lines += [f"  {s}: {self.classes_per_split[s]} classes, {self.images_per_split[s]} "
-                  "images" for s in SPLITS]
+        supers = self.superclasses_per_split
+        lines += [f"  {s}: {self.classes_per_split[s]} classes"
+                  + (f" in {supers[s]} superclasses" if supers else "")
+                  + f", {self.images_per_split[s]} images" for s in SPLITS]
         if self.skipped:
             reasons = {}
             for _, reason in self.skipped:
