@@ -29,26 +29,23 @@ Command line::
   python -m ctx_tf.data.writer --images_root=DIR --records_root=DIR --name=NAME \
       [--bilevel] [--valid_fraction=0.15] [--test_fraction=0.15] [--seed=0] \
       [--splits_file=splits.json] [--invert] [--overwrite] [--workers=N] [--strict]
-  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE]
+  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE|official]
 """
 
 import dataclasses
-import functools
 import os
 import pathlib
 from typing import Dict, List, Optional
 
 from absl import app, flags
-from PIL import Image
 
 from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
 from ctx_tf.data.dataset_spec import SPEC_FILENAME, DatasetSpecError
 from ctx_tf.data.image_encoding import DEFAULT_JPEG_QUALITY, encode_jpeg
 from ctx_tf.data.records import SourceWriteError, encode_example, write_tfrecord
-from ctx_tf.data.sources import engine
+from ctx_tf.data.sources import engine, folder
 from ctx_tf.data.sources.common import SourceConversionError
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan, check_complete_jpeg
 from ctx_tf.data.sources.report import ConversionReport
 from ctx_tf.data.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION,
                                 load_splits_file, order_classes, resolve_splits)
@@ -230,98 +227,6 @@ def write_source_from_arrays(records_root, name, images_per_class, class_names=N
     return _finish(out, name, spec_path, entries, per_split, sc_info, counts)
 
 
-# Files of a class folder that are images: what Pillow can open, by extension.
-IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in Image.registered_extensions())
-
-
-def _list_dir(path: pathlib.Path, dirs: bool):
-    names = []
-    for entry in sorted(os.listdir(path)):
-        if entry.startswith("."):
-            continue
-        p = path / entry
-        if dirs and p.is_dir():
-            names.append(entry)
-        elif not dirs and p.is_file():
-            names.append(entry)
-    return names
-
-
-@dataclasses.dataclass(frozen=True)
-class FolderImage(ImageRef):
-    """An image file of a folder tree, saved with the writer's JPEG quality."""
-
-    quality: int = DEFAULT_JPEG_QUALITY
-
-    def encode(self) -> bytes:
-        data = encode_jpeg(self.path, quality=self.quality, invert=self.invert)
-        check_complete_jpeg(data)
-        return data
-
-
-def _list_images(directory: pathlib.Path, invert, quality):
-    """(the FolderImage items of a class folder in name order, [(path, reason)] left out)."""
-    items, skipped = [], []
-    for entry in sorted(os.listdir(directory)):
-        path = directory / entry
-        if path.is_dir():
-            if not entry.startswith("."):
-                skipped.append((str(path), "a folder inside a class folder"))
-        elif entry.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append((str(path), "not an image file"))
-        else:
-            items.append(FolderImage(str(path), invert=invert, quality=quality))
-    return tuple(items), skipped
-
-
-def folder_plan(images_root, name, bilevel=False, splits=None, seed=DEFAULT_SEED,
-                valid_fraction=DEFAULT_VALID_FRACTION, test_fraction=DEFAULT_TEST_FRACTION,
-                invert=False, quality=DEFAULT_JPEG_QUALITY) -> SourcePlan:
-    """The `SourcePlan` of a folder tree (see :func:`write_source_from_folder`)."""
-    if not name or os.sep in name or name in (".", ".."):
-        raise SourceWriteError(f"invalid source name {name!r}")
-    root = pathlib.Path(images_root)
-    if not root.is_dir():
-        raise SourceWriteError(f"images root {root} is not a directory")
-    class_dirs, class_names, superclasses = [], [], None
-    if bilevel:
-        superclasses = []
-        for sc in _list_dir(root, dirs=True):
-            members = []
-            for c in _list_dir(root / sc, dirs=True):
-                members.append(len(class_dirs))
-                class_dirs.append(root / sc / c)
-                class_names.append(f"{sc}-{c}")
-            if not members:
-                raise SourceWriteError(f"superclass folder {root / sc} has no class folders")
-            superclasses.append((sc, members))
-    else:
-        for c in _list_dir(root, dirs=True):
-            class_dirs.append(root / c)
-            class_names.append(c)
-    if not class_dirs:
-        raise SourceWriteError(f"no class folders found under {root}")
-    items = [n for n, _ in superclasses] if bilevel else class_names
-    what = "superclass" if bilevel else "class"
-    split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
-    order, per_split, sc_info = order_classes(class_names, superclasses, split_items)
-    classes, skipped = [], []
-    for i in order:
-        images, left_out = _list_images(class_dirs[i], invert, int(quality))
-        if not images:
-            raise SourceWriteError(f"class folder {class_dirs[i]} holds no image file")
-        skipped.extend(left_out)
-        classes.append(ClassPlan(class_names[i], functools.partial(iter, images), len(images)))
-    spec_type, fields = "flat", {}
-    if sc_info is not None:
-        spec_type = "bilevel"
-        fields = {"superclass_names": sc_info[0],
-                  "superclasses_per_split": dict(zip(SPLIT_NAMES, sc_info[1])),
-                  "classes_per_superclass": sc_info[2]}
-    return SourcePlan(name, tuple(classes), dict(zip(SPLIT_NAMES, per_split)),
-                      spec_type=spec_type, spec_fields=fields, skipped=tuple(skipped))
-
-
 def write_source_from_folder(images_root, records_root, name, bilevel=False, splits=None,
                              seed=DEFAULT_SEED, valid_fraction=DEFAULT_VALID_FRACTION,
                              test_fraction=DEFAULT_TEST_FRACTION, invert=False,
@@ -343,8 +248,8 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
     counts over the sorted folders, or None for the seeded random split (default fractions
     0.7/0.15/0.15, seed 0; see the module docstring).
     """
-    plan = folder_plan(images_root, name, bilevel, splits, seed, valid_fraction, test_fraction,
-                       invert, quality)
+    plan = folder.folder_plan(images_root, name, bilevel, splits, seed, valid_fraction,
+                              test_fraction, invert, quality)
     return engine.convert(plan, records_root, workers=workers, strict=strict,
                           overwrite=overwrite, spec_path=spec_path, log=log)
 
@@ -408,7 +313,9 @@ def define_flags(flag_values=None):
     flags.DEFINE_string("check", None, "Only check this source folder and exit.",
                         flag_values=fv)
     flags.DEFINE_string("reference_spec", None, "With --check: also compare the source's spec "
-                        "with this dataset_spec.json (e.g. the official one).", flag_values=fv)
+                        "with this dataset_spec.json, or with 'official': the official spec of "
+                        "the Meta-Dataset source of that name (shipped with ctx_tf).",
+                        flag_values=fv)
     return fv
 
 

@@ -11,6 +11,7 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 from PIL import Image
 
 from ctx_tf.data import check, facts, image_encoding, records
@@ -93,6 +94,12 @@ def test_dtd_with_a_stray_file_skipped_and_counted(tmp_path):
             sorted(p for p in folder.iterdir() if p.suffix == ".jpg"))
     assert [w for w, _ in report.skipped] == [str(raw / "images" / "waffled" / ".directory")]
     assert "left out 1 file(s)" in report.summary()
+    # Against the official spec shipped with ctx_tf: same classes and splits, fewer images.
+    checked = check.check_source(tmp_path / "records" / "dtd", raise_on_error=False,
+                                 reference_spec="official")
+    assert not checked.problems and checked.reference_differences
+    assert all("images" in d and "official dtd spec" in d
+               for d in checked.reference_differences), checked.reference_differences
 
 
 def test_vgg_flower_records(tmp_path):
@@ -273,8 +280,8 @@ def test_cli_all_two_sources(tmp_path, capsys, monkeypatch):
                                       sorted(official_class_names("quickdraw")))
     # `all` with the registry narrowed to two sources: every other needs its own download.
     monkeypatch.setattr(registry, "SOURCES", ("dtd", "quickdraw"))
-    fv = define_flags(__import__("absl.flags").flags.FlagValues())
-    fv([f"prog", "--source=all", f"--raw_dir=dtd={dtd_raw}", f"--raw_dir=quickdraw={qd_raw}",
+    fv = define_flags(flags.FlagValues())
+    fv(["prog", "--source=all", f"--raw_dir=dtd={dtd_raw}", f"--raw_dir=quickdraw={qd_raw}",
         f"--records_root_dir={tmp_path / 'out'}", "--workers=1"])
     assert run_cli(fv) == 0
     out = capsys.readouterr().out
