@@ -11,9 +11,15 @@ Resume: `conversion_manifest.json` in the source folder records each finished cl
 count and unreadable images. A rerun keeps every class whose file still holds that many
 records and redoes the rest; `overwrite=True` starts afresh.
 
-Bad images: an image the encoder cannot read is named (path: reason) and skipped, the spec
-counting only what was written, or refused with `strict=True`, which also removes everything
-the run wrote. The unreadable images of a source are listed in `conversion_report.txt`.
+Bad images, one policy for every source (and the writer's image folders): an image whose item
+cannot be encoded is named (where: reason) and skipped, the spec counting only what was
+written, or refused with `strict=True`, which also removes everything the run wrote. The
+unreadable images of a source are listed in `conversion_report.txt`. The default is the
+official ImageNet and MSCOCO rule (`skip_on_error`, images that cannot be opened are skipped),
+here reported instead of logged; the official converter crashes on the other sources, which
+`strict=True` reproduces without leaving half a source behind. Records the official rules leave
+out once the image is seen (an item's `plan.LeftOut`, e.g. an empty MSCOCO box) are counted
+in the report's `skipped` beside the plan's own skipped files, never refused.
 """
 
 import concurrent.futures
