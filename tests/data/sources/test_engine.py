@@ -2,13 +2,15 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from ctx_tf.data import writer
 from ctx_tf.data.dataset_spec import load_dataset_spec
-from ctx_tf.data.sources import engine
 from ctx_tf.data.records import count_records
+from ctx_tf.data.sources import engine
 from ctx_tf.data.sources.common import SourceConversionError
 from tests.data.sources import toy_source
 
@@ -136,3 +138,16 @@ def test_one_or_two_workers_write_identical_files(raw, tmp_path):
     _convert(raw, tmp_path / "two", lines, workers=2)
     assert "with 2 worker(s)" in lines[0]
     assert _files(tmp_path / "one" / "toy") == _files(tmp_path / "two" / "toy")
+
+
+def test_workers_import_no_tensorflow():
+    # A spawned worker imports the engine and the source modules of its plan; TensorFlow would
+    # cost each worker seconds of start-up.
+    modules = ", ".join(f"ctx_tf.data.sources.{m}" for m in (
+        "engine", "folder", "ilsvrc", "mini_imagenet", "mscoco", "aircraft", "cu_birds", "dtd",
+        "vgg_flower", "traffic_sign", "quickdraw", "fungi", "omniglot", "__main__"))
+    code = (f"import sys, {modules}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
