@@ -36,6 +36,8 @@ setuptools.setup(
         "matplotlib>=3.5",
         # Reads VGG Flower's imagelabels.mat (MATLAB v5), as the official converter does.
         "scipy>=1.7",
+        # CRC32C of the TFRecord framing, so converter workers need no TensorFlow.
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "test": ["pytest>=7"],

@@ -16,10 +16,14 @@ from typing import Dict, List
 
 import tensorflow as tf
 
+from ctx_tf.data import facts
 from ctx_tf.data.dataset_spec import (SPEC_FILENAME, BiLevelDatasetSpecification,
-                                      DatasetSpecError, Split, load_dataset_spec)
+                                      DatasetSpecError, Split, dataset_spec_from_dict,
+                                      load_dataset_spec)
 from ctx_tf.data.records import EXAMPLE_KEYS
 
+# --reference_spec value naming the shipped official spec of the checked source.
+OFFICIAL = "official"
 # Problems listed in an exception message; the report keeps them all.
 _SHOWN_PROBLEMS = 40
 
@@ -128,10 +132,20 @@ def _check_record(raw, class_id):
     return None
 
 
-def _load_reference(reference_spec):
-    """(spec, label for its differences) of a spec, a spec file or a source folder."""
+def _load_reference(reference_spec, name):
+    """(spec, label for its differences) of a spec, a spec file, a source folder, or
+    "official": the shipped official spec of the Meta-Dataset source `name`."""
     if hasattr(reference_spec, "num_classes"):
         return reference_spec, "reference spec"
+    if reference_spec == OFFICIAL:
+        try:
+            data = facts.dataset_spec(name)
+        except KeyError:
+            raise DatasetSpecError(
+                f"--reference_spec=official: {name!r} is not a Meta-Dataset source; official "
+                f"specs exist for {', '.join(facts.SOURCES)}") from None
+        return dataset_spec_from_dict(data, source=f"official {name} spec"), \
+            f"official {name} spec"
     path = os.fspath(reference_spec)
     if os.path.isdir(path):
         return load_dataset_spec(path, check_name=False), f"reference spec {path}"
@@ -189,7 +203,9 @@ def check_source(directory, raise_on_error=True, max_problems_per_file=3,
     (record framing and CRCs intact); each file's record count equals the spec's image count
     for that class; every record is an Example with exactly the keys ``image`` (one bytes
     value) and ``label`` (one int64 equal to the file's class id). With ``reference_spec``
-    (a spec, a spec file or a source folder) the spec is compared with it too.
+    (a spec, a spec file, a source folder, or ``"official"``: the official spec of the
+    Meta-Dataset source of that name, shipped in :mod:`ctx_tf.data.facts`) the spec is
+    compared with it too.
 
     Returns a :class:`SourceCheckReport`; raises :class:`SourceCheckError` listing all
     problems when there are any (unless ``raise_on_error=False``). A missing folder or a bad
@@ -202,7 +218,7 @@ def check_source(directory, raise_on_error=True, max_problems_per_file=3,
     spec = load_dataset_spec(str(directory), check_name=False)
     differences = []
     if reference_spec is not None:
-        differences = compare_specs(spec, *_load_reference(reference_spec))
+        differences = compare_specs(spec, *_load_reference(reference_spec, spec.name))
     problems = []
     dir_name = os.path.basename(os.path.normpath(str(directory.resolve())))
     if spec.name != dir_name:

@@ -2,10 +2,16 @@
 
 Every record is a serialized ``tf.train.Example`` with exactly two features: ``image`` (the
 encoded image bytes) and ``label`` (the absolute class id, int64). One file per class,
-``{class_id}.tfrecords``, written with TensorFlow's TFRecord framing (length, CRC32C).
+``{class_id}.tfrecords``, in TensorFlow's TFRecord framing, written and read here in plain
+Python (no TensorFlow, so converter worker processes start in well under a second): each
+record is its length (uint64, little-endian), the masked CRC32C of those 8 bytes, the payload
+and the masked CRC32C of the payload (uint32s, little-endian).
 """
 
-import tensorflow as tf
+import os
+import struct
+
+import google_crc32c
 
 from ctx_tf.files import atomic_write_with
 
@@ -59,6 +65,80 @@ def encode_example(image_bytes, label) -> bytes:
     return length_delimited(0x0A, entries)  # Example.features = field 1
 
 
+_MASK_DELTA = 0xA282EAD8
+
+
+def masked_crc32c(data) -> int:
+    """TFRecord's checksum: the CRC32C rotated right by 15 bits plus a constant (mod 2**32),
+    so that a CRC of data that holds CRCs stays unlike them."""
+    crc = google_crc32c.value(bytes(data))
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame(record) -> bytes:
+    """One record in TFRecord framing."""
+    header = struct.pack("<Q", len(record))
+    return b"".join((header, struct.pack("<I", masked_crc32c(header)), bytes(record),
+                     struct.pack("<I", masked_crc32c(record))))
+
+
+class TFRecordDamage(ValueError):
+    """A TFRecord file whose framing or checksums are wrong (names the file and offset)."""
+
+
+def read_tfrecord(path, verify=True):
+    """Yields the records of a TFRecord file; raises TFRecordDamage at a truncated record or
+    (with `verify`) a checksum mismatch, after yielding the records before it."""
+    with open(path, "rb") as f:
+        offset = 0
+        while True:
+            header = f.read(12)
+            if not header:
+                return
+            if len(header) < 12:
+                raise TFRecordDamage(f"{path}: truncated record header at byte {offset}")
+            (length,) = struct.unpack("<Q", header[:8])
+            if verify and struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+                raise TFRecordDamage(f"{path}: corrupt length checksum at byte {offset}")
+            payload = f.read(length)
+            footer = f.read(4)
+            if len(payload) < length or len(footer) < 4:
+                raise TFRecordDamage(f"{path}: truncated record at byte {offset}")
+            if verify and struct.unpack("<I", footer)[0] != masked_crc32c(payload):
+                raise TFRecordDamage(f"{path}: corrupt data checksum at byte {offset}")
+            yield payload
+            offset += 16 + length
+
+
+def count_records(path):
+    """The number of records of a TFRecord file from its lengths only (no payload is read);
+    None when the file is missing, unreadable or its framing is truncated."""
+    try:
+        size = os.path.getsize(path)
+        count, position = 0, 0
+        with open(path, "rb") as f:
+            while position < size:
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                position += 16 + struct.unpack("<Q", header)[0]
+                if position > size:
+                    return None
+                f.seek(position)
+                count += 1
+        return count
+    except OSError:
+        return None
+
+
+def _open_for_writing(path):
+    if "://" in path:  # gs:// and the like: only TensorFlow's file layer reaches them
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        return tf.io.gfile.GFile(path, "wb")
+    return open(path, "wb")
+
+
 def write_tfrecord(path, serialized_examples) -> int:
     """Writes the records of ``serialized_examples`` to ``path`` atomically; returns their count.
 
@@ -68,9 +148,9 @@ def write_tfrecord(path, serialized_examples) -> int:
 
     def write(tmp):
         nonlocal count
-        with tf.io.TFRecordWriter(tmp) as w:
+        with _open_for_writing(tmp) as f:
             for record in serialized_examples:
-                w.write(record)
+                f.write(frame(record))
                 count += 1
 
     atomic_write_with(path, write)

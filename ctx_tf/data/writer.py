@@ -13,7 +13,10 @@ Entry points:
 
 * :func:`write_source_from_arrays` - classes given as uint8/bool arrays in memory.
 * :func:`write_source_from_folder` - ``root/<class>/<image>`` or, bi-level,
-  ``root/<superclass>/<class>/<image>``.
+  ``root/<superclass>/<class>/<image>``, as a `SourcePlan` written by the conversion engine of
+  the Meta-Dataset sources (:mod:`ctx_tf.data.sources.engine`), so it shares their bad-image
+  policy: non-image files are left out and counted, unreadable images are named and skipped
+  (or refused with ``--strict``, leaving nothing behind), and a killed run resumes.
 
 The consistency check of a written (or official) source is :func:`ctx_tf.data.check.check_source`,
 also run by ``--check``.
@@ -25,8 +28,8 @@ Command line::
 
   python -m ctx_tf.data.writer --images_root=DIR --records_root=DIR --name=NAME \
       [--bilevel] [--valid_fraction=0.15] [--test_fraction=0.15] [--seed=0] \
-      [--splits_file=splits.json] [--invert] [--overwrite]
-  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE]
+      [--splits_file=splits.json] [--invert] [--overwrite] [--workers=N] [--strict]
+  python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE|official]
 """
 
 import dataclasses
@@ -39,14 +42,15 @@ from absl import app, flags
 from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
 from ctx_tf.data.dataset_spec import SPEC_FILENAME, DatasetSpecError
-from ctx_tf.data.image_encoding import encode_jpeg
+from ctx_tf.data.image_encoding import DEFAULT_JPEG_QUALITY, encode_jpeg
 from ctx_tf.data.records import SourceWriteError, encode_example, write_tfrecord
+from ctx_tf.data.sources import engine, folder
+from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.sources.report import ConversionReport
 from ctx_tf.data.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION,
                                 load_splits_file, order_classes, resolve_splits)
 from ctx_tf.data.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec, make_dataset_spec,
                                      write_dataset_spec)
-
-
 
 
 def _prepare_output_dir(records_root, name, overwrite) -> pathlib.Path:
@@ -223,28 +227,20 @@ def write_source_from_arrays(records_root, name, images_per_class, class_names=N
     return _finish(out, name, spec_path, entries, per_split, sc_info, counts)
 
 
-def _list_dir(path: pathlib.Path, dirs: bool):
-    names = []
-    for entry in sorted(os.listdir(path)):
-        if entry.startswith("."):
-            continue
-        p = path / entry
-        if dirs and p.is_dir():
-            names.append(entry)
-        elif not dirs and p.is_file():
-            names.append(entry)
-    return names
-
-
 def write_source_from_folder(images_root, records_root, name, bilevel=False, splits=None,
                              seed=DEFAULT_SEED, valid_fraction=DEFAULT_VALID_FRACTION,
-                             test_fraction=DEFAULT_TEST_FRACTION, invert=False, quality=75,
-                             overwrite=False, spec_path=None) -> WriteReport:
-    """Writes ``<records_root>/<name>/`` from a folder tree of image files.
+                             test_fraction=DEFAULT_TEST_FRACTION, invert=False,
+                             quality=DEFAULT_JPEG_QUALITY, overwrite=False, spec_path=None,
+                             workers=1, strict=False, log=None) -> ConversionReport:
+    """Writes ``<records_root>/<name>/`` from a folder tree of image files, with the
+    conversion engine of the Meta-Dataset sources (resume, bad-image policy, report).
 
     Layout: ``images_root/<class>/<image>`` or, with ``bilevel=True``,
     ``images_root/<superclass>/<class>/<image>``. Folders and files are taken in sorted name
-    order; hidden entries (names starting with ".") are skipped. Bi-level class names are
+    order. Files that are not images (hidden files such as .DS_Store, Thumbs.db, CSV, text:
+    any extension Pillow does not open) are left out and counted in the report. An image that
+    cannot be read is named in the report and skipped (the spec counts what was written), or
+    refused with ``strict=True``, which leaves nothing behind. Bi-level class names are
     ``"<superclass>-<class>"``.
 
     ``splits`` splits classes (or superclasses when bi-level): a mapping from split name to
@@ -252,51 +248,10 @@ def write_source_from_folder(images_root, records_root, name, bilevel=False, spl
     counts over the sorted folders, or None for the seeded random split (default fractions
     0.7/0.15/0.15, seed 0; see the module docstring).
     """
-    root = pathlib.Path(images_root)
-    if not root.is_dir():
-        raise SourceWriteError(f"images root {root} is not a directory")
-    class_dirs, class_names, superclasses = [], [], None
-    if bilevel:
-        superclasses = []
-        for sc in _list_dir(root, dirs=True):
-            members = []
-            for c in _list_dir(root / sc, dirs=True):
-                members.append(len(class_dirs))
-                class_dirs.append(root / sc / c)
-                class_names.append(f"{sc}-{c}")
-            if not members:
-                raise SourceWriteError(f"superclass folder {root / sc} has no class folders")
-            superclasses.append((sc, members))
-    else:
-        for c in _list_dir(root, dirs=True):
-            class_dirs.append(root / c)
-            class_names.append(c)
-    if not class_dirs:
-        raise SourceWriteError(f"no class folders found under {root}")
-    items = [n for n, _ in superclasses] if bilevel else class_names
-    what = "superclass" if bilevel else "class"
-    split_items = resolve_splits(items, splits, seed, valid_fraction, test_fraction, what)
-    order, per_split, sc_info = order_classes(class_names, superclasses, split_items)
-
-    def images_of(d):
-        def gen():
-            files = _list_dir(d, dirs=False)
-            for f in files:
-                try:
-                    yield encode_jpeg(d / f, quality=quality, invert=invert)
-                except SourceWriteError:
-                    raise
-                except Exception as e:  # pylint: disable=broad-except
-                    raise SourceWriteError(f"cannot read image {d / f}: {e}") from e
-        return gen
-
-    entries = [_ClassToWrite(class_names[i], images_of(class_dirs[i]), str(class_dirs[i]))
-               for i in order]
-    out = _prepare_output_dir(records_root, name, overwrite)
-    counts = _write_classes(out, entries)
-    if spec_path is None:
-        spec_path = os.path.join(str(records_root), name)
-    return _finish(out, name, spec_path, entries, per_split, sc_info, counts)
+    plan = folder.folder_plan(images_root, name, bilevel, splits, seed, valid_fraction,
+                              test_fraction, invert, quality)
+    return engine.convert(plan, records_root, workers=workers, strict=strict,
+                          overwrite=overwrite, spec_path=spec_path, log=log)
 
 
 # ------------------------------------------------------------------------------------------
@@ -322,7 +277,7 @@ def run_cli(flag_values) -> int:
     report = write_source_from_folder(
         f.images_root, f.records_root, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
         valid_fraction=f.valid_fraction, test_fraction=f.test_fraction, invert=f.invert,
-        overwrite=f.overwrite)
+        overwrite=f.overwrite, workers=f.workers, strict=f.strict)
     print(report.summary())
     return 0
 
@@ -348,12 +303,19 @@ def define_flags(flag_values=None):
                         "class (superclass) folder names; overrides the random split.",
                         flag_values=fv)
     flags.DEFINE_bool("invert", False, "Colour-invert the images.", flag_values=fv)
-    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder.",
+    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty source folder "
+                      "(without it, the folder of an interrupted run is resumed).",
                       flag_values=fv)
+    flags.DEFINE_integer("workers", 1, "Processes writing classes in parallel.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_bool("strict", False, "Refuse an unreadable image instead of skipping it "
+                      "(and leave nothing behind).", flag_values=fv)
     flags.DEFINE_string("check", None, "Only check this source folder and exit.",
                         flag_values=fv)
     flags.DEFINE_string("reference_spec", None, "With --check: also compare the source's spec "
-                        "with this dataset_spec.json (e.g. the official one).", flag_values=fv)
+                        "with this dataset_spec.json, or with 'official': the official spec of "
+                        "the Meta-Dataset source of that name (shipped with ctx_tf).",
+                        flag_values=fv)
     return fv
 
 
@@ -362,7 +324,7 @@ def _main(argv):
         raise SystemExit(f"ctx_tf.data.writer: error: unexpected arguments: {argv[1:]}")
     try:
         return run_cli(flags.FLAGS)
-    except (SourceWriteError, DatasetSpecError, OSError) as e:
+    except (SourceWriteError, SourceConversionError, DatasetSpecError, OSError) as e:
         raise SystemExit(f"ctx_tf.data.writer: error: {e}") from None
 
 

@@ -152,3 +152,10 @@ def test_check_official_omniglot_records():
     report = check.check_source(directory, reference_spec=reference)
     assert report.ok and report.num_classes == 1623 and report.num_records == 32460
     assert report.records_per_split == {"TRAIN": 17660, "VALID": 1620, "TEST": 13180}
+
+
+def test_official_reference_needs_a_meta_dataset_source(good_source):
+    with pytest.raises(DatasetSpecError, match=r"--reference_spec=official: 'chk' is not a "
+                                               r"Meta-Dataset source; official specs exist for "
+                                               r"ilsvrc_2012, "):
+        check.check_source(good_source, reference_spec=check.OFFICIAL)

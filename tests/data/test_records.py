@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -62,3 +63,45 @@ def test_failed_write_keeps_existing_file(tmp_path):
         records.write_tfrecord(path, examples())
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["0.tfrecords"]
+
+
+def test_framing_is_byte_identical_to_tensorflow(tmp_path, rng_seed):
+    rng = np.random.default_rng(rng_seed)
+    payloads = [b"", b"x"] + [rng.bytes(int(n)) for n in rng.integers(1, 70000, size=6)]
+    ours, theirs = tmp_path / "ours.tfrecords", str(tmp_path / "tf.tfrecords")
+    assert records.write_tfrecord(ours, iter(payloads)) == len(payloads)
+    with tf.io.TFRecordWriter(theirs) as w:
+        for payload in payloads:
+            w.write(payload)
+    assert ours.read_bytes() == open(theirs, "rb").read()
+    assert list(records.read_tfrecord(theirs)) == payloads
+    assert records.count_records(theirs) == len(payloads)
+
+
+def test_masked_crc32c_known_value():
+    # CRC32C("123456789") = 0xE3069283 (the standard check value), then TFRecord's mask.
+    crc = 0xE3069283
+    assert records.masked_crc32c(b"123456789") == (
+        ((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def test_read_tfrecord_names_damage(tmp_path):
+    path = tmp_path / "0.tfrecords"
+    records.write_tfrecord(path, iter([b"abc", b"defg"]))
+    data = bytearray(path.read_bytes())
+    data[-6] ^= 1  # a payload byte of the second record
+    path.write_bytes(bytes(data))
+    got = []
+    with pytest.raises(records.TFRecordDamage, match="corrupt data checksum at byte 19"):
+        got.extend(records.read_tfrecord(path))
+    assert got == [b"abc"]
+    path.write_bytes(bytes(data[:-3]))
+    with pytest.raises(records.TFRecordDamage, match="truncated record at byte 19"):
+        list(records.read_tfrecord(path, verify=False))
+    assert records.count_records(path) is None
+
+
+def test_count_records_reads_the_framing_only(tmp_path):
+    assert records.count_records(tmp_path / "none.tfrecords") is None
+    (tmp_path / "bad.tfrecords").write_bytes(b"\x05" + b"\0" * 7 + b"1234")
+    assert records.count_records(tmp_path / "bad.tfrecords") is None

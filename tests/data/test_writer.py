@@ -13,6 +13,8 @@ from PIL import Image
 
 from ctx_tf.data import writer
 from ctx_tf.data.dataset_spec import DatasetSpecError, load_dataset_spec
+from ctx_tf.data.sources import engine
+from ctx_tf.data.sources.common import SourceConversionError
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -186,16 +188,58 @@ def test_folder_bilevel(tmp_path):
     assert writer.check_source(tmp_path / "rec" / "tree").ok
 
 
-def test_folder_bad_image_names_file(tmp_path):
+def _tree_with_bad_files(root):
+    d = root / "cls"
+    d.mkdir(parents=True)
+    Image.new("RGB", (6, 5), (1, 2, 3)).save(d / "good.jpg")
+    (d / "broken.png").write_bytes(b"not a png")
+    good = d / "good.jpg"
+    truncated = d / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    for name in (".DS_Store", "Thumbs.db", "labels.csv", "notes.txt"):
+        (d / name).write_bytes(b"\0junk")
+    (root / "other").mkdir()
+    Image.new("L", (4, 4), 9).save(root / "other" / "gray.png")
+    return d
+
+
+def test_folder_bad_and_non_image_files_one_policy(tmp_path):
+    d = _tree_with_bad_files(tmp_path / "imgs")
+    lines = []
+    report = writer.write_source_from_folder(tmp_path / "imgs", tmp_path / "rec", "bad",
+                                             splits=(2, 0, 0), log=lines.append)
+    # Non-images left out and counted; unreadable images named with their reason, skipped.
+    assert sorted(w for w, _ in report.skipped) == [
+        str(d / n) for n in (".DS_Store", "Thumbs.db", "labels.csv", "notes.txt")]
+    assert [w for w, _ in report.unreadable] == [str(d / "broken.png"), str(d / "truncated.jpg")]
+    assert "UnidentifiedImageError" in report.unreadable[0][1]
+    summary = report.summary()
+    assert "4 x not an image file" in summary and "2 unreadable image(s)" in summary
+    assert str(d / "broken.png") in summary
+    spec = json.loads((tmp_path / "rec" / "bad" / "dataset_spec.json").read_text())
+    assert spec["images_per_class"] == {"0": 1, "1": 1}  # what was written
+    assert writer.check_source(tmp_path / "rec" / "bad").ok
+    report_file = tmp_path / "rec" / "bad" / "conversion_report.txt"
+    assert report_file.read_text().startswith(f"{d / 'broken.png'}: UnidentifiedImageError")
+    # --strict refuses the first unreadable image and leaves nothing behind.
+    with pytest.raises(engine.UnreadableImageError, match="broken.png"):
+        writer.write_source_from_folder(tmp_path / "imgs", tmp_path / "strict", "bad",
+                                        splits=(2, 0, 0), strict=True, log=lines.append)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_folder_class_without_images_names_the_folder(tmp_path):
     d = tmp_path / "imgs" / "cls"
     d.mkdir(parents=True)
-    (d / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(writer.SourceWriteError, match="broken.png"):
-        writer.write_source_from_folder(tmp_path / "imgs", tmp_path / "rec", "bad",
+    (d / "readme.txt").write_text("no images here")
+    with pytest.raises(writer.SourceWriteError, match=f"class folder {d} holds no image file"):
+        writer.write_source_from_folder(tmp_path / "imgs", tmp_path / "rec", "x",
                                         splits=(1, 0, 0))
-    # Nothing half-written is left under the final name.
-    assert not (tmp_path / "rec" / "bad" / "0.tfrecords").exists()
-    assert not [f for f in os.listdir(tmp_path / "rec" / "bad") if "tmp" in f]
+    (d / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(SourceConversionError, match=r"class 0 \(cls\) has no readable image"):
+        writer.write_source_from_folder(tmp_path / "imgs", tmp_path / "rec", "x",
+                                        splits=(1, 0, 0), log=lambda line: None)
+    assert not (tmp_path / "rec" / "x" / "dataset_spec.json").exists()
 
 
 def test_no_overwrite_and_overwrite(tmp_path):

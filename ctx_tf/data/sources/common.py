@@ -8,7 +8,6 @@ come from a private `RandomState`, so planning never disturbs the caller's globa
 
 import functools
 import os
-import struct
 
 import numpy as np
 
@@ -36,28 +35,6 @@ def require_dir(path, what):
     if not os.path.isdir(path):
         raise SourceConversionError(f"{path}: folder not found; expected {what}")
     return path
-
-
-def count_records(path):
-    """The number of records of a TFRecord file, read from its framing (no payload is
-    read or decoded); None when the file is missing or its framing is truncated."""
-    try:
-        size = os.path.getsize(path)
-        count, position = 0, 0
-        with open(path, "rb") as f:
-            while position < size:
-                header = f.read(8)
-                if len(header) < 8:
-                    return None
-                (length,) = struct.unpack("<Q", header)
-                position += 12 + length + 4  # length, its CRC, the payload, its CRC
-                if position > size:
-                    return None
-                f.seek(position)
-                count += 1
-        return count
-    except OSError:
-        return None
 
 
 # DatasetConverter's default `random_seed`.

@@ -11,15 +11,19 @@ Resume: `conversion_manifest.json` in the source folder records each finished cl
 count and unreadable images. A rerun keeps every class whose file still holds that many
 records and redoes the rest; `overwrite=True` starts afresh.
 
-Bad images: an image the encoder cannot read is named (path: reason) and skipped, the spec
-counting only what was written, or refused with `strict=True`, which also removes everything
-the run wrote. The unreadable images of a source are listed in `conversion_report.txt`.
+Bad images, one policy for every source (and the writer's image folders): an image whose item
+cannot be encoded is named (where: reason) and skipped, the spec counting only what was
+written, or refused with `strict=True`, which also removes everything the run wrote. The
+unreadable images of a source are listed in `conversion_report.txt`. The default is the
+official ImageNet and MSCOCO rule (`skip_on_error`, images that cannot be opened are skipped),
+here reported instead of logged; the official converter crashes on the other sources, which
+`strict=True` reproduces without leaving half a source behind. Records the official rules leave
+out once the image is seen (an item's `plan.LeftOut`, e.g. an empty MSCOCO box) are counted
+in the report's `skipped` beside the plan's own skipped files, never refused.
 """
 
 import concurrent.futures
-import dataclasses
 import functools
-import io
 import json
 import multiprocessing
 import os
@@ -29,23 +33,19 @@ import re
 import shutil
 import sys
 import time
-from typing import Dict, Optional, Tuple
 
 import numpy as np
-from PIL import Image
 
 from ctx_tf import files
-from ctx_tf.data import image_encoding, records, spec_writer
+from ctx_tf.data import records, spec_writer
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
 from ctx_tf.data.dataset_spec import SPEC_FILENAME
-from ctx_tf.data.sources.common import SourceConversionError, count_records
-from ctx_tf.data.sources.plan import ImageRef
+from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.sources.plan import LeftOut
+from ctx_tf.data.sources.report import REPORT_FILENAME, SPLITS, ConversionReport, Progress
+from ctx_tf.data.sources.spec import make_spec
 
 MANIFEST_FILENAME = "conversion_manifest.json"
-REPORT_FILENAME = "conversion_report.txt"
-SPLITS = ("TRAIN", "VALID", "TEST")
-# Unreadable images named in the closing summary (all of them go to REPORT_FILENAME).
-SHOWN_UNREADABLE = 10
 # Temporary files of an interrupted run (files.atomic_write_with names them .<target>.*.tmp).
 _LEFTOVER = re.compile(r"^\.(\d+\.tfrecords|dataset_spec\.json|conversion_manifest\.json|"
                        r"conversion_report\.txt)\..*\.tmp$")
@@ -54,61 +54,32 @@ _LEFTOVER = re.compile(r"^\.(\d+\.tfrecords|dataset_spec\.json|conversion_manife
 # ------------------------------------------------------------------ one image, one class
 
 
-def describe_image(item) -> str:
-    """Where an image comes from, for messages: a path, `path[row N]`, or `item.where`."""
-    if isinstance(item, ImageRef):
-        return item.path if item.row is None else f"{item.path}[row {item.row}]"
-    return str(item.where)
-
-
-@functools.lru_cache(maxsize=4)
-def _bitmaps(path):
-    return np.load(path, mmap_mode="r")  # rows are read on demand, one class file at a time
-
-
-def _check_complete_jpeg(data):
-    """Decodes a JPEG at 1/8 scale: kept byte for byte, a truncated file would only fail
-    when training reads it; the reduced decode still reads every byte of the scan."""
-    if data[:2] == b"\xff\xd8":
-        image = Image.open(io.BytesIO(data))
-        image.draft(image.mode, (1, 1))
-        image.load()
-
-
-def encode_image(item) -> bytes:
-    """The record image of one plan item: an `ImageRef`, or an object of a source module
-    with `encode() -> bytes` and `where` (e.g. an image inside a zip file)."""
-    if not isinstance(item, ImageRef):
-        return item.encode()
-    if item.row is not None:
-        return image_encoding.encode_bitmap_row(_bitmaps(item.path)[item.row])
-    data = image_encoding.encode_image_file(item.path, crop=item.crop, invert=item.invert)
-    _check_complete_jpeg(data)
-    return data
-
-
 class UnreadableImageError(SourceConversionError):
     """An image that cannot be read, met with `strict=True`."""
 
 
 def write_class(class_id, class_plan, out_dir, strict, report=None):
-    """Writes one class file; returns (class_id, records written, [(where, reason)])."""
-    unreadable = []
+    """Writes one class file; returns (class_id, records written, [(where, reason)] of the
+    unreadable images, [(where, reason)] of the records the official rules leave out)."""
+    unreadable, left_out = [], []
     state = {"pending": 0, "last": time.monotonic()}
 
     def examples():
         for item in class_plan.images():
             try:
-                data = encode_image(item)
+                data = item.encode()
+            except LeftOut as e:
+                left_out.append((str(item.where), str(e)))
+                continue
             except SourceConversionError:
                 raise
             except Exception as e:  # pylint: disable=broad-except  # decoders raise many types
                 reason = f"{type(e).__name__}: {e}"
                 if strict:
                     raise UnreadableImageError(
-                        f"{describe_image(item)}: unreadable image ({reason}); refused with "
+                        f"{item.where}: unreadable image ({reason}); refused with "
                         "--strict") from e
-                unreadable.append((describe_image(item), reason))
+                unreadable.append((str(item.where), reason))
                 continue
             yield records.encode_example(data, class_id)
             if report is not None:
@@ -127,7 +98,7 @@ def write_class(class_id, class_plan, out_dir, strict, report=None):
     records.write_tfrecord(os.path.join(out_dir, FILE_PATTERN.format(class_id)), counting())
     if report is not None and state["pending"]:
         report(state["pending"])
-    return class_id, counted[0], unreadable
+    return class_id, counted[0], unreadable, left_out
 
 
 _WORKER_QUEUE = None
@@ -140,140 +111,6 @@ def _init_worker(progress_queue):
 
 def _write_class_in_worker(class_id, class_plan, out_dir, strict):
     return write_class(class_id, class_plan, out_dir, strict, _WORKER_QUEUE.put)
-
-
-# ------------------------------------------------------------------ progress and report
-
-
-class _Progress:
-    """Prints one line every `every` seconds: images, images/s, ETA, classes."""
-
-    def __init__(self, name, total_images, total_classes, log, every):
-        self.name, self.total, self.classes_total = name, total_images, total_classes
-        self.log, self.every = log, every
-        self.images = self.classes = 0
-        self.start = self.last = time.monotonic()
-
-    def add(self, images=0, classes=0):
-        self.images += images
-        self.classes += classes
-        if time.monotonic() - self.last >= self.every:
-            self.print()
-
-    def print(self):
-        self.last = now = time.monotonic()
-        rate = self.images / max(now - self.start, 1e-9)
-        done = f"{self.images}" + (f"/{self.total} images ({100 * self.images / self.total:.1f}%)"
-                                   if self.total else " images")
-        eta = "?"
-        if self.total and rate > 0:
-            eta = format_duration(max(self.total - self.images, 0) / rate)
-        elif self.classes:
-            eta = format_duration((now - self.start) * (self.classes_total / self.classes - 1))
-        self.log(f"{self.name}: {done}, {rate:.1f} images/s, ETA {eta}, "
-                 f"classes {self.classes}/{self.classes_total}")
-
-
-def format_duration(seconds):
-    """`h:mm:ss` of a number of seconds."""
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-@dataclasses.dataclass
-class ConversionReport:
-    """What a conversion wrote. Counts cover the converted classes (all, or the slice)."""
-
-    directory: str
-    name: str
-    classes_per_split: Dict[str, int]
-    images_per_split: Dict[str, int]
-    classes_written: int
-    classes_resumed: int
-    skipped: Tuple[Tuple[str, str], ...]
-    unreadable: Tuple[Tuple[str, str], ...]
-    seconds: float
-    spec: Optional[dict]  # None for a slice: no spec is written
-
-    @property
-    def num_classes(self):
-        return sum(self.classes_per_split.values())
-
-    @property
-    def num_images(self):
-        return sum(self.images_per_split.values())
-
-    @property
-    def superclasses_per_split(self):
-        return None if self.spec is None else self.spec.get("superclasses_per_split")
-
-    def summary(self) -> str:
-        what = "source" if self.spec is not None else "slice (no dataset_spec.json) of"
-        lines = [f"wrote {what} {self.name!r} to {self.directory}: {self.num_classes} classes, "
-                 f"{self.num_images} images ({self.classes_written} classes written, "
-                 f"{self.classes_resumed} kept from an earlier run) in "
-                 f"{format_duration(self.seconds)}"]
-        lines += [f"  {s}: {self.classes_per_split[s]} classes, {self.images_per_split[s]} "
-                  "images" for s in SPLITS]
-        if self.skipped:
-            lines.append(f"  skipped {len(self.skipped)} file(s) the official converter also "
-                         "leaves out (not images, duplicates)")
-        if self.unreadable:
-            lines.append(f"  skipped {len(self.unreadable)} unreadable image(s), not counted "
-                         f"in the spec; all in {os.path.join(self.directory, REPORT_FILENAME)}:")
-            lines += [f"    {w}: {r}" for w, r in self.unreadable[:SHOWN_UNREADABLE]]
-            if len(self.unreadable) > SHOWN_UNREADABLE:
-                lines.append(f"    ... and {len(self.unreadable) - SHOWN_UNREADABLE} more")
-        return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ the spec
-
-
-def make_spec(plan, images_per_class, path):
-    """The official spec dict of `plan` with the record counts actually written."""
-    class_names = [c.name for c in plan.classes]
-    fields = dict(plan.spec_fields)
-    if plan.spec_type == "flat":
-        return spec_writer.make_dataset_spec(
-            plan.name, path, class_names, images_per_class,
-            [plan.classes_per_split.get(s, 0) for s in SPLITS])
-    if plan.spec_type == "bilevel":
-        return spec_writer.make_bilevel_dataset_spec(
-            plan.name, path, fields["superclass_names"],
-            [fields["superclasses_per_split"].get(s, 0) for s in SPLITS],
-            fields["classes_per_superclass"], class_names, images_per_class)
-    subgraphs = fields.pop("split_subgraphs")
-    return spec_writer.make_hierarchical_dataset_spec(
-        plan.name, path, subgraphs, _node_counts(subgraphs, class_names, images_per_class),
-        class_names)
-
-
-def _node_counts(split_subgraphs, class_names, images_per_class):
-    """split -> {wn_id: images} for every node: a leaf's records, or the sum over the
-    distinct leaves an internal node spans (the official hierarchical counts)."""
-    leaf_count = dict(zip(class_names, images_per_class))
-    out = {}
-    for split, nodes in split_subgraphs.items():
-        nodes = list(nodes.values()) if isinstance(nodes, dict) else list(nodes)
-        children = {_node_field(n, "wn_id"): list(_node_field(n, "children_ids"))
-                    for n in nodes}
-        spans = {}
-
-        def span(wn_id, children=children, spans=spans):
-            if wn_id not in spans:
-                kids = children.get(wn_id, [])
-                spans[wn_id] = (frozenset([wn_id]) if not kids else
-                                frozenset().union(*(span(k) for k in kids)))
-            return spans[wn_id]
-
-        out[getattr(split, "name", split)] = {
-            wn_id: sum(leaf_count[leaf] for leaf in span(wn_id)) for wn_id in children}
-    return out
-
-
-def _node_field(node, key):
-    return node[key] if isinstance(node, dict) else getattr(node, key)
 
 
 # ------------------------------------------------------------------ the run
@@ -397,7 +234,7 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
     created = _first_missing(out)
     done = _prepare(plan, out, overwrite)
     kept = {str(i): done[str(i)] for i in selected
-            if str(i) in done and count_records(out / FILE_PATTERN.format(i))
+            if str(i) in done and records.count_records(out / FILE_PATTERN.format(i))
             == done[str(i)]["records"]}
     todo = [i for i in selected if str(i) not in kept]
     # Largest classes first, so no worker is left with a big one at the end.
@@ -413,7 +250,7 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
         f"{len(kept)} already complete, {len(todo)} to write"
         + (f" ({total} images)" if known else "") + f" with {min(workers, max(len(todo), 1))} "
         "worker(s)")
-    progress = _Progress(plan.name, total if known else None, len(todo), log, progress_every)
+    progress = Progress(plan.name, total if known else None, len(todo), log, progress_every)
     written = []
     last_save = [time.monotonic()]
 
@@ -422,9 +259,10 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
         last_save[0] = time.monotonic()
 
     def on_class(result):
-        class_id, count, unreadable = result
+        class_id, count, unreadable, left_out = result
         written.append(class_id)
-        manifest["classes"][str(class_id)] = {"records": count, "unreadable": unreadable}
+        manifest["classes"][str(class_id)] = {"records": count, "unreadable": unreadable,
+                                              "left_out": left_out}
         progress.add(classes=1)
         if time.monotonic() - last_save[0] > 2.0:
             save_manifest()
@@ -452,6 +290,7 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
     counts = [entries[str(i)]["records"] if str(i) in entries else None
               for i in range(num_classes)]
     unreadable = tuple(tuple(u) for i in selected for u in entries[str(i)]["unreadable"])
+    left_out = tuple(tuple(u) for i in selected for u in entries[str(i)].get("left_out", ()))
     empty = [i for i in selected if counts[i] == 0]
     if empty:
         raise SourceConversionError(
@@ -477,5 +316,5 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
         str(out), plan.name,
         {s: sum(1 for i in selected if split_of[i] == s) for s in SPLITS},
         {s: sum(counts[i] for i in selected if split_of[i] == s) for s in SPLITS},
-        len(todo), len(kept), tuple(plan.skipped), unreadable,
+        len(todo), len(kept), tuple(plan.skipped) + left_out, unreadable,
         time.monotonic() - start, spec)

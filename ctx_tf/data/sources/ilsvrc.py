@@ -15,6 +15,7 @@ import functools
 import os
 
 from ctx_tf.data import facts
+from ctx_tf.data.sources.spec import spanning_counts
 from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
 
 NAMES = ("ilsvrc_2012", "ilsvrc_2012_v2")
@@ -49,21 +50,6 @@ def restrict(subgraph, kept_leaves):
     return [dict(node, children_ids=[c for c in node["children_ids"] if c in kept],
                  parents_ids=[p for p in node["parents_ids"] if p in kept])
             for node in subgraph if node["wn_id"] in kept]
-
-
-def spanning_image_counts(subgraph, leaf_images):
-    """{wn_id: images of the leaves the node spans} for every node, as the official spec has."""
-    by_id = {node["wn_id"]: node for node in subgraph}
-    spanned = {}
-
-    def leaves_of(wn_id):
-        if wn_id not in spanned:
-            children = by_id[wn_id]["children_ids"]
-            spanned[wn_id] = (frozenset([wn_id]) if not children
-                              else frozenset().union(*[leaves_of(c) for c in children]))
-        return spanned[wn_id]
-
-    return {wn_id: sum(leaf_images[leaf] for leaf in leaves_of(wn_id)) for wn_id in by_id}
 
 
 def _refs(paths):
@@ -138,7 +124,7 @@ def plan(raw_dir, name=NAMES[0], allow_missing_classes=False):
         spec_type="hierarchical",
         spec_fields={
             "split_subgraphs": subgraphs,
-            "images_per_class": {split: spanning_image_counts(subgraphs[split], counts)
+            "images_per_class": {split: spanning_counts(subgraphs[split], counts)
                                  for split in SPLITS},
         },
         skipped=tuple(skipped))

@@ -6,16 +6,19 @@ Official rules (MiniImageNetConverter), on the pickles of github.com/renmengye/f
 file the synsets are sorted. A class's records are its rows in `class_dict` order, each saved as
 a JPEG of the RGB array.
 
-The plan names an image as `ImageRef(path=<the .pkl file>, row=<row of image_data>)`; unlike
-QuickDraw's flat `.npy` rows, such a row is already an RGB image: `image_rows` reads them.
+The items are `PickleRow(path=<the .pkl file>, row=<row of image_data>)`: a worker loads one
+pickle at a time (`load_cache` keeps only the last one) and saves each row as the official
+converter does, `Image.fromarray(row)` saved as a JPEG with Pillow's defaults.
 """
 
+import dataclasses
 import functools
 import os
 import pickle
 
+from ctx_tf.data import image_encoding
 from ctx_tf.data.sources import common
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.sources.plan import ClassPlan, SourcePlan
 
 NAME = "mini_imagenet"
 RAW_EXPECTS = ("--raw_dir: the folder holding mini-imagenet-cache-train.pkl, "
@@ -41,14 +44,29 @@ def load_cache(path):
 
 
 def image_rows(path):
-    """The uint8 [N, height, width, 3] images of a Mini-ImageNet pickle (`ImageRef.row` indexes
-    them)."""
+    """The uint8 [N, height, width, 3] images of a Mini-ImageNet pickle (`PickleRow.row`
+    indexes them)."""
     return load_cache(path)["image_data"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PickleRow:
+    """One image of a Mini-ImageNet pickle (a `plan` item)."""
+
+    path: str
+    row: int
+
+    @property
+    def where(self):
+        return f"{self.path}[row {self.row}]"
+
+    def encode(self) -> bytes:
+        return image_encoding.encode_jpeg(image_rows(self.path)[self.row])
 
 
 def _refs(path, rows):
     for row in rows:
-        yield ImageRef(path, row=row)
+        yield PickleRow(path, row)
 
 
 def plan(raw_dir, name=NAME):
@@ -66,6 +84,7 @@ def plan(raw_dir, name=NAME):
             rows = tuple(int(r) for r in class_dict[synset])
             classes.append(ClassPlan(name=synset, images=functools.partial(_refs, path, rows),
                                      num_images=len(rows)))
+    load_cache.cache_clear()  # the planning process keeps no image data
     return SourcePlan(
         name=name,
         classes=tuple(classes),

@@ -7,19 +7,23 @@ becomes one record of its category: `train2017/<image_id:012d>.jpg` cropped to i
 full-integer box `(max(round(x - .5), 0), max(round(y - .5), 0), min(round(x + w - .5) + 1,
 W), min(round(y + h - .5) + 1, H))` with the image's own size W x H (the official code opens
 the image for it, not the annotation's `width` / `height`); an annotation whose box is empty
-after clipping, or whose image cannot be opened, is left out.
+after clipping is left out (`LeftOut`, counted in the report), and one whose image cannot be
+opened is an unreadable image (skipped and named, as the official converter skips it; refused
+with --strict).
 """
 
 import collections
+import dataclasses
 import functools
+import io
 import json
 import os
 
-from absl import logging
 from PIL import Image
 
+from ctx_tf.data import image_encoding
 from ctx_tf.data.sources import common
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef
+from ctx_tf.data.sources.plan import ClassPlan, LeftOut
 
 NAME = "mscoco"
 RAW_EXPECTS = ("--raw_dir: the folder holding COCO 2017's train2017/ images and "
@@ -69,30 +73,40 @@ def image_path(image_dir, image_id):
     return os.path.join(image_dir, "%012d.jpg" % image_id)
 
 
+@dataclasses.dataclass(frozen=True)
+class BoxCrop:
+    """One instance box of an image (a `plan` item); its crop box needs the image's size."""
+
+    path: str
+    bbox: tuple
+    box_scale_ratio: float = BOX_SCALE_RATIO
+
+    @property
+    def where(self):
+        return f"{self.path} box {list(self.bbox)}"
+
+    def encode(self) -> bytes:
+        with open(self.path, "rb") as f:
+            data = f.read()
+        with Image.open(io.BytesIO(data)) as image:  # the header gives the size
+            box = crop_box(self.bbox, image.size, self.box_scale_ratio)
+        if box is None:
+            raise LeftOut("box empty once clipped to the image (the official converter "
+                          "leaves it out)")
+        return image_encoding.encode_image_file(data, crop=box)
+
+
 def _crops(image_dir, boxes, box_scale_ratio):
     """The records of one category: `boxes` is ((image_id, bbox), ...) in annotation order."""
-    size_of = {}
     for image_id, bbox in boxes:
-        path = image_path(image_dir, image_id)
-        if image_id not in size_of:
-            try:
-                # The header gives the size the official converter reads after decoding.
-                with Image.open(path) as image:
-                    size_of = {image_id: image.size}
-            except OSError as e:
-                logging.warning("mscoco: leaving out the box of %s, which cannot be opened "
-                                "(%s), as the official converter does", path, e)
-                continue
-        box = crop_box(bbox, size_of[image_id], box_scale_ratio)
-        if box is not None:
-            yield ImageRef(path, crop=box)
+        yield BoxCrop(image_path(image_dir, image_id), bbox, box_scale_ratio)
 
 
 def plan(raw_dir, name=NAME, box_scale_ratio=BOX_SCALE_RATIO):
     """The official MSCOCO classes, splits and box crops of `raw_dir`.
 
-    Image sizes are read from the image headers when a class's images are listed (in the
-    worker), so `ClassPlan.num_images` is None: empty boxes are only known then.
+    Image sizes are read from the image headers when a box is cropped (in the worker), so
+    empty boxes are only known then; `ClassPlan.num_images` counts the boxes.
     """
     if box_scale_ratio < 1.0:
         raise ValueError(f"box_scale_ratio must be at least 1.0, got {box_scale_ratio}")
@@ -116,6 +130,7 @@ def plan(raw_dir, name=NAME, box_scale_ratio=BOX_SCALE_RATIO):
             (annotation["image_id"], tuple(annotation["bbox"])))
     classes = [ClassPlan(name=class_name,
                          images=functools.partial(_crops, image_dir, tuple(boxes[i]),
-                                                  box_scale_ratio))
+                                                  box_scale_ratio),
+                         num_images=len(boxes[i]))
                for i, class_name in enumerate(names)]
     return common.flat_plan(name, splits, classes)

@@ -41,6 +41,7 @@ from ctx_tf.data.sources import engine, omniglot_raw
 from ctx_tf.data.sources.common import SourceConversionError
 from ctx_tf.data.sources.omniglot_raw import SETS
 from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.sources.spec import SPLITS, make_spec
 
 NAME = "omniglot"
 RAW_EXPECTS = (
@@ -252,12 +253,12 @@ def _plan_of(classes, class_plans):
         supers[-1][2] += 1
     return SourcePlan(
         NAME, tuple(class_plans),
-        {s: sum(1 for c in classes if c.split == s) for s in engine.SPLITS},
+        {s: sum(1 for c in classes if c.split == s) for s in SPLITS},
         spec_type="bilevel",
         spec_fields={
             "superclass_names": [s[0] for s in supers],
             "superclasses_per_split": {
-                split: sum(1 for s in supers if s[1] == split) for split in engine.SPLITS},
+                split: sum(1 for s in supers if s[1] == split) for split in SPLITS},
             "classes_per_superclass": [s[2] for s in supers]})
 
 
@@ -278,7 +279,7 @@ def dataset_spec(raw_dir, records_root=".", raw_form=None):
     `path` is `os.path.join(records_root, "omniglot")`, as the official converter writes it.
     """
     source = plan(raw_dir, raw_form)
-    return engine.make_spec(source, [c.num_images for c in source.classes],
+    return make_spec(source, [c.num_images for c in source.classes],
                             os.path.join(str(records_root), NAME))
 
 

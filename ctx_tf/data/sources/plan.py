@@ -5,17 +5,52 @@ A source module (`ctx_tf.data.sources.<source>`) reads a public download and ret
 `dataset_spec.json`, so every source shares one writer, one resume rule, one progress line and
 one bad-image policy. Plans are cheap to build (file listings and annotation files only) and
 picklable, so worker processes can take classes from them.
+
+The image of each record is an *item*: a picklable object with
+  `where`: a string naming the raw file (and row, box, ...) in messages and reports, and
+  `encode() -> bytes`: the record's image bytes by the official rule. It raises `LeftOut` for
+    a record the official rules leave out when they see the image (e.g. an MSCOCO box that is
+    empty once clipped to the image), and any other exception for an unreadable image.
+`ImageRef` is the item of an image file or a `.npy` row; a source module defines its own item
+class when its images live elsewhere (inside a zip file, rows of a pickle, a box of an image
+whose size only the image tells).
 """
 
 import dataclasses
+import functools
+import io
 from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from ctx_tf.data import image_encoding
 
 SPEC_TYPES = ("flat", "bilevel", "hierarchical")
 
 
+class LeftOut(Exception):
+    """Raised by an item's `encode()`: the official rule leaves this record out (the message
+    says why). Counted in the conversion report; never an error, even with --strict."""
+
+
+@functools.lru_cache(maxsize=4)
+def _bitmaps(path):
+    return np.load(path, mmap_mode="r")  # rows are read on demand, one class file at a time
+
+
+def check_complete_jpeg(data):
+    """Decodes a JPEG at 1/8 scale: kept byte for byte, a truncated file would only fail
+    when training reads it; the reduced decode still reads every byte of the scan."""
+    if data[:2] == b"\xff\xd8":
+        image = Image.open(io.BytesIO(data))
+        image.draft(image.mode, (1, 1))
+        image.load()
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageRef:
-    """The image of one record, and how the official converter derives it.
+    """The item of an image file or of a `.npy` row, and how the official converter derives it.
 
     path: the raw image file, or (with `row`) the class's `.npy` array file.
     crop: a PIL crop box `(left, upper, right, lower)` applied after conversion to RGB.
@@ -28,20 +63,32 @@ class ImageRef:
     invert: bool = False
     row: Optional[int] = None
 
+    @property
+    def where(self):
+        return self.path if self.row is None else f"{self.path}[row {self.row}]"
+
+    def encode(self) -> bytes:
+        if self.row is not None:
+            return image_encoding.encode_bitmap_row(_bitmaps(self.path)[self.row])
+        data = image_encoding.encode_image_file(self.path, crop=self.crop, invert=self.invert)
+        check_complete_jpeg(data)
+        return data
+
 
 @dataclasses.dataclass(frozen=True)
 class ClassPlan:
     """One class: its name in the spec and its records' images in the official write order.
 
     images: a picklable zero-argument callable (a module-level function or a
-      `functools.partial` of one) returning an iterable of `ImageRef`; it is called in the
+      `functools.partial` of one) returning an iterable of items (see the module docstring,
+      e.g. `ImageRef`); it is called in the
       worker that writes the class, so a class of any size never sits in memory at once.
-    num_images: the number of images when known from the listing (progress, ETA, resume);
+    num_images: the number of items when known from the listing (progress, ETA, resume);
       None when only reading the class tells.
     """
 
     name: str
-    images: Callable[[], Iterable[ImageRef]]
+    images: Callable[[], Iterable[Any]]
     num_images: Optional[int] = None
 
 
@@ -54,7 +101,8 @@ class SourcePlan:
     spec_type: "flat" (DatasetSpecification), "bilevel" (Omniglot) or "hierarchical" (ILSVRC).
     spec_fields: the type-specific fields of the official `dataset_spec.json` beyond name, path,
       class names, images per class and classes per split (bilevel: superclass fields;
-      hierarchical: the split subgraphs and the rest, as in the official JSON).
+      hierarchical: "split_subgraphs" as in the official JSON, and "images_per_class" from the
+      listings, which the engine replaces with the counts it wrote).
     skipped: `(path, reason)` of raw files the rules leave out on purpose (duplicates, files
       that are not images where the official converter skips them); reported, never errors.
     """

@@ -9,6 +9,7 @@ from PIL import Image
 
 from ctx_tf.data import facts
 from ctx_tf.data.sources import ilsvrc
+from ctx_tf.data.sources.spec import spanning_counts
 from tests.conftest import shared_path
 
 
@@ -43,7 +44,7 @@ def test_spanning_image_counts_of_the_official_leaf_counts_equal_the_official_sp
     spec = _official(f"{name}_dataset_spec.json")
     leaf_images = _official(f"{name}_num_leaf_images.json")
     for split in ilsvrc.SPLITS:
-        assert ilsvrc.spanning_image_counts(spec["split_subgraphs"][split], leaf_images) == (
+        assert spanning_counts(spec["split_subgraphs"][split], leaf_images) == (
             spec["images_per_class"][split])
 
 

@@ -1,9 +1,11 @@
 """mini_imagenet: class ids across the three pickles, sorted synsets, rows in class_dict order."""
 
+import io
 import pickle
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ctx_tf.data.sources import mini_imagenet
 
@@ -37,11 +39,13 @@ def test_plan_ids_names_and_rows_follow_the_official_rules(tmp_path, rng_seed):
         cls = plan.classes[class_id]
         refs = list(cls.images())
         path = mini_imagenet.cache_path(str(tmp_path), part)
-        assert [(r.path, r.row, r.crop, r.invert) for r in refs] == [
-            (path, row, None, False) for row in class_dict[cls.name]]
+        assert [(r.path, r.row) for r in refs] == [(path, row) for row in class_dict[cls.name]]
         for ref in refs:
             np.testing.assert_array_equal(mini_imagenet.image_rows(ref.path)[ref.row],
                                           image_data[ref.row])
+            buf = io.BytesIO()  # the official rule: Image.fromarray(row) saved as a JPEG
+            Image.fromarray(image_data[ref.row]).save(buf, format="JPEG")
+            assert ref.encode() == buf.getvalue()
     pickle.loads(pickle.dumps(plan))
 
 

@@ -84,12 +84,20 @@ def test_plan_ids_names_and_crops_follow_the_official_rules(tmp_path):
     image = {i: str(raw / "train2017" / f"{i:012d}.jpg") for i in (1, 2, 3)}
     refs = {name: list(plan.classes[names.index(name)].images())
             for name in ("person", "dog", "bicycle")}
-    # Boxes by the official arithmetic (float rounding, round half to even, clipping).
-    assert [(r.path, r.crop) for r in refs["person"]] == [
-        (image[1], (1, 2, 13, 9)), (image[2], (0, 2, 6, 6))]
-    assert [(r.path, r.crop) for r in refs["dog"]] == [(image[1], (14, 9, 20, 16))]
-    assert [(r.path, r.crop) for r in refs["bicycle"]] == [(image[2], (0, 0, 1, 1))]
-    assert all(c.num_images is None for c in plan.classes)
+    assert [(r.path, r.bbox) for r in refs["person"]] == [
+        (image[1], (2, 3, 10, 5)), (image[2], (30, 2, 4, 4)), (image[2], (1.25, 2.75, 3.5, 2.5))]
+    assert [(r.path, r.bbox) for r in refs["dog"]] == [(image[1], (15, 10, 8, 8)),
+                                                       (image[3], (1, 1, 4, 4))]
+
+    def crops(items):  # boxes by the official arithmetic with the files' sizes
+        return [(r.path, mscoco.crop_box(r.bbox, Image.open(r.path).size)) for r in items]
+
+    assert crops(refs["person"]) == [
+        (image[1], (1, 2, 13, 9)), (image[2], None), (image[2], (0, 2, 6, 6))]
+    assert crops(refs["dog"][:1]) == [(image[1], (14, 9, 20, 16))]
+    assert crops(refs["bicycle"]) == [(image[2], (0, 0, 1, 1))]
+    assert {c.name: c.num_images for c in plan.classes if c.num_images} == {
+        "person": 3, "dog": 2, "bicycle": 1}
     assert list(plan.classes[names.index("cat")].images()) == []
     pickle.loads(pickle.dumps(plan))
 
