@@ -23,7 +23,8 @@ def _current_umask():
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
-def _is_remote(path):
+def is_remote(path):
+    """True for paths with a URL scheme (gs://...), which only TensorFlow's file layer reaches."""
     return "://" in path
 
 
@@ -31,7 +32,7 @@ def atomic_write_with(path, write_fn):
     """Calls `write_fn(tmp_path)` to fill a temporary file beside `path`, then renames it to
     `path`. The temporary file is removed if `write_fn` (or anything after it) fails."""
     path = os.fspath(path)
-    if _is_remote(path):
+    if is_remote(path):
         import tensorflow as tf  # only remote file systems need TensorFlow's file layer
 
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
@@ -66,7 +67,7 @@ def atomic_write(path, data):
         data = data.encode("utf-8")
 
     def write(tmp):
-        if _is_remote(tmp):
+        if is_remote(tmp):
             import tensorflow as tf
 
             with tf.io.gfile.GFile(tmp, "wb") as f:

@@ -13,7 +13,7 @@ import struct
 
 import google_crc32c
 
-from ctx_tf.files import atomic_write_with
+from ctx_tf.files import atomic_write_with, is_remote
 
 EXAMPLE_KEYS = ("image", "label")
 
@@ -132,7 +132,7 @@ def count_records(path):
 
 
 def _open_for_writing(path):
-    if "://" in path:  # gs:// and the like: only TensorFlow's file layer reaches them
+    if is_remote(path):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
         return tf.io.gfile.GFile(path, "wb")
