@@ -2,7 +2,7 @@
 
 `results.json` (format `ctx_tf.evaluation/1`) holds everything needed to recompute every
 number: per source the per-episode way, support size, per-class shot range, query count,
-accuracy and a fingerprint of the episode (see `protocol.episode_fingerprint`), and the
+accuracy and a fingerprint of the episode (see `episode_fingerprint`), and the
 summary `mean` / `ci95` (fractions in [0, 1]). `episodes.csv` has the per-episode rows of all
 sources; `results.md` the leaderboard-layout table; `results.png` the bar chart.
 
@@ -11,10 +11,12 @@ filesystem, so a reader never sees a half-written file.
 """
 
 import csv
+import hashlib
 import io
 import json
 import posixpath
 
+import numpy as np
 import tensorflow as tf
 
 from ctx_tf import files
@@ -36,6 +38,49 @@ EPISODES_CSV = "episodes.csv"
 
 class ResultsError(ValueError):
     """A results file that is missing, malformed or of another format."""
+
+
+def episode_fingerprint(support_labels, support_class_ids, query_labels, query_class_ids):
+    """A short hash of an episode's classes and shots (its description), in order."""
+    h = hashlib.sha1()
+    for array in (support_labels, support_class_ids, query_labels, query_class_ids):
+        array = np.ascontiguousarray(np.asarray(array, dtype=np.int64))
+        h.update(str(array.shape).encode())
+        h.update(array.tobytes())
+    return h.hexdigest()[:16]
+
+
+def image_digest(support_means, query_means):
+    """A short hash of the per-image means (rounded), telling which images an episode has."""
+    h = hashlib.sha1()
+    for means in (support_means, query_means):
+        h.update(np.round(np.asarray(means, np.float64), 3).tobytes())
+    return h.hexdigest()[:16]
+
+
+def episode_record(index, episode, logits, support_means=None, query_means=None,
+                   accuracy=None):
+    """The per-episode row of results.json for one evaluated episode (numpy inputs);
+    `accuracy` replaces the accuracy of `logits` (None) when given."""
+    support_labels = np.asarray(episode.support_labels)
+    query_labels = np.asarray(episode.query_labels)
+    way = int(support_labels.max()) + 1
+    shots = np.bincount(support_labels, minlength=way)
+    record = {
+        "episode": int(index),
+        "way": way,
+        "num_support": int(support_labels.size),
+        "shots_min": int(shots.min()),
+        "shots_max": int(shots.max()),
+        "num_query": int(query_labels.size),
+        "accuracy": (stats.episode_accuracy(logits, query_labels) if accuracy is None
+                     else accuracy),
+        "fingerprint": episode_fingerprint(support_labels, episode.support_class_ids,
+                                           query_labels, episode.query_class_ids),
+    }
+    if support_means is not None:
+        record["image_digest"] = image_digest(support_means, query_means)
+    return record
 
 
 def source_result(episodes, **info):
