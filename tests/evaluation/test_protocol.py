@@ -176,7 +176,8 @@ def test_records_and_results_on_another_filesystem(records_root):
     result["model"] = {"name": "tiny"}
     paths = results_lib.write_results("ram://eval_test/out", result)
     assert paths["results.json"] == "ram://eval_test/out/results.json"
-    assert results_lib.load_results("ram://eval_test/out") == result
+    assert results_lib.load_results("ram://eval_test/out") == results_lib.with_comparisons(result)
+    assert result["sources"]["tiny"]["comparability"]["official"] is False
     assert tf.io.gfile.GFile(paths["results.png"], "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(tf.io.gfile.listdir("ram://eval_test/out")) == [
         "episodes.csv", "results.json", "results.md", "results.png"]
