@@ -46,6 +46,9 @@ flags.DEFINE_list("published_rows", ["CTX"],
 flags.DEFINE_string("model_name", "ctx_tf", "Name of our row in the tables.")
 flags.DEFINE_integer("image_size", None, "Image side; default DataConfig.image_height (gin).")
 flags.DEFINE_float("progress_every_seconds", 10.0, "Seconds between progress lines.")
+flags.DEFINE_bool("floor_only", False,
+                  "No checkpoint: evaluate the raw-pixel nearest-centroid floor alone, on the "
+                  "same episodes, and write the same files with the floor as the row.")
 
 
 class UsageError(ValueError):
@@ -100,7 +103,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
                    records_root_dir=None, datasets=None, split="test", num_episodes=600,
                    seed=0, output_dir=None, compare_with=None, published_rows=("CTX",),
                    model_name="ctx_tf", image_size=None, progress_every_seconds=10.0,
-                   log=print):
+                   floor_only=False, log=print):
     """Everything `python -m ctx_tf.evaluate` does; returns the results mapping.
 
     The arguments are the flags'. The global gin configuration is replaced by the parsed
@@ -115,14 +118,18 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     from ctx_tf import learners
     from ctx_tf.data import config as config_lib
     from ctx_tf.data import sampling
+    from ctx_tf.evaluation import journal as journal_lib
+    from ctx_tf.evaluation.floor import FLOOR_NAME
     from ctx_tf.evaluation import leaderboard
     from ctx_tf.evaluation import progress as progress_lib
     from ctx_tf.evaluation import protocol
     from ctx_tf.evaluation import results as results_lib
     from ctx_tf.evaluation import stats
 
-    for name, value in (("--records_root_dir", records_root_dir), ("--datasets", datasets),
-                        ("--output_dir", output_dir), ("--checkpoint", checkpoint)):
+    required = (("--records_root_dir", records_root_dir), ("--datasets", datasets),
+                ("--output_dir", output_dir)) + (() if floor_only else
+                                                 (("--checkpoint", checkpoint),))
+    for name, value in required:
         if not value:
             raise UsageError(f"{name} is required")
     if num_episodes < 1:
@@ -138,7 +145,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         if tf_exists(operative):
             gin_config = [operative]
             log(f"gin config: {operative} (the training run's operative config)")
-    if not gin_config:
+    if not gin_config and not floor_only:
         raise UsageError("--gin_config is required (or --train_checkpoint_dir with an "
                          "operative_config.gin)")
     _parse_gin(gin_config, gin_bindings)
@@ -150,16 +157,21 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         f"{num_episodes} episodes per source; seed: {seed}; image size: {image_size}")
     # Every source is checked before the model is built or any episode drawn.
     protocol.load_sources(records_root_dir, list(datasets), split_enum)
-    prefix, info = checkpoints.resolve_checkpoint(checkpoint, train_checkpoint_dir)
-    log(f"checkpoint: {prefix} (step {info.get('step')}, selected by {info['selected_by']})")
-    if info.get("note"):
-        log(f"note: {info['note']}")
+    if floor_only:
+        learner, prefix, info = None, None, {}
+    else:
+        prefix, info = checkpoints.resolve_checkpoint(checkpoint, train_checkpoint_dir)
+        log(f"checkpoint: {prefix} (step {info.get('step')}, selected by "
+            f"{info['selected_by']})")
+        if info.get("note"):
+            log(f"note: {info['note']}")
     log(f"output: {output_dir}")
 
-    learner = learners.build_learner(training=False, image_size=image_size)
-    loaded = checkpoints.load_learner_weights(learner, prefix)
-    if loaded.startswith("official"):
-        log(loaded)
+    if not floor_only:
+        learner = learners.build_learner(training=False, image_size=image_size)
+        loaded = checkpoints.load_learner_weights(learner, prefix)
+        if loaded.startswith("official"):
+            log(loaded)
 
     setup = protocol.EvaluationSetup(
         records_root=str(records_root_dir), sources=tuple(datasets), split=split_enum,
@@ -168,16 +180,27 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         read_buffer_size_bytes=data_config.read_buffer_size_bytes,
         num_prefetch=data_config.num_prefetch,
         episode_config=sampling.EpisodeDescriptionConfig())
+    journal = None
+    if "://" not in str(output_dir):  # appends are durable on local file systems only
+        identity = dict(protocol.run_identity(setup), floor_only=bool(floor_only),
+                        checkpoint=prefix, checkpoint_step=info.get("step"),
+                        gin_config=[str(c) for c in gin_config],
+                        gin_bindings=list(gin_bindings))
+        journal = journal_lib.Journal(
+            os.path.join(str(output_dir), journal_lib.JOURNAL_NAME), identity)
     progress = progress_lib.Progress(stream=sys.stdout, every_seconds=progress_every_seconds)
-    results = protocol.evaluate(learner, setup, progress=progress, log=log)
+    results = protocol.evaluate(learner, setup, progress=progress, log=log, floor=True,
+                                floor_only=floor_only, journal=journal)
     results["model"] = {
-        "name": model_name,
-        "learner": type(learner).__name__,
+        "name": FLOOR_NAME if floor_only else model_name,
+        "learner": None if floor_only else type(learner).__name__,
         "checkpoint": prefix,
         "checkpoint_info": info,
         "gin_config": [str(c) for c in gin_config],
         "gin_bindings": list(gin_bindings),
     }
+    if floor_only:
+        results["model"]["floor_only"] = True
     import tensorflow as tf
 
     import ctx_tf
@@ -191,11 +214,16 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         }
     results = {k: results[k] for k in ("format", "model", "protocol", "sources", "comparison",
                                        "environment") if k in results}
-    paths = results_lib.write_results(output_dir, results, published=tuple(published_rows))
+    results = results_lib.with_comparisons(results, tuple(published_rows))
+    tf.io.gfile.makedirs(str(output_dir))
     files.atomic_write(os.path.join(str(output_dir), "operative_config.gin")
                              if "://" not in str(output_dir)
                              else f"{str(output_dir).rstrip('/')}/operative_config.gin",
                              gin.operative_config_str())
+    # results.json last: what is there is complete.
+    paths = results_lib.write_results(output_dir, results, published=tuple(published_rows))
+    if journal is not None:
+        journal.remove()  # results.json now holds every episode
     log("")
     log(results_lib.results_markdown(results, tuple(published_rows)).split("## Per source")[0])
     log("wrote " + ", ".join(paths.values()))
@@ -212,6 +240,7 @@ def main(argv):
     from ctx_tf.evaluation.protocol import EvaluationError
     from ctx_tf.data.reader import ReaderError
     from ctx_tf.evaluation.results import ResultsError
+    from ctx_tf.evaluation.journal import JournalError
 
     try:
         run_evaluation(
@@ -221,9 +250,10 @@ def main(argv):
             split=FLAGS.split, num_episodes=FLAGS.num_episodes, seed=FLAGS.seed,
             output_dir=FLAGS.output_dir, compare_with=FLAGS.compare_with,
             published_rows=FLAGS.published_rows, model_name=FLAGS.model_name,
-            image_size=FLAGS.image_size, progress_every_seconds=FLAGS.progress_every_seconds)
+            image_size=FLAGS.image_size, progress_every_seconds=FLAGS.progress_every_seconds,
+            floor_only=FLAGS.floor_only)
     except (UsageError, EvaluationError, CheckpointError, ResultsError, DatasetSpecError,
-            ReaderError, KeyError, LearnerError) as e:
+            ReaderError, KeyError, LearnerError, JournalError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ctx_tf.evaluate: error: {message}", file=sys.stderr)
         return 2

@@ -215,3 +215,76 @@ def test_official_tf1_checkpoint_is_detected_and_evaluates_like_our_checkpoint(t
                   for name, out in outputs.items()}
     assert len(accuracies["official"]) == 3
     assert accuracies["official"] == accuracies["ours"]
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from ctx_tf import evaluate
+from ctx_tf.evaluation import journal
+
+append = journal.Journal.append
+def append_then_die(self, source, record, seconds):
+    append(self, source, record, seconds)
+    if source == "other" and len(self.done[source]) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # a hard kill after 3 + 2 journaled episodes
+journal.Journal.append = append_then_die
+evaluate.run_evaluation(**eval(sys.argv[2]))
+"""
+
+
+def _floor_args(records, output_dir):
+    return dict(floor_only=True, records_root_dir=records, datasets=["tiny", "other"],
+                num_episodes=3, seed=11, output_dir=str(output_dir), log=lambda *_: None)
+
+
+def _without_timing(results):
+    for entry in results["sources"].values():
+        del entry["seconds"], entry["episodes_per_second"]
+    return results
+
+
+def test_floor_only_evaluation_survives_a_hard_kill(tmp_path):
+    import subprocess
+    import sys
+
+    from ctx_tf.evaluation import journal as journal_lib
+    from ctx_tf.evaluation.floor import FLOOR_NAME
+
+    records = write_tiny_source(tmp_path / "records", "tiny", size=8)
+    write_tiny_source(tmp_path / "records", "other", size=8, seed=1)
+    whole = _run_floor(records, tmp_path / "whole")
+    assert whole["model"]["name"] == FLOOR_NAME and whole["model"]["checkpoint"] is None
+    for entry in whole["sources"].values():
+        assert [e["accuracy"] for e in entry["episodes"]] == [
+            e["floor_accuracy"] for e in entry["episodes"]]
+        assert entry["comparability"]["withheld"].endswith("not a Meta-Dataset source")
+    assert FLOOR_NAME in (tmp_path / "whole" / "results.md").read_text()
+
+    out = tmp_path / "killed"
+    args = dict(_floor_args(records, out))
+    del args["log"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), repo, repr(args)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    journal_path = out / journal_lib.JOURNAL_NAME
+    assert len(journal_path.read_text().splitlines()) == 1 + 3 + 2
+    assert not (out / "results.json").exists()  # nothing that passes for a result
+
+    # Another command refuses the journal, naming what differs.
+    with pytest.raises(journal_lib.JournalError, match="differs in: seed"):
+        evaluate.run_evaluation(**dict(_floor_args(records, out), seed=12))
+    logs = []
+    resumed = evaluate.run_evaluation(**dict(_floor_args(records, out), log=logs.append))
+    assert any("resuming: 5 episode(s)" in line for line in logs), logs
+    assert not journal_path.exists()
+    assert _without_timing(results_lib.load_results(str(out))) == _without_timing(
+        results_lib.load_results(str(tmp_path / "whole")))
+    assert resumed["sources"]["other"]["episodes"] == whole["sources"]["other"]["episodes"]
+
+
+def _run_floor(records, output_dir):
+    return evaluate.run_evaluation(**_floor_args(records, output_dir))

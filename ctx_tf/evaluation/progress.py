@@ -22,17 +22,20 @@ class Progress:
         self.stream = stream if stream is not None else sys.stdout
         self.every_seconds = every_seconds
 
-    def start(self, source, total):
+    def start(self, source, total, done=()):
+        """`done`: records of episodes evaluated before a resume (counted, not timed)."""
         self.source, self.total = source, total
         self.t0 = self.last = time.perf_counter()
-        self.sum = 0.0
+        self.resumed = len(done)
+        self.sum = float(sum(e["accuracy"] for e in done))
 
     def update(self, done, accuracy):
         self.sum += accuracy
         now = time.perf_counter()
-        if done == self.total or done == 1 or now - self.last >= self.every_seconds:
+        if (done == self.total or done == self.resumed + 1
+                or now - self.last >= self.every_seconds):
             self.last = now
-            rate = done / max(now - self.t0, 1e-9)
+            rate = (done - self.resumed) / max(now - self.t0, 1e-9)
             eta = (self.total - done) / rate if rate > 0 else float("inf")
             print(f"[{self.source}] {done}/{self.total} episodes  {rate:.2f} episodes/s  "
                   f"ETA {format_duration(eta)}  running accuracy {100 * self.sum / done:.2f}%",

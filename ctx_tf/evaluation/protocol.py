@@ -18,8 +18,6 @@ unseeded behaviour.
 import contextlib
 import copy
 import dataclasses
-import hashlib
-import inspect
 import itertools
 import os
 import time
@@ -30,21 +28,14 @@ import tensorflow as tf
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
+from ctx_tf.evaluation import comparability
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import stats
 from ctx_tf.evaluation.floor import nearest_centroid_accuracy
 from ctx_tf.seeds import derive_seed
 
-NUM_EVAL_EPISODES = 600
-
-# Parameters that define which episodes are sampled; the official protocol uses their defaults.
-_SAMPLING_PARAMETERS = (
-    "num_ways", "num_support", "num_query", "min_ways", "max_ways_upper_bound", "max_num_query",
-    "max_support_set_size", "max_support_size_contrib_per_class", "min_log_weight",
-    "max_log_weight", "min_examples_in_class", "num_unique_descriptions",
-    "episode_description_switch_frequency",
-)
+NUM_EVAL_EPISODES = comparability.MIN_EPISODES
 # Forced for evaluation, whatever the (training) gin config binds.
 _EVALUATION_OVERRIDES = {
     "ignore_hierarchy_probability": 0.0,
@@ -59,11 +50,6 @@ class EvaluationError(ValueError):
 
 
 # ------------------------------------------------------------------------- configuration
-
-
-def _config_defaults():
-    signature = inspect.signature(sampling.EpisodeDescriptionConfig.__init__)
-    return {name: p.default for name, p in signature.parameters.items() if name != "self"}
 
 
 def evaluation_episode_config(config=None):
@@ -91,12 +77,11 @@ def evaluation_episode_config(config=None):
 
 def is_official_config(config):
     """True when `config` samples episodes as the official protocol (default values)."""
-    defaults = _config_defaults()
-    return all(getattr(config, name) == defaults[name] for name in _SAMPLING_PARAMETERS)
+    return not comparability.episode_config_differences(config)
 
 
 def config_as_dict(config):
-    return {name: getattr(config, name) for name in _SAMPLING_PARAMETERS
+    return {name: getattr(config, name) for name in comparability.SAMPLING_PARAMETERS
             + tuple(_EVALUATION_OVERRIDES)}
 
 
@@ -198,80 +183,76 @@ def make_predict_fn(learner):
     return predict
 
 
-def episode_fingerprint(support_labels, support_class_ids, query_labels, query_class_ids):
-    """A short hash of an episode's classes and shots (its description), in order."""
-    h = hashlib.sha1()
-    for array in (support_labels, support_class_ids, query_labels, query_class_ids):
-        array = np.ascontiguousarray(np.asarray(array, dtype=np.int64))
-        h.update(str(array.shape).encode())
-        h.update(array.tobytes())
-    return h.hexdigest()[:16]
+def make_image_means_fn():
+    """`episode -> (support image means, query image means)`, as `make_predict_fn` gives
+    them (the floor-only evaluation has no learner but the same image digests)."""
+
+    @tf.function(reduce_retracing=True)
+    def means(episode):
+        return (tf.reduce_mean(episode.support_images, axis=[1, 2, 3]),
+                tf.reduce_mean(episode.query_images, axis=[1, 2, 3]))
+
+    return means
 
 
-def image_digest(support_means, query_means):
-    """A short hash of the per-image means (rounded), telling which images an episode has."""
-    h = hashlib.sha1()
-    for means in (support_means, query_means):
-        h.update(np.round(np.asarray(means, np.float64), 3).tobytes())
-    return h.hexdigest()[:16]
-
-
-def episode_record(index, episode, logits, support_means=None, query_means=None):
-    """The per-episode row of results.json for one evaluated episode (numpy inputs)."""
-    support_labels = np.asarray(episode.support_labels)
-    query_labels = np.asarray(episode.query_labels)
-    way = int(support_labels.max()) + 1
-    shots = np.bincount(support_labels, minlength=way)
-    record = {
-        "episode": int(index),
-        "way": way,
-        "num_support": int(support_labels.size),
-        "shots_min": int(shots.min()),
-        "shots_max": int(shots.max()),
-        "num_query": int(query_labels.size),
-        "accuracy": stats.episode_accuracy(logits, query_labels),
-        "fingerprint": episode_fingerprint(support_labels, episode.support_class_ids,
-                                           query_labels, episode.query_class_ids),
-    }
-    if support_means is not None:
-        record["image_digest"] = image_digest(support_means, query_means)
-    return record
+def _skip(dataset, count):
+    if not count:
+        return dataset
+    if isinstance(dataset, tf.data.Dataset):
+        return dataset.skip(count)  # still draws (and discards) the skipped episodes
+    return itertools.islice(dataset, count, None)
 
 
 def evaluate_source(predict_fn, dataset, num_episodes, source_name="source", progress=None,
-                    floor=False):
+                    floor=False, done=(), on_record=None):
     """Per-episode records of `num_episodes` episodes of `dataset`.
 
     Args:
       predict_fn: `episode -> logits` or `-> (logits, support means, query means)`
-        (see `make_predict_fn`).
+        (see `make_predict_fn`); None: the raw-pixel floor is the prediction (floor only).
       dataset: a `tf.data.Dataset` (or any iterable) of `(Episode, source_id)` or `Episode`.
       num_episodes: how many episodes to evaluate.
       progress: a `Progress` (or None).
       floor: also record the raw-pixel nearest-centroid accuracy (`floor_accuracy`).
+      done: records of the first episodes, evaluated before (a resumed run): those episodes
+        are drawn from `dataset` and discarded, so the next ones are the same as without a
+        break.
+      on_record: called as `on_record(record, seconds)` after each new episode.
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    records = list(done)[:num_episodes]
     if progress is not None:
-        progress.start(source_name, num_episodes)
-    records = []
-    for element in itertools.islice(dataset, num_episodes):
+        progress.start(source_name, num_episodes, done=records)
+    means_fn = make_image_means_fn() if predict_fn is None else None
+    start = time.perf_counter()
+    for element in itertools.islice(_skip(dataset, len(records)), num_episodes - len(records)):
         episode = element[0] if isinstance(element, tuple) and len(element) == 2 else element
-        outputs = predict_fn(episode)
-        if isinstance(outputs, (tuple, list)):
-            logits, support_means, query_means = (np.asarray(o) for o in outputs)
+        floor_accuracy = nearest_centroid_accuracy(episode) if floor or means_fn else None
+        if means_fn is not None:
+            logits = None
+            support_means, query_means = (np.asarray(m) for m in means_fn(episode))
         else:
-            logits, support_means, query_means = np.asarray(outputs), None, None
+            outputs = predict_fn(episode)
+            if isinstance(outputs, (tuple, list)):
+                logits, support_means, query_means = (np.asarray(o) for o in outputs)
+            else:
+                logits, support_means, query_means = np.asarray(outputs), None, None
         # Labels and class ids only: the images stay where they are.
         labels_only = type(episode)(
             support_images=None, support_labels=np.asarray(episode.support_labels),
             support_class_ids=np.asarray(episode.support_class_ids), query_images=None,
             query_labels=np.asarray(episode.query_labels),
             query_class_ids=np.asarray(episode.query_class_ids))
-        record = episode_record(len(records), labels_only, logits, support_means, query_means)
-        if floor:
-            record["floor_accuracy"] = nearest_centroid_accuracy(episode)
+        record = results_lib.episode_record(len(records), labels_only, logits, support_means, query_means,
+                                accuracy=floor_accuracy if logits is None else None)
+        if floor_accuracy is not None:
+            record["floor_accuracy"] = floor_accuracy
         records.append(record)
+        now = time.perf_counter()
+        if on_record is not None:
+            on_record(record, now - start)
+        start = now
         if progress is not None:
             progress.update(len(records), record["accuracy"])
     if len(records) < num_episodes:
@@ -332,20 +313,34 @@ def episode_pipeline(spec, split, episode_config, seed, image_size, shuffle_buff
             simclr_episode_fraction=0.0, seed=seed)
 
 
+def run_identity(setup):
+    """What decides the episodes of `setup` (a resume journal's identity, with the model)."""
+    config, _ = evaluation_episode_config(setup.episode_config)
+    return {"records_root": str(setup.records_root), "sources": list(setup.sources),
+            "split": dataset_spec_lib.as_split(setup.split).name,
+            "num_episodes": setup.num_episodes, "seed": setup.seed,
+            "image_size": setup.image_size, "shuffle_buffer_size": setup.shuffle_buffer_size,
+            "episode_config": config_as_dict(config)}
+
+
 def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes_fn=None,
-             floor=False):
+             floor=False, floor_only=False, journal=None):
     """Evaluates every source of `setup`; returns the `results.json` mapping (no model info).
 
     Args:
       learner: called as `learner(episode, training=False)` (see `learner_logits`); may be
-        None when `predict_fn` is given.
+        None when `predict_fn` is given or `floor_only`.
       setup: an `EvaluationSetup`.
       progress: a `Progress` for the per-source progress lines (None: silent).
       log: where one-line messages go.
       predict_fn: replaces `make_predict_fn(learner)` (training passes its replicated one).
       episodes_fn: `(source name, split, seed) -> iterable of Episode` replaces the records
         (`seed` is the source's protocol seed); then `setup.records_root` is unused.
-      floor: also record each episode's raw-pixel nearest-centroid accuracy.
+      floor: also record each episode's raw-pixel nearest-centroid accuracy, and its mean
+        and CI per source (`floor_mean`, `floor_ci95`).
+      floor_only: no learner: the raw-pixel floor is the evaluated row.
+      journal: a `journal.Journal`: episodes it holds are not evaluated again, new ones are
+        appended to it as they finish.
     """
     split = dataset_spec_lib.as_split(setup.split)
     config, overrides = evaluation_episode_config(setup.episode_config)
@@ -361,25 +356,41 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
             continue
         log(f"{name}: {len(list(spec.get_classes(split)))} {split.name} classes in "
             f"{spec.path}, {sampling_name(name)} sampling")
-    if predict_fn is None:
+    if journal is not None and journal.resumed:
+        log(f"resuming: {journal.resumed} episode(s) already evaluated in {journal.path}")
+    if floor_only:
+        predict_fn, floor = None, True
+    elif predict_fn is None:
         predict_fn = make_predict_fn(learner)
     sources = {}
     for name, spec in specs.items():
-        if spec is None:
+        done = journal.records(name) if journal is not None else []
+        if len(done) >= setup.num_episodes:
+            dataset = ()  # nothing left to draw
+        elif spec is None:
             dataset = episodes_fn(name, split, source_seed(setup.seed, name))
         else:
             dataset = episode_pipeline(spec, split, config, setup.seed, setup.image_size,
                                        setup.shuffle_buffer_size, setup.read_buffer_size_bytes,
                                        setup.num_prefetch)
+        on_record = None
+        if journal is not None:
+            on_record = lambda record, secs, name=name: journal.append(name, record, secs)  # noqa: E731
         start = time.perf_counter()
         records = evaluate_source(predict_fn, dataset, setup.num_episodes, name, progress,
-                                  floor=floor)
-        seconds = time.perf_counter() - start
+                                  floor=floor, done=done, on_record=on_record)
+        seconds = time.perf_counter() - start + (journal.seconds(name) if done else 0.0)
+        info = {}
+        if floor:
+            info["floor_mean"], info["floor_ci95"] = stats.mean_and_ci95(
+                [e["floor_accuracy"] for e in records])
+        if spec is not None:
+            info["comparability"] = comparability.check_source(name, spec, split).to_json()
         sources[name] = results_lib.source_result(
             records, split=split.name, sampling=sampling_name(name),
             num_classes=None if spec is None else len(list(spec.get_classes(split))),
             seconds=round(seconds, 3),
-            episodes_per_second=round(len(records) / max(seconds, 1e-9), 4))
+            episodes_per_second=round(len(records) / max(seconds, 1e-9), 4), **info)
         log(f"{name}: {100 * sources[name]['mean']:.2f} ± {100 * sources[name]['ci95']:.2f}% "
             f"over {len(records)} episodes")
     return {

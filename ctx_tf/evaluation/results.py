@@ -2,25 +2,34 @@
 
 `results.json` (format `ctx_tf.evaluation/1`) holds everything needed to recompute every
 number: per source the per-episode way, support size, per-class shot range, query count,
-accuracy and a fingerprint of the episode (see `protocol.episode_fingerprint`), and the
-summary `mean` / `ci95` (fractions in [0, 1]). `episodes.csv` has the per-episode rows of all
-sources; `results.md` the leaderboard-layout table; `results.png` the bar chart.
+accuracy and a fingerprint of the episode (see `episode_fingerprint`), and the
+summary `mean` / `ci95` (fractions in [0, 1]), the raw-pixel floor on the same episodes
+(`floor_accuracy`, `floor_mean`, `floor_ci95`) and `comparability`: whether the source is the
+official one and the protocol the published rows', and if not the one line why
+(`comparison_verdicts`). `episodes.csv` has the per-episode rows of all sources; `results.md`
+the leaderboard-layout table (published rows ranked only where comparable); `results.png` the
+bar chart.
 
 Every file is written to a temporary name and renamed into place, on any `tf.io.gfile`
-filesystem, so a reader never sees a half-written file.
+filesystem, results.json last, so a reader never sees a half-written or partial result.
 """
 
 import csv
+import hashlib
 import io
 import json
 import posixpath
 
+import numpy as np
 import tensorflow as tf
 
 from ctx_tf import files
+from ctx_tf.data import facts
+from ctx_tf.evaluation import comparability
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import stats
+from ctx_tf.evaluation.floor import FLOOR_NAME
 
 FORMAT = "ctx_tf.evaluation/1"
 CI95_FORMULA = "1.96 * std(episode accuracies, ddof=0) / sqrt(num_episodes)"
@@ -36,6 +45,49 @@ EPISODES_CSV = "episodes.csv"
 
 class ResultsError(ValueError):
     """A results file that is missing, malformed or of another format."""
+
+
+def episode_fingerprint(support_labels, support_class_ids, query_labels, query_class_ids):
+    """A short hash of an episode's classes and shots (its description), in order."""
+    h = hashlib.sha1()
+    for array in (support_labels, support_class_ids, query_labels, query_class_ids):
+        array = np.ascontiguousarray(np.asarray(array, dtype=np.int64))
+        h.update(str(array.shape).encode())
+        h.update(array.tobytes())
+    return h.hexdigest()[:16]
+
+
+def image_digest(support_means, query_means):
+    """A short hash of the per-image means (rounded), telling which images an episode has."""
+    h = hashlib.sha1()
+    for means in (support_means, query_means):
+        h.update(np.round(np.asarray(means, np.float64), 3).tobytes())
+    return h.hexdigest()[:16]
+
+
+def episode_record(index, episode, logits, support_means=None, query_means=None,
+                   accuracy=None):
+    """The per-episode row of results.json for one evaluated episode (numpy inputs);
+    `accuracy` replaces the accuracy of `logits` (None) when given."""
+    support_labels = np.asarray(episode.support_labels)
+    query_labels = np.asarray(episode.query_labels)
+    way = int(support_labels.max()) + 1
+    shots = np.bincount(support_labels, minlength=way)
+    record = {
+        "episode": int(index),
+        "way": way,
+        "num_support": int(support_labels.size),
+        "shots_min": int(shots.min()),
+        "shots_max": int(shots.max()),
+        "num_query": int(query_labels.size),
+        "accuracy": (stats.episode_accuracy(logits, query_labels) if accuracy is None
+                     else accuracy),
+        "fingerprint": episode_fingerprint(support_labels, episode.support_class_ids,
+                                           query_labels, episode.query_class_ids),
+    }
+    if support_means is not None:
+        record["image_digest"] = image_digest(support_means, query_means)
+    return record
 
 
 def source_result(episodes, **info):
@@ -95,74 +147,146 @@ def episodes_csv(results):
 
 
 def _model_name(results):
-    return results.get("model", {}).get("name") or "ctx_tf"
+    model = results.get("model", {})
+    return model.get("name") or (FLOOR_NAME if model.get("floor_only") else "ctx_tf")
 
 
 def _is_test(results):
     return str(results.get("protocol", {}).get("split", "")).upper() == "TEST"
 
 
-def comparison_table(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
-    """`(table, sources)`: `{model: {source: Score}}` in fractions, ours first.
+def _protocol_reasons(results, rows):
+    """Why the protocol of `results` differs from each of the published `rows`'."""
+    protocol = results.get("protocol", {})
+    reasons = []
+    for row in rows:
+        for reason in comparability.check_protocol(
+                protocol.get("num_episodes", 0), protocol.get("image_size"),
+                protocol.get("split", "TEST"), protocol.get("episode_config"),
+                published_image_size=row.image_size):
+            if len(rows) > 1:
+                reason = reason.replace("the published row used", f"{row.name} used")
+            if reason not in reasons:
+                reasons.append(reason)
+    return reasons
 
-    Published rows are included only for a TEST evaluation (they are test numbers), and only
-    on the sources we evaluated.
+
+def comparison_verdicts(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
+    """`{source: comparability}`: the per-source `comparability` entry of results.json.
+
+    The protocol records the source's check against the official spec (`official`,
+    `matches`, `summary`, `differences`: `comparability.SourceCheck.to_json`); this adds
+    `published_rows` (the rows it was set against), `comparable` and `withheld` (the one
+    line saying why not, empty when comparable). A Meta-Dataset name whose spec was never
+    checked (episodes fed in by a test or a caller) is not comparable either.
+    """
+    rows = [leaderboard.published_row(name, setting) for name in published]
+    protocol_reasons = _protocol_reasons(results, rows)
+    verdicts = {}
+    for source, entry in results["sources"].items():
+        recorded = entry.get("comparability")
+        if source not in facts.SOURCES:
+            check = comparability.check_source(source, None)
+        elif recorded is None or "official" not in recorded:
+            check = comparability.SourceCheck(
+                name=source, official=True, matches=False,
+                summary="not checked against the official spec (no dataset_spec.json read)")
+        else:
+            check = comparability.SourceCheck.from_json(source, recorded)
+        comparable, reason = comparability.comparison_verdict(check, protocol_reasons)
+        verdicts[source] = dict(check.to_json(), published_rows=[r.name for r in rows],
+                                comparable=comparable and bool(rows), withheld=reason)
+    return verdicts
+
+
+def with_comparisons(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
+    """A copy of `results` whose sources carry their `comparison_verdicts`."""
+    verdicts = comparison_verdicts(results, published, setting)
+    annotated = dict(results, sources={s: dict(e, comparability=verdicts[s])
+                                       for s, e in results["sources"].items()})
+    return annotated
+
+
+def _has_floor_row(results):
+    return (not results.get("model", {}).get("floor_only")
+            and all("floor_mean" in e for e in results["sources"].values()))
+
+
+def comparison_table(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
+    """`(table, sources, withheld, published_names)`.
+
+    `table` is `{model: {source: Score}}` in fractions: ours, the raw-pixel floor on the same
+    episodes (when recorded), then the published rows, which are included only for a TEST
+    evaluation (they are test numbers) and only on the sources we evaluated. `withheld` is
+    `{source: reason}` for the sources where the published rows must not be compared.
     """
     sources = list(results["sources"])
     ours = {s: leaderboard.Score(e["mean"], e["ci95"], e["num_episodes"])
             for s, e in results["sources"].items()}
     table = {f"{_model_name(results)} (ours)": ours}
-    if _is_test(results):
+    if _has_floor_row(results):
+        table[FLOOR_NAME] = {s: leaderboard.Score(e["floor_mean"], e["floor_ci95"],
+                                                  e["num_episodes"])
+                             for s, e in results["sources"].items()}
+    published_names, withheld = [], {}
+    if _is_test(results) and published:
+        verdicts = comparison_verdicts(results, published, setting)
+        withheld = {s: v["withheld"] for s, v in verdicts.items() if not v["comparable"]}
         for name in published:
             row = leaderboard.published_row(name, setting)
             scores = {s: leaderboard.Score(v.mean / 100.0, v.ci95 / 100.0, v.num_episodes)
                       for s, v in leaderboard.published_scores(row).items() if s in sources}
             if scores:  # nothing to show for sources outside Meta-Dataset
                 table[f"{row.name} (published)"] = scores
-    return table, sources
+                published_names.append(f"{row.name} (published)")
+    return table, sources, withheld, published_names
 
 
 def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
     """The Markdown report: protocol, leaderboard-layout table, per-source details."""
     protocol = results.get("protocol", {})
     model = results.get("model", {})
-    table, sources = comparison_table(results, published, setting)
-    rankable = _is_test(results) and len(table) > 1
+    table, sources, withheld, published_names = comparison_table(results, published, setting)
+    rankable = bool(published_names) and len(withheld) < len(sources)
     lines = [f"# Meta-Dataset evaluation: {_model_name(results)}", ""]
     lines.append(f"- split: {protocol.get('split')}, {protocol.get('num_episodes')} episodes per "
-                 f"source, seed {protocol.get('seed')}")
+                 f"source, seed {protocol.get('seed')}, image size {protocol.get('image_size')}")
     if model.get("checkpoint"):
         lines.append(f"- checkpoint: `{model['checkpoint']}`")
     lines.append(f"- accuracy: mean of per-episode query accuracies; 95% CI = {CI95_FORMULA}")
-    if not protocol.get("official", True):
-        lines.append("- **episode configuration differs from the official protocol** "
-                     "(see `protocol.episode_config` in results.json)")
+    if _has_floor_row(results) or model.get("floor_only"):
+        lines.append(f"- {FLOOR_NAME}: each query goes to the class whose mean support image "
+                     "is nearest; the same episodes, never ranked")
     lines.append("")
-    lines.append(leaderboard.markdown_table(table, sources, rank=rankable, scale=100.0))
-    published_names = [n for n in table if n.endswith("(published)")]
+    lines.append(leaderboard.markdown_table(
+        table, sources, rank=rankable, scale=100.0, withheld=withheld,
+        published=published_names, unranked=[FLOOR_NAME]))
     if rankable:
         trained_on = ("ImageNet only" if setting == leaderboard.IMAGENET_ONLY
                       else "all datasets")
+        ranked = len(sources) - len(withheld)
         lines.append(
             f"Accuracy in percent ± 95% CI (rank). Ranks follow the official leaderboard rule "
-            f"among the rows shown, over the {len(sources)} source(s) evaluated; published rows "
+            f"among the rows shown, over the {ranked} source(s) compared; published rows "
             f"({', '.join(published_names)}) are the google-research/meta-dataset leaderboard "
             f"numbers (trained on {trained_on}).")
-        for name in published:
-            row = leaderboard.published_row(name, setting)
-            if f"{row.name} (published)" not in published_names:
-                continue
-            lines.append(f"- {row.name}: {row.description}. {row.reference}. Read from "
-                         f"{row.read_from}.")
+    elif published_names:
+        lines.append("Accuracy in percent ± 95% CI. Not ranked: the comparison with the "
+                     "published rows is withheld on every source (reasons above).")
     elif not _is_test(results):
         lines.append("Accuracy in percent ± 95% CI. Not ranked: published numbers are TEST "
                      "results.")
+    for name in published_names:
+        row = leaderboard.published_row(name[:-len(" (published)")], setting)
+        lines.append(f"- {row.name}: {row.description}. {row.reference}. Read from "
+                     f"{row.read_from}.")
     lines.append("")
     lines.append("## Per source")
     lines.append("")
     lines.append("| source | classes | sampling | episodes | way (min–max) | support (min–max) "
-                 "| queries (min–max) | accuracy | episodes/s |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+                 "| queries (min–max) | accuracy | floor | episodes/s | records |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    verdicts = comparison_verdicts(results, published, setting)
     for source, e in results["sources"].items():
         eps = e["episodes"]
 
@@ -171,11 +295,14 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
             return f"{min(values)}–{max(values)}"
 
         eps_per_s = e.get("episodes_per_second")
+        floor = (f"{100 * e['floor_mean']:.2f} ± {100 * e['floor_ci95']:.2f}"
+                 if "floor_mean" in e else "–")
         lines.append(
             f"| {source} | {e.get('num_classes', '–')} | {e.get('sampling', '–')} "
             f"| {e['num_episodes']} | {span('way')} | {span('num_support')} "
             f"| {span('num_query')} | {100 * e['mean']:.2f} ± {100 * e['ci95']:.2f} "
-            f"| {'–' if eps_per_s is None else f'{eps_per_s:.2f}'} |")
+            f"| {floor} | {'–' if eps_per_s is None else f'{eps_per_s:.2f}'} "
+            f"| {verdicts[source]['summary']} |")
     comparison = results.get("comparison")
     if comparison:
         lines.append("")
@@ -195,26 +322,30 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
 
 def results_plot(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY,
                  size=plot.DEFAULT_SIZE):
-    """PNG bytes: our accuracy per source with CI bars beside the published rows."""
-    table, sources = comparison_table(results, published, setting)
+    """PNG bytes: our accuracy per source with CI bars beside the floor and the published
+    rows (not drawn where the comparison is withheld)."""
+    table, sources, withheld, published_names = comparison_table(results, published, setting)
     series = {name: {s: (score.mean, score.ci95) for s, score in row.items()}
               for name, row in table.items()}
     protocol = results.get("protocol", {})
     title = (f"{_model_name(results)}: {protocol.get('split')} accuracy, "
              f"{protocol.get('num_episodes')} episodes/source, 95% CI")
-    return plot.bar_chart(series, sources, title=title, size=size)
+    return plot.bar_chart(series, sources, title=title, size=size, withheld=withheld,
+                          published=published_names)
 
 
 def write_results(output_dir, results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY,
                   plot_size=plot.DEFAULT_SIZE):
-    """Writes results.json, episodes.csv, results.md and results.png; returns their paths."""
+    """Writes episodes.csv, results.md, results.png and, last, results.json (with every
+    source's comparability verdict); returns their paths."""
     output_dir = str(output_dir)
     tf.io.gfile.makedirs(output_dir)
+    results = with_comparisons(results, published, setting)
     contents = {
-        RESULTS_JSON: json.dumps(results, indent=1, sort_keys=False) + "\n",
         EPISODES_CSV: episodes_csv(results),
         RESULTS_MD: results_markdown(results, published, setting),
         RESULTS_PNG: results_plot(results, published, setting, plot_size),
+        RESULTS_JSON: json.dumps(results, indent=1, sort_keys=False) + "\n",
     }
     paths = {}
     for name, data in contents.items():

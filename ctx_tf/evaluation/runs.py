@@ -25,14 +25,16 @@ from absl import app
 from absl import flags
 
 from ctx_tf import files
+from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results
+from ctx_tf.evaluation.floor import FLOOR_NAME
 from ctx_tf.evaluation.stats import mean_and_ci95
 
 FLAGS = flags.FLAGS
 
 FINAL_TEST_SUBDIR = "final_test"  # ctx_tf.training.final_test writes it
-FLOOR_NAME = "Nearest centroid, raw pixels (no learning)"
+PUBLISHED = ("CTX",)  # published rows set beside the runs where comparable
 
 
 class RunsError(ValueError):
@@ -64,7 +66,8 @@ def load_run(directory):
         identities=[(e["fingerprint"], e.get("image_digest")) for e in episodes],
         step=model.get("checkpoint_info", {}).get("step"), learner=model.get("learner"),
         num_updates=training.get("num_updates"), train_seconds=training.get("train_seconds"),
-        test_seconds=entry.get("seconds"))
+        test_seconds=entry.get("seconds"),
+        verdict=results.comparison_verdicts(loaded, PUBLISHED)[dataset])
 
 
 def paired(a, b):
@@ -112,8 +115,20 @@ def compare(runs):
             learner=record.get("learner"), num_updates=record.get("num_updates"),
             best_step=record["step"], train_seconds=record.get("train_seconds"),
             test_seconds=record.get("test_seconds")))
+    # A published row stands beside the runs only when every run's records and protocol
+    # match it; otherwise the first reason is the one line saying why not.
+    withheld = next((runs[n]["verdict"]["withheld"] for n in names
+                     if not runs[n]["verdict"]["comparable"]), "")
+    published = []
+    for row_name in PUBLISHED:
+        row = leaderboard.published_row(row_name)
+        if first["dataset"] in row.results:
+            mean, ci = row.results[first["dataset"]]
+            published.append(dict(name=f"{row.name} (published)", accuracy=(mean / 100,
+                                                                              ci / 100)))
     return dict(dataset=first["dataset"], num_episodes=first["num_episodes"],
-                floor=mean_and_ci95(floor), rows=rows, reference=names[0])
+                floor=mean_and_ci95(floor), rows=rows, reference=names[0],
+                published=published, withheld=withheld)
 
 
 def _pct(pair, sign=False):
@@ -143,6 +158,11 @@ def table_markdown(comparison):
             f"| {'' if row['minus_first'] is None else _pct(row['minus_first'], True)} "
             f"| {updates} | {_minutes(row['train_seconds'])} | {_minutes(row['test_seconds'])} |")
     lines.append(f"| {FLOOR_NAME} | {_pct(comparison['floor'])} | | | | | |")
+    for row in comparison.get("published", []):
+        cell = "withheld" if comparison["withheld"] else _pct(row["accuracy"])
+        lines.append(f"| {row['name']} | {cell} | | | | | |")
+    if comparison.get("published") and comparison["withheld"]:
+        lines += ["", f"{leaderboard.WITHHELD_HEADING}", f"- {comparison['withheld']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -151,9 +171,14 @@ def chart_png(comparison, title=None):
     dataset = comparison["dataset"]
     series = {row["name"]: {dataset: row["accuracy"]} for row in comparison["rows"]}
     series["raw-pixel floor"] = {dataset: comparison["floor"]}
+    published = [row["name"] for row in comparison.get("published", [])]
+    for row in comparison.get("published", []):
+        series[row["name"]] = {dataset: row["accuracy"]}
+    withheld = {dataset: comparison["withheld"]} if comparison.get("withheld") else {}
     title = title or (f"{dataset}: test accuracy over {comparison['num_episodes']} episodes, "
                       "95% CI")
-    return plot.bar_chart(series, [dataset], title=title, size=(900, 500))
+    return plot.bar_chart(series, [dataset], title=title, size=(900, 500), withheld=withheld,
+                          published=published)
 
 
 def parse_run_flag(value):

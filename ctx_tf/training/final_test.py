@@ -14,7 +14,6 @@ import tensorflow as tf
 
 import ctx_tf
 from ctx_tf import checkpoints
-from ctx_tf.evaluation import stats
 
 FINAL_TEST_SUBDIR = "final_test"
 
@@ -32,9 +31,6 @@ def run_final_test(trainer, best, num_episodes, seed, training_info=None, log=No
     prefix = checkpoints.restore_learner(trainer.learner, best["checkpoint"])
     results = trainer.evaluate("test", num_episodes=num_episodes, seed=seed, floor=True,
                                log=log)
-    for entry in results["sources"].values():
-        floor = [e["floor_accuracy"] for e in entry["episodes"]]
-        entry["floor_mean"], entry["floor_ci95"] = stats.mean_and_ci95(floor)
     results["model"] = {
         "name": type(trainer.learner).__name__,
         "learner": type(trainer.learner).__name__,

@@ -9,6 +9,7 @@ from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import protocol
+from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation.progress import Progress
 from tests.conftest import shared_path
 from tests.evaluation.helpers import TinyPrototypeLearner, write_tiny_source
@@ -62,7 +63,7 @@ def test_episode_record_by_hand():
         support_class_ids=np.array([7, 7, 7, 3, 9, 9]), query_images=None,
         query_labels=np.array([0, 1, 2, 2]), query_class_ids=np.array([7, 3, 9, 9]))
     logits = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32)
-    record = protocol.episode_record(3, episode, logits)
+    record = results_lib.episode_record(3, episode, logits)
     assert record == {"episode": 3, "way": 3, "num_support": 6, "shots_min": 1, "shots_max": 3,
                       "num_query": 4, "accuracy": 0.75,
                       "fingerprint": record["fingerprint"]}
@@ -175,7 +176,8 @@ def test_records_and_results_on_another_filesystem(records_root):
     result["model"] = {"name": "tiny"}
     paths = results_lib.write_results("ram://eval_test/out", result)
     assert paths["results.json"] == "ram://eval_test/out/results.json"
-    assert results_lib.load_results("ram://eval_test/out") == result
+    assert results_lib.load_results("ram://eval_test/out") == results_lib.with_comparisons(result)
+    assert result["sources"]["tiny"]["comparability"]["official"] is False
     assert tf.io.gfile.GFile(paths["results.png"], "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(tf.io.gfile.listdir("ram://eval_test/out")) == [
         "episodes.csv", "results.json", "results.md", "results.png"]

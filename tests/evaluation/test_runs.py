@@ -111,3 +111,26 @@ def test_command_line_writes_table_and_chart(tmp_path, episodes):
          f"--run=B={tmp_path / 'missing'}", f"--output_dir={out}"],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "missing" in proc.stderr and "final test" in proc.stderr
+
+
+def test_published_row_beside_runs_only_when_comparable(tmp_path, episodes):
+    from ctx_tf.data import facts
+    from ctx_tf.evaluation import comparability
+
+    floor, a, _ = episodes
+    # A run on a miniature named omniglot: the published CTX cell is withheld, with the reason.
+    loaded = {"A": runs.load_run(write_run(tmp_path / "a", a, floor))}
+    table = runs.table_markdown(runs.compare(loaded))
+    assert "| CTX (published) | withheld |" in table
+    assert "- omniglot: not the official records (not checked against the official spec" in table
+    # The official omniglot records under the official protocol: CTX's number is shown.
+    directory = write_run(tmp_path / "b", list(a) * 20, list(floor) * 20)
+    path = os.path.join(directory, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    record = json.load(open(path))
+    record["protocol"].update(num_episodes=600, image_size=224, episode_config=dict(
+        comparability._official_episode_parameters(), num_support=None))
+    record["sources"]["omniglot"]["comparability"] = comparability.check_source(
+        "omniglot", facts.dataset_spec("omniglot")).to_json()
+    json.dump(record, open(path, "w"))
+    table = runs.table_markdown(runs.compare({"B": runs.load_run(directory)}))
+    assert "| CTX (published) | 82.21 ± 1.00 |" in table and "withheld" not in table
