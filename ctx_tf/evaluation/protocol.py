@@ -332,6 +332,15 @@ def episode_pipeline(spec, split, episode_config, seed, image_size, shuffle_buff
             simclr_episode_fraction=0.0, seed=seed)
 
 
+def source_episodes(setup, spec):
+    """The evaluation episodes of one source of `setup` (a tf.data.Dataset of
+    `(Episode, source id)`): the episodes `evaluate` scores, in the same order."""
+    config, _ = evaluation_episode_config(setup.episode_config)
+    return episode_pipeline(spec, dataset_spec_lib.as_split(setup.split), config, setup.seed,
+                            setup.image_size, setup.shuffle_buffer_size,
+                            setup.read_buffer_size_bytes, setup.num_prefetch)
+
+
 def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes_fn=None,
              floor=False):
     """Evaluates every source of `setup`; returns the `results.json` mapping (no model info).
@@ -368,9 +377,7 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
         if spec is None:
             dataset = episodes_fn(name, split, source_seed(setup.seed, name))
         else:
-            dataset = episode_pipeline(spec, split, config, setup.seed, setup.image_size,
-                                       setup.shuffle_buffer_size, setup.read_buffer_size_bytes,
-                                       setup.num_prefetch)
+            dataset = source_episodes(setup, spec)
         start = time.perf_counter()
         records = evaluate_source(predict_fn, dataset, setup.num_episodes, name, progress,
                                   floor=floor)
