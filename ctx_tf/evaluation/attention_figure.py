@@ -68,6 +68,13 @@ def upsample(heat, size):
     return resized[0, :, :, 0].numpy()
 
 
+def figure_size(rows, columns):
+    """(width, height) in pixels of a figure of `rows` x `columns` image cells (the header
+    row included), with room for the colour bar and titles."""
+    return (max(int((columns * CELL_INCHES + 1.3) * plot.DPI), 600),
+            int((rows * CELL_INCHES + 0.5) * plot.DPI))
+
+
 def _display(image):
     """Images in [-1, 1] -> RGB floats in [0, 1]."""
     image = np.clip((np.asarray(image, np.float32) + 1.0) / 2.0, 0.0, 1.0)
@@ -133,9 +140,7 @@ def attention_figure(query_image, support_images, support_labels, weights, query
     vmax = max(float(weights[rows_of][:, shown[c], :].max()) for c in classes)
     norm_kwargs = dict(vmin=0.0, vmax=max(vmax, 1e-12))
 
-    width_px = int((columns * CELL_INCHES + 1.3) * plot.DPI)
-    height_px = int((rows * CELL_INCHES + 0.5) * plot.DPI)
-    figure = plot.new_figure((max(width_px, 600), height_px))
+    figure = plot.new_figure(figure_size(rows, columns))
     outcome = "correct" if correct else "WRONG"
     figure.suptitle(f"{title}true class {true_label}, predicted {predicted}: {outcome}",
                     color=_CORRECT_COLOR if correct else _WRONG_COLOR, fontsize=11,
