@@ -88,6 +88,7 @@ def run_visualize(checkpoint, gin_config=(), gin_bindings=(), records_root_dir=N
     from ctx_tf.data import config as config_lib
     from ctx_tf.data import dataset_spec as spec_lib
     from ctx_tf.data import sampling
+    from ctx_tf.data.reader import ReaderError
     from ctx_tf.evaluation import attention_figure
     from ctx_tf.evaluation import protocol
 
@@ -142,7 +143,10 @@ def run_visualize(checkpoint, gin_config=(), gin_bindings=(), records_root_dir=N
         shuffle_buffer_size=data_config.shuffle_buffer_size,
         read_buffer_size_bytes=data_config.read_buffer_size_bytes, num_prefetch=0,
         episode_config=sampling.EpisodeDescriptionConfig())
-    element = next(itertools.islice(protocol.source_episodes(setup, spec), episode, None))
+    try:
+        element = next(itertools.islice(protocol.source_episodes(setup, spec), episode, None))
+    except (ReaderError, spec_lib.DatasetSpecError) as e:
+        raise UserError(str(e)) from e
     chosen = list(range(min(num_queries, int(element[0].query_labels.shape[0]))))
     os.makedirs(output_dir, exist_ok=True)
     paths = []
