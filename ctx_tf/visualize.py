@@ -28,18 +28,15 @@ from ctx_tf.errors import UserError
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
-flags.DEFINE_string("checkpoint", None,
-                    "Checkpoint prefix, checkpoint directory (its latest), 'best:<train dir>' or "
-                    "a best_checkpoint.json; ours or an official TF1 checkpoint.")
+
+
+cli_flags.define_model_episode_flags()
 flags.DEFINE_string("dataset", None, "Source to draw the episode from (default: the config's "
                     "single benchmark.eval_datasets).")
-flags.DEFINE_enum("split", "test", ["test", "valid"], "Classes the episode is drawn from.")
-flags.DEFINE_integer("seed", 0, "Protocol episode seed, as python -m ctx_tf.evaluate --seed.")
-flags.DEFINE_integer("episode", 0, "Which episode of that seed (0: the first).")
+flags.DEFINE_integer("episode", 0, "Which episode of --seed (0: the first).")
 flags.DEFINE_integer("num_queries", 4, "Queries to draw (the episode's first ones).")
 flags.DEFINE_integer("num_positions", 4, "Marked query positions (a fixed grid).")
 flags.DEFINE_integer("max_shots", 5, "Support images shown per class.")
-flags.DEFINE_string("output_dir", None, "Where the PNGs go (default: <checkpoint dir>/attention).")
 
 
 def _operative_config(prefix):
@@ -78,8 +75,10 @@ def _records_and_dataset(records_root_dir, dataset, log):
 
 def run_visualize(checkpoint, gin_config=(), gin_bindings=(), records_root_dir=None,
                   dataset=None, split="test", seed=0, episode=0, num_queries=4,
-                  num_positions=4, max_shots=5, output_dir=None, log=print):
-    """Everything `python -m ctx_tf.visualize` does; returns the written PNG paths."""
+                  num_positions=4, max_shots=5, output_dir=None, train_checkpoint_dir=None,
+                  log=print):
+    """Everything `python -m ctx_tf.visualize` does; returns the written PNG paths
+    (`output_dir` default: `<checkpoint dir>/attention`)."""
     import itertools
 
     from ctx_tf import checkpoints
@@ -98,10 +97,11 @@ def run_visualize(checkpoint, gin_config=(), gin_bindings=(), records_root_dir=N
             raise UserError(f"{name} must be >= 1, got {value}")
     if episode < 0:
         raise UserError(f"--episode must be >= 0, got {episode}")
+    seed = None if seed is not None and seed < 0 else seed
     if not checkpoint:
         raise UserError("--checkpoint is required")
     try:
-        prefix, info = checkpoints.resolve_checkpoint(checkpoint)
+        prefix, info = checkpoints.resolve_checkpoint(checkpoint, train_checkpoint_dir)
     except checkpoints.CheckpointError as e:
         raise UserError(str(e)) from e
     if not gin_config:
@@ -164,7 +164,7 @@ def main(argv):
     run_visualize(FLAGS.checkpoint, FLAGS.gin_config, FLAGS.gin_bindings,
                   cli_flags.records_root(), FLAGS.dataset, FLAGS.split, FLAGS.seed,
                   FLAGS.episode, FLAGS.num_queries, FLAGS.num_positions, FLAGS.max_shots,
-                  FLAGS.output_dir)
+                  FLAGS.output_dir, FLAGS.train_checkpoint_dir)
 
 
 if __name__ == "__main__":
