@@ -34,6 +34,10 @@ setuptools.setup(
         "pillow>=9.0",
         # The results charts and training curves (Agg renderer, no display needed).
         "matplotlib>=3.5",
+        # `tensorboard --logdir runs/` and tf.summary.scalar/image. Older TensorFlow releases
+        # pin their own tensorboard minor (2.15 needs 2.15.x) and pip resolves that one; the
+        # newest (2.21) no longer depends on tensorboard, which is then installed from here.
+        "tensorboard>=2.15",
         # Reads VGG Flower's imagelabels.mat (MATLAB v5), as the official converter does.
         "scipy>=1.7",
         # CRC32C of the TFRecord framing, so converter workers need no TensorFlow.

@@ -32,6 +32,24 @@ def define_shared_flags():
             "(ctx_tf.train default: runs/<config name>/checkpoints).")
 
 
+def define_model_episode_flags():
+    """Defines --checkpoint, --split, --seed and --output_dir, the flags of the commands that
+    run a trained model on protocol episodes (evaluate, visualize), with one meaning."""
+    defined = flags.FLAGS
+    if "checkpoint" not in defined:
+        flags.DEFINE_string(
+            "checkpoint", None,
+            "'best' (the checkpoint recorded in best_checkpoint.json of --train_checkpoint_dir), "
+            "'best:<train dir>', a path to a best_checkpoint.json, a checkpoint directory (its "
+            "latest checkpoint) or a checkpoint path prefix; ours or an official TF1 checkpoint.")
+    if "split" not in defined:
+        flags.DEFINE_enum("split", "test", ["test", "valid"], "Classes to draw episodes from.")
+    if "seed" not in defined:
+        flags.DEFINE_integer("seed", 0, "Episode seed (same seed: same episodes); -1: unseeded.")
+    if "output_dir" not in defined:
+        flags.DEFINE_string("output_dir", None, "Where the outputs are written.")
+
+
 def records_root():
     """--records_root_dir, or the official converter's --records_root."""
     return flags.FLAGS.records_root_dir or flags.FLAGS.records_root

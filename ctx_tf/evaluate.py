@@ -27,16 +27,9 @@ from ctx_tf import cli_flags
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
 
-flags.DEFINE_string("checkpoint", None,
-                    "'best' (the checkpoint recorded in best_checkpoint.json of "
-                    "--train_checkpoint_dir), 'best:<train dir>', a path to a "
-                    "best_checkpoint.json, a checkpoint directory (its latest checkpoint) or a "
-                    "checkpoint path prefix.")
+cli_flags.define_model_episode_flags()
 flags.DEFINE_list("datasets", None, "Sources to evaluate, e.g. ilsvrc_2012,omniglot,aircraft.")
-flags.DEFINE_enum("split", "test", ["test", "valid"], "Classes to evaluate on.")
 flags.DEFINE_integer("num_episodes", 600, "Episodes per source (the protocol uses 600).")
-flags.DEFINE_integer("seed", 0, "Episode seed (same seed: same episodes); -1: unseeded.")
-flags.DEFINE_string("output_dir", None, "Where the results are written.")
 flags.DEFINE_string("compare_with", None,
                     "A previous results.json (or its directory) evaluated with the same seed: "
                     "adds the paired per-episode difference to the results.")

@@ -43,6 +43,10 @@ from ctx_tf.models.cross_transformer import CrossTransformer
 
 # logits float32 [num_query, K]; loss and accuracy float32 scalars.
 LearnerOutput = collections.namedtuple("LearnerOutput", ["logits", "loss", "accuracy"])
+# What `query_attention` returns: the head's `ChosenAttention` and the (height, width) of the
+# support and query feature maps its positions index (row-major).
+QueryAttention = collections.namedtuple(
+    "QueryAttention", ["attention", "support_grid", "query_grid"])
 
 
 class LearnerError(ValueError):
@@ -138,6 +142,14 @@ class CrossTransformerLearner(Learner):
         return self.head.logits_from_projections(
             gather(support_keys), gather(support_values),
             gather_labels(episode.support_labels, gather), query_keys, query_values)
+
+    def query_attention(self, episode, query_indices):
+        """`QueryAttention` of the chosen queries of `episode` in inference mode (the
+        attention-figure capability: learners without spatial attention lack this method)."""
+        support, query = self.embed_episode(episode, training=False)
+        attention = self.head.attention_weights(support, episode.support_labels, query,
+                                                query_indices)
+        return QueryAttention(attention, tuple(support.shape[1:3]), tuple(query.shape[1:3]))
 
     def official_variable_names(self):
         names = self.backbone.official_variable_names()

@@ -11,21 +11,29 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
 
+from ctx_tf import files
 from ctx_tf.data import pipeline
 from ctx_tf.data.dataset_spec import DatasetSpecError, Split, load_dataset_spec, use_ontologies
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.sampling import EpisodeDescriptionConfig
 from ctx_tf.data.simclr import to_simclr_episode
+from ctx_tf.evaluation import plot
 
 PROG = "ctx_tf.data.simclr_preview"
-_GRID_GAP = 2
+# Inches per image cell (at plot.DPI), and the header's height in inches.
+CELL_INCHES = 1.4
+HEADER_INCHES = 0.6
 
 
-def _to_uint8(images):
-    x = np.asarray(images, np.float32)
-    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+def grid_size(rows):
+    """(width, height) in pixels of the preview of `rows` rows."""
+    return (int(round(2 * CELL_INCHES * plot.DPI + 0.4 * plot.DPI)),
+            int(round((rows * CELL_INCHES + HEADER_INCHES) * plot.DPI)))
+
+
+def _display(images):
+    return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
 
 
 def save_episode_grid(episode, path, max_rows=16):
@@ -33,9 +41,8 @@ def save_episode_grid(episode, path, max_rows=16):
 
     For a SimCLR episode the left image is the support image the query was copied from
     (query label = support index); for a normal episode it is the first support image of the
-    query's class. Images are separated and framed by a 2-pixel gray gap.
-
-    Size: width ``2 W + 3 gap``, height ``R H + (R + 1) gap`` with ``R = min(Nq, max_rows)``.
+    query's class. Each image is titled with its index and label; the figure's size is
+    `grid_size(R)`, R = min(num_query, max_rows).
 
     Args:
       episode: :class:`Episode` of numpy arrays or tensors, images in [-1, 1].
@@ -51,19 +58,28 @@ def save_episode_grid(episode, path, max_rows=16):
     rows = min(len(query_labels), int(max_rows))
     if rows <= 0:
         raise ValueError("the episode has no query images to show")
-    h, w = e.support_images.shape[1:3]
-    gap = _GRID_GAP
-    canvas = np.full((rows * h + (rows + 1) * gap, 2 * w + 3 * gap, 3), 128, np.uint8)
-    support = _to_uint8(e.support_images)
-    query = _to_uint8(e.query_images)
+    width, height = grid_size(rows)
+    figure = plot.new_figure((width, height))
+    figure.suptitle(f"{rows} of {len(query_labels)} queries, {len(support_labels)} support "
+                    "images", fontsize=10)
+    grid = figure.add_gridspec(rows, 2)
+    support, query = _display(e.support_images), _display(e.query_images)
     for r in range(rows):
         matches = np.nonzero(support_labels == query_labels[r])[0]
-        top = gap + r * (h + gap)
+        left, right = figure.add_subplot(grid[r, 0]), figure.add_subplot(grid[r, 1])
         if len(matches):
-            canvas[top : top + h, gap : gap + w] = support[matches[0]]
-        canvas[top : top + h, 2 * gap + w : 2 * gap + 2 * w] = query[r]
-    Image.fromarray(canvas).save(path, format="PNG")
-    return canvas.shape[:2]
+            left.imshow(support[matches[0]], interpolation="nearest")
+            left.set_title(f"support {matches[0]} (label {support_labels[matches[0]]})",
+                           fontsize=8)
+        else:
+            left.set_title(f"no support image of label {query_labels[r]}", fontsize=8)
+        right.imshow(query[r], interpolation="nearest")
+        right.set_title(f"query {r} (label {query_labels[r]})", fontsize=8)
+        for axes in (left, right):
+            axes.set_xticks([])
+            axes.set_yticks([])
+    files.atomic_write(path, plot.figure_png(figure))
+    return height, width
 
 
 def first_episode(records_root_dir, dataset, split="train", image_size=84, seed=0):

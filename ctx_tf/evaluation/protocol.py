@@ -323,6 +323,15 @@ def run_identity(setup):
             "episode_config": config_as_dict(config)}
 
 
+def source_episodes(setup, spec):
+    """The evaluation episodes of one source of `setup` (a tf.data.Dataset of
+    `(Episode, source id)`): the episodes `evaluate` scores, in the same order."""
+    config, _ = evaluation_episode_config(setup.episode_config)
+    return episode_pipeline(spec, dataset_spec_lib.as_split(setup.split), config, setup.seed,
+                            setup.image_size, setup.shuffle_buffer_size,
+                            setup.read_buffer_size_bytes, setup.num_prefetch)
+
+
 def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes_fn=None,
              floor=False, floor_only=False, journal=None):
     """Evaluates every source of `setup`; returns the `results.json` mapping (no model info).
@@ -370,9 +379,7 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
         elif spec is None:
             dataset = episodes_fn(name, split, source_seed(setup.seed, name))
         else:
-            dataset = episode_pipeline(spec, split, config, setup.seed, setup.image_size,
-                                       setup.shuffle_buffer_size, setup.read_buffer_size_bytes,
-                                       setup.num_prefetch)
+            dataset = source_episodes(setup, spec)
         on_record = None
         if journal is not None:
             on_record = lambda record, secs, name=name: journal.append(name, record, secs)  # noqa: E731

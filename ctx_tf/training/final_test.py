@@ -2,7 +2,8 @@
 
 It runs the evaluation protocol (as `python -m ctx_tf.evaluate`) with `final_test.seed` and
 writes its files to `<train_checkpoint_dir>/final_test/` (`results.json` with every episode,
-its raw-pixel floor and the seed, `episodes.csv`, `results.md`, `results.png`), so that
+its raw-pixel floor and the seed, `episodes.csv`, `results.md`, `results.png`, and
+`training_curves.png` drawn from the run's summaries), so that
 `python -m ctx_tf.evaluate --checkpoint=best --train_checkpoint_dir=<run> --seed=<seed>
 --num_episodes=<n>` reproduces every episode's accuracy.
 """
@@ -14,8 +15,11 @@ import tensorflow as tf
 
 import ctx_tf
 from ctx_tf import checkpoints
+from ctx_tf import files
+from ctx_tf.evaluation import curves
 
 FINAL_TEST_SUBDIR = "final_test"
+TRAINING_CURVES_PNG = "training_curves.png"
 
 
 @gin.configurable
@@ -41,5 +45,9 @@ def run_final_test(trainer, best, num_episodes, seed, training_info=None, log=No
     }
     results["training"] = dict(training_info or {}, num_updates=trainer.num_updates)
     results["environment"] = {"tensorflow": tf.__version__, "ctx_tf": ctx_tf.__version__}
-    trainer.validation.write(results, os.path.join(trainer.checkpoint_dir, FINAL_TEST_SUBDIR))
+    output_dir = os.path.join(trainer.checkpoint_dir, FINAL_TEST_SUBDIR)
+    trainer.validation.write(results, output_dir)
+    if trainer.summary_dir and trainer.is_chief():
+        files.atomic_write(os.path.join(output_dir, TRAINING_CURVES_PNG),
+                           curves.training_curves_png(trainer.summary_dir))
     return results

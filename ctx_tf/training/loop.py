@@ -287,9 +287,13 @@ class Trainer:
             start = time.time()
             results = self.evaluate("valid")
             mean, ci95 = validation_lib.overall(results)
+            # One fixed query's attention, so correspondences can be watched as they form.
+            figure = self.validation.attention_png(self.learner) if chief else None
             with writer.as_default(step=step):
                 summaries.scalar("valid_acc/mean", mean)
                 summaries.scalar("valid_acc/ci95", ci95)
+                if figure is not None:
+                    summaries.png_image("valid/attention", figure)
             if chief:
                 self.validation.write(results, os.path.join(self.checkpoint_dir, "valid"))
             improved = best is None or mean > best["valid_accuracy"]

@@ -1,16 +1,17 @@
-"""TensorBoard scalars and the log line of a training update."""
+"""TensorBoard summaries of a training run (through `tf.summary`) and an update's log line."""
 
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 
 def scalar(name, value, step=None):
-    """A TensorBoard scalar summary that needs only TensorFlow (tf.summary.scalar needs the
-    tensorboard package): the 'scalars' plugin reads a float32 scalar tensor."""
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    return tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
-                            metadata=metadata.SerializeToString())
+    """A float32 scalar summary (TensorBoard's Scalars tab)."""
+    return tf.summary.scalar(name, float(value), step=step)
+
+
+def png_image(name, png, step=None):
+    """An image summary from PNG bytes (TensorBoard's Images tab), as RGB."""
+    image = tf.io.decode_png(png, channels=3)
+    return tf.summary.image(name, image[None], step=step, max_outputs=1)
 
 
 def log_update(writer, step, num_updates, out, stats):

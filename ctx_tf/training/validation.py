@@ -7,8 +7,12 @@ the same files (`ctx_tf.evaluation.results.write_results`).
 
 import math
 
+import numpy as np
+
 from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data.config import DataConfig
+from ctx_tf.data.episode import Episode
+from ctx_tf.evaluation import attention_figure
 from ctx_tf.evaluation import protocol
 from ctx_tf.evaluation import results as results_lib
 
@@ -41,6 +45,7 @@ class Validation:
         self.data_config = data_config or DataConfig()
         self.episode_config = episode_config
         self.episodes_fn = episodes_fn
+        self._figure_episode = None
 
     def check(self, split="valid"):
         """Fails now (not at the first validation) if a source or its classes are missing."""
@@ -69,6 +74,28 @@ class Validation:
             None, self.setup(split, num_episodes, seed), progress=progress,
             log=log or (lambda message: None), predict_fn=predict_fn,
             episodes_fn=episodes_fn, floor=floor)
+
+    def _first_episode(self, split):
+        """The first `split` episode of the first source under the protocol seed (numpy)."""
+        source = self.sources[0]
+        if self.episodes_fn is not None:
+            element = next(iter(self.episodes_fn(split, protocol.source_seed(self.seed, source))))
+        else:
+            spec = protocol.load_sources(self.records_root_dir, [source], _SPLITS[split])[source]
+            element = next(iter(protocol.source_episodes(self.setup(split, 1), spec)))
+        episode = element[0] if isinstance(element, tuple) and len(element) == 2 else element
+        return Episode(*[np.asarray(t) for t in episode])
+
+    def attention_png(self, learner, split="valid"):
+        """PNG of the attention figure of one fixed query (the first of the first episode,
+        drawn once), small and cheap; None for a learner without attention."""
+        if not attention_figure.has_attention(learner):
+            return None
+        if self._figure_episode is None:
+            self._figure_episode = self._first_episode(split)
+        [(_, png, _)] = attention_figure.episode_figures(
+            learner, self._figure_episode, [0], max_shots=3, class_ids=False)
+        return png
 
     @staticmethod
     def write(results, output_dir):

@@ -16,6 +16,7 @@ from ctx_tf.training import loop
 from ctx_tf.training import step as step_lib
 from ctx_tf.training.schedule import LearningRateSchedule
 from ctx_tf.data.episode import Episode
+from ctx_tf.evaluation import curves
 from ctx_tf.keras import keras
 from ctx_tf.models.backbones import FourLayerConvNet
 from ctx_tf.learners import CrossTransformerLearner
@@ -241,6 +242,30 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
     assert best["step"] == reference_best["step"]
     assert best["valid_accuracy"] == pytest.approx(reference_best["valid_accuracy"])
+
+
+def test_summaries_hold_the_scalars_and_one_attention_image_per_validation(uninterrupted):
+    tmp, t, _ = uninterrupted
+    scalars = curves.read_scalars(tmp / "summaries")
+    steps, losses = scalars[curves.TRAIN_LOSS]
+    assert list(steps) == [1, 2, 4, 6] and np.all(np.isfinite(losses))
+    assert list(scalars[curves.VALID_MEAN][0]) == [0, 3, 6]
+    assert np.all((scalars[curves.VALID_MEAN][1] >= 0) & (scalars[curves.VALID_MEAN][1] <= 1))
+    assert list(scalars[curves.LEARNING_RATE][1]) == pytest.approx(
+        [t.learning_rate_at(s - 1) for s in (1, 2, 4, 6)])
+    images = {}
+    for path in curves.event_files(tmp / "summaries"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "valid/attention":
+                    assert value.metadata.plugin_data.plugin_name == "images"
+                    images[event.step] = tf.make_ndarray(value.tensor)
+    assert sorted(images) == [0, 3, 6]
+    for encoded in images.values():
+        width, height, png = int(encoded[0]), int(encoded[1]), encoded[2]
+        decoded = tf.io.decode_png(png).numpy()
+        assert decoded.shape == (height, width, 3) and width >= 600 and height >= 200
+        assert decoded.std() > 10  # a drawn figure, not a blank canvas
 
 
 def test_checkpoint_layout_and_restore_learner(uninterrupted):

@@ -179,7 +179,10 @@ def test_final_test_is_reproduced_by_the_evaluate_cli(tmp_path):
         saved = json.loads((run_dir / "ckpt" / "final_test" / "results.json").read_text())
         assert saved["protocol"]["seed"] == 4321 and saved["protocol"]["split"] == "TEST"
         assert sorted(os.listdir(run_dir / "ckpt" / "final_test")) == [
-            "episodes.csv", "results.json", "results.md", "results.png"]
+            "episodes.csv", "results.json", "results.md", "results.png",
+            "training_curves.png"]
+        curves_png = (run_dir / "ckpt" / "final_test" / "training_curves.png").read_bytes()
+        assert tf.io.decode_png(curves_png).shape[:2] == (800, 1200)  # curves.DEFAULT_SIZE
         again = evaluate.run_evaluation(
             checkpoint="best", train_checkpoint_dir=str(run_dir / "ckpt"),
             records_root_dir=records, datasets=["tiny"], split="test",
