@@ -43,7 +43,7 @@ REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 CONFIGURABLE_MODULES = (
     "ctx_tf.data.config", "ctx_tf.data.pipeline", "ctx_tf.data.sampling", "ctx_tf.data.simclr",
     "ctx_tf.models.backbones", "ctx_tf.models.batch_norm", "ctx_tf.models.cross_transformer",
-    "ctx_tf.trainer", "ctx_tf.learners")
+    "ctx_tf.training.loop", "ctx_tf.training.final_test", "ctx_tf.learners")
 
 # absl keeps one flag registry per process; several command modules may import this one.
 if "verbose" not in FLAGS:

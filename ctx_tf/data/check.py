@@ -19,12 +19,13 @@ import tensorflow as tf
 from ctx_tf.data.dataset_spec import (SPEC_FILENAME, BiLevelDatasetSpecification,
                                       DatasetSpecError, Split, load_dataset_spec)
 from ctx_tf.data.records import EXAMPLE_KEYS
+from ctx_tf.errors import UserError
 
 # Problems listed in an exception message; the report keeps them all.
 _SHOWN_PROBLEMS = 40
 
 
-class SourceCheckError(ValueError):
+class SourceCheckError(UserError, ValueError):
     """A source failed :func:`check_source`; ``.report`` lists every problem and difference."""
 
     def __init__(self, report):

@@ -7,12 +7,13 @@ encoded image bytes) and ``label`` (the absolute class id, int64). One file per 
 
 import tensorflow as tf
 
+from ctx_tf.errors import UserError
 from ctx_tf.files import atomic_write_with
 
 EXAMPLE_KEYS = ("image", "label")
 
 
-class SourceWriteError(ValueError):
+class SourceWriteError(UserError, ValueError):
     """Bad input to a writer (names the file, class or field at fault)."""
 
 

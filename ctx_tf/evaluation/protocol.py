@@ -30,6 +30,7 @@ import tensorflow as tf
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
+from ctx_tf.errors import UserError
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import stats
@@ -54,7 +55,7 @@ _EVALUATION_OVERRIDES = {
 }
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Evaluation cannot run as asked (unknown source, split without classes, ...)."""
 
 

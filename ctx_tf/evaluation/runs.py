@@ -25,6 +25,7 @@ from absl import app
 from absl import flags
 
 from ctx_tf import files
+from ctx_tf.errors import UserError
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results
 from ctx_tf.evaluation.stats import mean_and_ci95
@@ -35,7 +36,7 @@ FINAL_TEST_SUBDIR = "final_test"  # ctx_tf.training.final_test writes it
 FLOOR_NAME = "Nearest centroid, raw pixels (no learning)"
 
 
-class RunsError(ValueError):
+class RunsError(UserError, ValueError):
     """A run directory or its results cannot be compared."""
 
 
