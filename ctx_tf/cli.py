@@ -121,7 +121,8 @@ def _path_flag_message(error):
     """'--flag=value: <reason>' for the command-line flag naming the path of `error`, or None.
 
     The flag names it when the path is the flag's value, or lies under it and the flag's path
-    itself is missing (FileNotFoundError) or unreadable (PermissionError).
+    itself is missing (FileNotFoundError), unreadable (PermissionError) or a file
+    (NotADirectoryError).
     """
     if error.filename is None:
         return None
@@ -139,6 +140,8 @@ def _path_flag_message(error):
             reason = error.strerror or str(error)
             if target == path:
                 return f"--{name}={value}: {reason}"
+            if under and isinstance(error, NotADirectoryError) and os.path.isfile(path):
+                return f"--{name}={value} is a file, not a folder; name a folder"
             if under and (isinstance(error, PermissionError) or not os.path.exists(path)):
                 return f"--{name}={value}: {reason} ({os.fsdecode(error.filename)})"
     return None

@@ -194,6 +194,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.run or not FLAGS.output_dir:
         raise app.UsageError("--run (at least one) and --output_dir are required")
+    files.check_output_dir(FLAGS.output_dir, "--output_dir")
     print(run(FLAGS.run, FLAGS.output_dir, FLAGS.name, FLAGS.title), end="")
 
 
