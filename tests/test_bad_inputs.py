@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctx_tf.data import splits
 from ctx_tf.data import writer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -163,5 +164,17 @@ def test_a_source_of_test_classes_only(world):
                                "--name=mine", "--valid_fraction=0", "--test_fraction=1"],
                world, world / "cache")
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr[-3000:]
+    spec = json.loads((world / "rec" / "mine" / "dataset_spec.json").read_text())
+    assert spec["classes_per_split"] == {"TRAIN": 0, "VALID": 0, "TEST": 3}
+
+
+def test_a_splits_file_can_make_every_class_a_test_class(world):
+    for path in ("class_0/bad.jpg", "class_1/labels.csv"):
+        os.remove(world / "images" / path)
+    splits_file = world / "splits.json"
+    splits_file.write_text(json.dumps(dict(train=[], valid=[],
+                                           test=["class_0", "class_1", "class_2"])))
+    writer.write_source_from_folder(world / "images", world / "rec", "mine",
+                                    splits=splits.load_splits_file(str(splits_file)))
     spec = json.loads((world / "rec" / "mine" / "dataset_spec.json").read_text())
     assert spec["classes_per_split"] == {"TRAIN": 0, "VALID": 0, "TEST": 3}
