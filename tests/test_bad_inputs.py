@@ -178,3 +178,11 @@ def test_a_splits_file_can_make_every_class_a_test_class(world):
                                     splits=splits.load_splits_file(str(splits_file)))
     spec = json.loads((world / "rec" / "mine" / "dataset_spec.json").read_text())
     assert spec["classes_per_split"] == {"TRAIN": 0, "VALID": 0, "TEST": 3}
+
+
+def test_verbose_shows_the_traceback_and_tensorflows_start_up_logs(world):
+    proc = run("data.writer", [f"--check={world}/nowhere", "--verbose"], world, world / "cache")
+    assert proc.returncode == 2
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert re.search(r"^[IWEF]\d{4} ", proc.stderr, re.MULTILINE), proc.stderr  # C++ logs
+    assert proc.stderr.splitlines()[-1].startswith("ctx_tf.data.writer: error: ")
