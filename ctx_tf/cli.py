@@ -76,6 +76,9 @@ def run(command, main, *, tensorflow=True, argv=None):
     def parse_flags(args):
         try:
             return FLAGS(args)
+        except SystemExit:  # --help: not a failed start, nothing captured to show
+            end_quiet_start()
+            raise
         except flags.Error as e:
             _exit_user_error(prog, f"{e} (see --helpfull)", e)
 
@@ -234,6 +237,7 @@ def _quiet_python_logs():
 
 # The start-up capture: (capture, the user's own TF_CPP_MIN_LOG_LEVEL or None), or None.
 _startup = None
+_USER_TF_LOG_LEVEL = {}
 
 
 def begin_quiet_start():
@@ -247,7 +251,8 @@ def begin_quiet_start():
     global _startup
     if _startup is not None or verbose():
         return
-    user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    # The user's own level, read before the first capture sets the default.
+    user_level = _USER_TF_LOG_LEVEL.setdefault("value", os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only, once TF's logging is up
     _startup = (_FdCapture().start(), user_level)
     atexit.register(_replay_unfinished_start)

@@ -186,3 +186,10 @@ def test_verbose_shows_the_traceback_and_tensorflows_start_up_logs(world):
     assert "Traceback (most recent call last)" in proc.stderr
     assert re.search(r"^[IWEF]\d{4} ", proc.stderr, re.MULTILINE), proc.stderr  # C++ logs
     assert proc.stderr.splitlines()[-1].startswith("ctx_tf.data.writer: error: ")
+
+
+@pytest.mark.slow
+def test_help_shows_no_start_up_logs(world):
+    proc = run("data.writer", ["--help"], world, world / "cache")
+    assert "--images_root" in proc.stdout
+    assert FOREIGN_LOG_LINE.search(proc.stderr) is None, proc.stderr
