@@ -8,6 +8,8 @@ Layout of a training directory (`--train_checkpoint_dir`):
     best/ckpt-<step>.*            a copy of the best-validated checkpoint (own manager, max 1)
     best_checkpoint.json          {"step", "valid_accuracy", "valid_ci95", "checkpoint": prefix}
     operative_config.gin          gin's operative config of the run
+    run_manifest.json             the run's inputs (records root, sources, image size, gin
+                                  files, seeds): `python -m ctx_tf.evaluate` reads it
 
 A checkpoint to evaluate is named by `resolve_checkpoint`: `best` (what best_checkpoint.json
 records), `best:<train dir>`, a best_checkpoint.json path, a directory (its latest checkpoint)
@@ -26,15 +28,18 @@ import tensorflow as tf
 
 from ctx_tf import files
 from ctx_tf import official_checkpoint
+from ctx_tf.errors import UserError
 
 BEST = "best"
 BEST_CHECKPOINT_JSON = "best_checkpoint.json"
 BEST_SUBDIR = "best"
 CHECKPOINT_PREFIX = "ckpt"
 OPERATIVE_CONFIG = "operative_config.gin"
+RUN_MANIFEST = "run_manifest.json"
+RUN_MANIFEST_FORMAT = "ctx_tf.run_manifest/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """No usable checkpoint where the flags point, or one that does not fit the learner."""
 
 
@@ -90,6 +95,29 @@ def read_best_checkpoint(train_checkpoint_dir):
         return None
     with tf.io.gfile.GFile(path, "r") as f:
         return json.loads(f.read())
+
+
+def write_run_manifest(train_checkpoint_dir, manifest):
+    """Writes `run_manifest.json` (the mapping `manifest` plus its format tag) atomically."""
+    files.write_json(_join(train_checkpoint_dir, RUN_MANIFEST),
+                     dict(manifest, format=RUN_MANIFEST_FORMAT))
+
+
+def read_run_manifest(train_checkpoint_dir):
+    """The run manifest of a training directory, or None if the run has none (older runs)."""
+    path = _join(train_checkpoint_dir, RUN_MANIFEST)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            manifest = json.loads(f.read())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); delete it and pass the "
+                              "flags instead") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != RUN_MANIFEST_FORMAT:
+        raise CheckpointError(f"{path} is not a ctx_tf run manifest (format "
+                              f"{RUN_MANIFEST_FORMAT}); delete it and pass the flags instead")
+    return manifest
 
 
 # ----------------------------------------------------------------------------- resolving

@@ -15,6 +15,7 @@ CTX_TF_VERBOSE=1) shows everything: tracebacks of user errors and TensorFlow's l
 `parse_gin` is the one gin-parsing helper of the commands.
 """
 
+import atexit
 import contextlib
 import importlib
 import logging
@@ -76,6 +77,9 @@ def run(command, main, *, tensorflow=True, argv=None):
     def parse_flags(args):
         try:
             return FLAGS(args)
+        except SystemExit:  # --help: not a failed start, nothing captured to show
+            end_quiet_start()
+            raise
         except flags.Error as e:
             _exit_user_error(prog, f"{e} (see --helpfull)", e)
 
@@ -84,9 +88,11 @@ def run(command, main, *, tensorflow=True, argv=None):
             if tensorflow:
                 quiet_tensorflow()
             else:
+                end_quiet_start()
                 _quiet_python_logs()
             return main(args)
         except KeyboardInterrupt:
+            end_quiet_start()
             if verbose():
                 traceback.print_exc()
             print(f"{prog}: interrupted", file=sys.stderr, flush=True)
@@ -108,6 +114,7 @@ def one_line(message):
 
 
 def _exit_user_error(prog, message, error):
+    end_quiet_start()  # a user's mistake, not a failed start: TensorFlow's logs stay hidden
     if verbose():
         traceback.print_exception(error)
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
@@ -118,7 +125,8 @@ def _path_flag_message(error):
     """'--flag=value: <reason>' for the command-line flag naming the path of `error`, or None.
 
     The flag names it when the path is the flag's value, or lies under it and the flag's path
-    itself is missing (FileNotFoundError) or unreadable (PermissionError).
+    itself is missing (FileNotFoundError), unreadable (PermissionError) or a file
+    (NotADirectoryError).
     """
     if error.filename is None:
         return None
@@ -136,6 +144,8 @@ def _path_flag_message(error):
             reason = error.strerror or str(error)
             if target == path:
                 return f"--{name}={value}: {reason}"
+            if under and isinstance(error, NotADirectoryError) and os.path.isfile(path):
+                return f"--{name}={value} is a file, not a folder; name a folder"
             if under and (isinstance(error, PermissionError) or not os.path.exists(path)):
                 return f"--{name}={value}: {reason} ({os.fsdecode(error.filename)})"
     return None
@@ -143,8 +153,39 @@ def _path_flag_message(error):
 
 # ------------------------------------------------------------------------------ quiet start
 
-class _Capture:
-    text = ""
+class _FdCapture:
+    """File descriptor 2 (C++ logs included) redirected into a temporary file between `start`
+    and `stop`; `text` holds what was written once stopped."""
+
+    def __init__(self):
+        self.text = ""
+        self._saved = self._sink = None
+
+    def start(self):
+        sys.stderr.flush()
+        try:
+            self._saved = os.dup(2)
+        except OSError:  # no stderr to capture
+            return self
+        self._sink = tempfile.TemporaryFile()
+        os.dup2(self._sink.fileno(), 2)
+        return self
+
+    def stop(self, replay=False):
+        """Restores fd 2; with `replay`, writes what was captured to it."""
+        if self._saved is None:
+            return self.text
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._sink.seek(0)
+        self.text = self._sink.read().decode("utf-8", "replace")
+        self._sink.close()
+        if replay:
+            sys.stderr.write(self.text)
+            sys.stderr.flush()
+        return self.text
 
 
 @contextlib.contextmanager
@@ -154,28 +195,13 @@ def captured_stderr():
     Yields an object whose `text` holds what was written, once the block ends. If the block
     raises, the captured text is written to the real stderr before the exception propagates.
     """
-    capture = _Capture()
-    sys.stderr.flush()
+    capture = _FdCapture().start()
+    failed = True
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to capture
         yield capture
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        failed = True
-        try:
-            yield capture
-            failed = False
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            capture.text = sink.read().decode("utf-8", "replace")
-            if failed:
-                sys.stderr.write(capture.text)
-                sys.stderr.flush()
+        failed = False
+    finally:
+        capture.stop(replay=failed)
 
 
 _TF_LOG_LINE = re.compile(r"([IWEF])\d{4} ")
@@ -210,33 +236,69 @@ def _quiet_python_logs():
                                 module=r"(tensorflow|tf_keras|keras)(\.|$)")
 
 
+# The start-up capture: (capture, the user's own TF_CPP_MIN_LOG_LEVEL or None), or None.
+_startup = None
+_USER_TF_LOG_LEVEL = {}
+
+
+def begin_quiet_start():
+    """Starts capturing stderr at the file-descriptor level, until `end_quiet_start`.
+
+    `python -m ctx_tf.<command>` imports the ctx_tf package before the command's module, whose
+    imports load TensorFlow; the package calls this then, so that TensorFlow's import-time C++
+    logs are captured too. If the process ends before the capture does (a crash before
+    `run`), what was captured is replayed. Nothing is captured with --verbose.
+    """
+    global _startup
+    if _startup is not None or verbose():
+        return
+    # The user's own level, read before the first capture sets the default.
+    user_level = _USER_TF_LOG_LEVEL.setdefault("value", os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only, once TF's logging is up
+    _startup = (_FdCapture().start(), user_level)
+    atexit.register(_replay_unfinished_start)
+
+
+def end_quiet_start(failed=False):
+    """Ends the start-up capture: the captured lines at or above the user's own
+    TF_CPP_MIN_LOG_LEVEL are shown (none if unset), all of them if `failed`."""
+    global _startup
+    if _startup is None:
+        return
+    (capture, user_level), _startup = _startup, None
+    text = capture.stop()
+    if not failed and user_level is None:
+        return
+    if not failed:
+        try:
+            text = _lines_at_or_above(text, int(user_level))
+        except ValueError:
+            pass
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _replay_unfinished_start():
+    end_quiet_start(failed=True)
+
+
 def quiet_tensorflow():
     """Imports TensorFlow and initialises its devices without their start-up chatter.
 
-    Call before anything imports TensorFlow. What TensorFlow writes to stderr meanwhile is
-    captured at the file-descriptor level (its C++ logs bypass Python) and dropped, or shown if
-    the import fails. TF_CPP_MIN_LOG_LEVEL defaults to 2 (errors only afterwards); a value the
-    user set is kept, and the captured lines at or above it are shown. With --verbose nothing
-    is captured or changed.
+    What TensorFlow writes to stderr meanwhile is captured at the file-descriptor level (its
+    C++ logs bypass Python) and dropped, or shown if the import fails (`begin_quiet_start`).
+    TF_CPP_MIN_LOG_LEVEL defaults to 2 (errors only afterwards); a value the user set is kept,
+    and the captured lines at or above it are shown. With --verbose nothing is captured.
     """
-    if verbose():
+    begin_quiet_start()
+    try:
         import tensorflow as tf  # heavy; imported here so that the import can be captured
 
-        tf.config.list_physical_devices()
-        return
-    user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with captured_stderr() as capture:
-        import tensorflow as tf
-
         tf.config.list_physical_devices()  # initialises the devices (CUDA probing logs)
-    if user_level is not None:
-        try:
-            min_level = int(user_level)
-        except ValueError:
-            min_level = 0
-        sys.stderr.write(_lines_at_or_above(capture.text, min_level))
-        sys.stderr.flush()
+    except BaseException:
+        end_quiet_start(failed=True)
+        raise
+    end_quiet_start()
     _quiet_python_logs()
 
 

@@ -4,8 +4,6 @@ absl flags live in one process-wide registry, so the flags both programs take ar
 once, whichever module is imported first (tests import both).
 """
 
-import logging
-
 from absl import flags
 
 
@@ -53,24 +51,3 @@ def define_model_episode_flags():
 def records_root():
     """--records_root_dir, or the official converter's --records_root."""
     return flags.FLAGS.records_root_dir or flags.FLAGS.records_root
-
-
-class _DropCheckpointChatter(logging.Filter):
-    """Drops TensorFlow's per-save INFO line ("Sharding callback duration: N microseconds",
-    two per checkpoint) that otherwise interleaves with the training log."""
-
-    def filter(self, record):
-        return not (record.levelno <= logging.INFO
-                    and str(record.msg).startswith("Sharding callback duration"))
-
-
-_CHATTER_FILTER = _DropCheckpointChatter()
-
-
-def quiet_tensorflow_chatter():
-    """Installs the filter on the absl and TensorFlow Python loggers (idempotent); TensorFlow
-    logs that line through absl in recent releases."""
-    for name in ("absl", "tensorflow"):
-        logger = logging.getLogger(name)
-        if _CHATTER_FILTER not in logger.filters:
-            logger.addFilter(_CHATTER_FILTER)

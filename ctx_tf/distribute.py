@@ -14,8 +14,10 @@ import os
 
 import tensorflow as tf
 
+from ctx_tf.errors import UserError
 
-class DistributeError(RuntimeError):
+
+class DistributeError(UserError, RuntimeError):
     """A strategy cannot be created as configured."""
 
 

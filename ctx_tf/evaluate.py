@@ -22,7 +22,9 @@ import sys
 from absl import app
 from absl import flags
 
+from ctx_tf import cli
 from ctx_tf import cli_flags
+from ctx_tf.errors import UserError
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
@@ -44,52 +46,44 @@ flags.DEFINE_bool("floor_only", False,
                   "same episodes, and write the same files with the floor as the row.")
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Bad flags."""
-
-
-def _import_configurables():
-    """Registers every gin configurable a model config may bind."""
-    import ctx_tf.data.config  # noqa: F401  DataConfig
-    import ctx_tf.data.pipeline  # noqa: F401  decoders (registered at import)
-    import ctx_tf.data.sampling  # noqa: F401  EpisodeDescriptionConfig
-    import ctx_tf.models.backbones  # noqa: F401  resnet34, four_layer_convnet
-    import ctx_tf.models.batch_norm  # noqa: F401  bn
-    import ctx_tf.models.cross_transformer  # noqa: F401  CrossTransformer
-    import ctx_tf.training.final_test  # noqa: F401  final_test
-    import ctx_tf.training.loop  # noqa: F401  Trainer
-    import ctx_tf.data.simclr  # noqa: F401  SimCLR augmentation settings of training configs
-    import ctx_tf.learners  # noqa: F401  CrossTransformerLearner, PrototypicalNetworkLearner
-
-
-_REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
-
-
-def _parse_gin(gin_config, gin_bindings):
-    """Parses the model's gin files (includes resolve beside them and in the repo's gin/).
-
-    Replaces the global gin configuration (an evaluation run owns it).
-    """
-    import gin
-
-    _import_configurables()
-    gin.clear_config()
-    for path in gin_config:
-        if not tf_exists(path):
-            raise UsageError(f"--gin_config={path}: no such file")
-        gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
-    gin.add_config_file_search_path(_REPO_GIN_DIR)
-    try:
-        gin.parse_config_files_and_bindings(list(gin_config), list(gin_bindings))
-    except Exception as e:  # gin raises ValueError, KeyError, ... naming the binding
-        raise UsageError(f"bad gin configuration ({', '.join(gin_config) or 'no files'}; "
-                         f"bindings {list(gin_bindings)}): {type(e).__name__}: {e}") from e
 
 
 def tf_exists(path):
     import tensorflow as tf
 
     return tf.io.gfile.exists(path)
+
+
+def _from_run_manifest(train_checkpoint_dir, given, log):
+    """The flags `given` (a mapping of run_evaluation's arguments) with the unset ones taken
+    from the training run's run_manifest.json; explicit values win."""
+    from ctx_tf import checkpoints
+    from ctx_tf.data import demo
+
+    manifest = checkpoints.read_run_manifest(train_checkpoint_dir) if train_checkpoint_dir else None
+    if manifest is None:
+        return given
+    filled = dict(given)
+    if not filled["records_root_dir"]:
+        root = manifest.get("records_root_dir")
+        if manifest.get("demo_source") and not (root and tf_exists(root)):
+            root = demo.ensure_demo_source(print_fn=log)  # the built-in demo regenerates
+        filled["records_root_dir"] = root
+    filled["datasets"] = filled["datasets"] or manifest.get("eval_datasets")
+    filled["image_size"] = filled["image_size"] or manifest.get("image_size")
+    operative = os.path.join(str(train_checkpoint_dir), checkpoints.OPERATIVE_CONFIG)
+    if not filled["gin_config"] and not tf_exists(operative):  # else run_evaluation takes it
+        filled["gin_config"] = manifest.get("gin_config") or []
+    if not filled["output_dir"]:
+        filled["output_dir"] = os.path.join(str(train_checkpoint_dir), "evaluation",
+                                            f"{filled['split']}_seed{filled['seed']}")
+    taken = [name for name in given if given[name] != filled[name]]
+    if taken:
+        log(f"from {os.path.join(str(train_checkpoint_dir), checkpoints.RUN_MANIFEST)}: "
+            + ", ".join(f"{name}={filled[name]}" for name in taken))
+    return filled
 
 
 def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkpoint_dir=None,
@@ -119,12 +113,20 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     from ctx_tf.evaluation import results as results_lib
     from ctx_tf.evaluation import stats
 
+    given = _from_run_manifest(train_checkpoint_dir, dict(
+        records_root_dir=records_root_dir, datasets=datasets, image_size=image_size,
+        gin_config=list(gin_config), output_dir=output_dir, split=split, seed=seed), log)
+    records_root_dir, datasets, image_size, gin_config, output_dir = (
+        given["records_root_dir"], given["datasets"], given["image_size"],
+        given["gin_config"], given["output_dir"])
     required = (("--records_root_dir", records_root_dir), ("--datasets", datasets),
                 ("--output_dir", output_dir)) + (() if floor_only else
                                                  (("--checkpoint", checkpoint),))
     for name, value in required:
         if not value:
-            raise UsageError(f"{name} is required")
+            raise UsageError(f"{name} is required (or --train_checkpoint_dir of a run with a "
+                             f"{checkpoints.RUN_MANIFEST})")
+    files.check_output_dir(output_dir, "--output_dir")
     if num_episodes < 1:
         raise UsageError(f"--num_episodes must be >= 1, got {num_episodes}")
     seed = None if seed is not None and seed < 0 else seed
@@ -141,7 +143,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     if not gin_config and not floor_only:
         raise UsageError("--gin_config is required (or --train_checkpoint_dir with an "
                          "operative_config.gin)")
-    _parse_gin(gin_config, gin_bindings)
+    cli.parse_gin(gin_config, gin_bindings)
     data_config = config_lib.DataConfig()
     image_size = image_size or data_config.image_height
     split_enum = protocol.dataset_spec_lib.as_split(split)
@@ -226,32 +228,16 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli_flags.quiet_tensorflow_chatter()
-    from ctx_tf.checkpoints import CheckpointError
-    from ctx_tf.data.dataset_spec import DatasetSpecError
-    from ctx_tf.learners import LearnerError
-    from ctx_tf.evaluation.protocol import EvaluationError
-    from ctx_tf.data.reader import ReaderError
-    from ctx_tf.evaluation.results import ResultsError
-    from ctx_tf.evaluation.journal import JournalError
-
-    try:
-        run_evaluation(
-            gin_config=FLAGS.gin_config, gin_bindings=FLAGS.gin_bindings,
-            checkpoint=FLAGS.checkpoint, train_checkpoint_dir=FLAGS.train_checkpoint_dir,
-            records_root_dir=cli_flags.records_root(), datasets=FLAGS.datasets,
-            split=FLAGS.split, num_episodes=FLAGS.num_episodes, seed=FLAGS.seed,
-            output_dir=FLAGS.output_dir, compare_with=FLAGS.compare_with,
-            published_rows=FLAGS.published_rows, model_name=FLAGS.model_name,
-            image_size=FLAGS.image_size, progress_every_seconds=FLAGS.progress_every_seconds,
-            floor_only=FLAGS.floor_only)
-    except (UsageError, EvaluationError, CheckpointError, ResultsError, DatasetSpecError,
-            ReaderError, KeyError, LearnerError, JournalError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"ctx_tf.evaluate: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+    run_evaluation(
+        gin_config=FLAGS.gin_config, gin_bindings=FLAGS.gin_bindings,
+        checkpoint=FLAGS.checkpoint, train_checkpoint_dir=FLAGS.train_checkpoint_dir,
+        records_root_dir=cli_flags.records_root(), datasets=FLAGS.datasets,
+        split=FLAGS.split, num_episodes=FLAGS.num_episodes, seed=FLAGS.seed,
+        output_dir=FLAGS.output_dir, compare_with=FLAGS.compare_with,
+        published_rows=FLAGS.published_rows, model_name=FLAGS.model_name,
+        image_size=FLAGS.image_size, progress_every_seconds=FLAGS.progress_every_seconds,
+        floor_only=FLAGS.floor_only)
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run("evaluate", main)

@@ -12,6 +12,8 @@ import os
 import tempfile
 import uuid
 
+from ctx_tf.errors import UserError
+
 
 def _current_umask():
     mask = os.umask(0o022)
@@ -84,3 +86,23 @@ def atomic_write(path, data):
 def write_json(path, payload):
     """Writes `payload` as indented, key-sorted JSON (one trailing newline), atomically."""
     return atomic_write(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def check_output_dir(path, what):
+    """Raises UserError unless `path` is a writable folder or can be made one; creates nothing.
+
+    `what` names it in the message (a flag such as '--output_dir'). Commands call this before
+    they create anything, so that a bad output location leaves the file system untouched.
+    """
+    path = os.fspath(path)
+    if is_remote(path):
+        return
+    target = os.path.abspath(path)
+    existing = target
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == target else f"lies under {existing}, which is a file"
+        raise UserError(f"{what}={path} {where}, not a folder; name a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what}={path}: {existing} is not writable")

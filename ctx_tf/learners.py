@@ -36,6 +36,7 @@ import gin
 import tensorflow as tf
 
 from ctx_tf.data.episode import Episode
+from ctx_tf.errors import UserError
 from ctx_tf.keras import keras
 from ctx_tf.models import backbones
 from ctx_tf.models import prototypical
@@ -49,7 +50,7 @@ QueryAttention = collections.namedtuple(
     "QueryAttention", ["attention", "support_grid", "query_grid"])
 
 
-class LearnerError(ValueError):
+class LearnerError(UserError, ValueError):
     """No learner, or not a learner, where gin's `Trainer.*_learner_class` points."""
 
 

@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf.errors import UserError
+
 GLOBAL_STEP = "global_step"
 # The key whose presence identifies an official ResNet-34 checkpoint.
 OFFICIAL_MARKER_KEY = "resnet34/conv1/weight"
@@ -42,7 +44,7 @@ _OPTIMIZER_PATTERN = re.compile(
 _BATCH_NORM_PATTERN = re.compile(r"/batch_norm/(offset|scale|mean_ema|var_ema)$")
 
 
-class OfficialCheckpointError(ValueError):
+class OfficialCheckpointError(UserError, ValueError):
     """The checkpoint does not match the learner (missing, unexpected or mis-shaped variables)."""
 
 

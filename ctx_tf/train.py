@@ -9,8 +9,11 @@
 Flags as the official launcher: `--gin_config` and `--gin_bindings` (both repeatable, later
 wins), `--records_root_dir`, `--train_checkpoint_dir`, `--summary_dir`. Datasets come from
 `benchmark.train_datasets` / `benchmark.eval_datasets`. Before anything is built the gin
-configuration is parsed (unknown names fail), the records of every dataset are located and
-their specs loaded, and the output directories are checked for writing.
+configuration is parsed (unknown names fail) and the Trainer's bound arguments checked, the
+records of every dataset are located and their specs loaded, and the output locations are
+checked; no folder is created until all of it passed. Beside the checkpoints the run writes
+`run_manifest.json` (records root, sources, image size, gin files, seeds), from which
+`python -m ctx_tf.evaluate --checkpoint=best --train_checkpoint_dir=<dir>` takes its inputs.
 
 The demo (`benchmark.train_datasets = 'demo_glyphs'` without `--records_root_dir`) generates
 its source into `$CTX_TF_CACHE/demo` (default `~/.cache/ctx_tf/demo`). Output directories
@@ -24,82 +27,25 @@ writes them, to `<train_checkpoint_dir>/final_test/` (results.json, episodes.csv
 results.png).
 """
 
-import logging
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
+from ctx_tf import cli
 from ctx_tf import cli_flags
+from ctx_tf import files
+from ctx_tf.errors import UserError
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
 flags.DEFINE_string("summary_dir", None,
                     "TensorBoard summaries (default: runs/<config name>/summaries).")
 
-REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
-
-class LaunchError(RuntimeError):
+class LaunchError(UserError, RuntimeError):
     """The run cannot start; the message names the flag, binding or file at fault."""
-
-
-def _import_configurables():
-    """Registers every gin configurable a config may name."""
-    import ctx_tf.data.config  # noqa: F401
-    import ctx_tf.data.pipeline  # noqa: F401
-    import ctx_tf.data.sampling  # noqa: F401
-    import ctx_tf.models.backbones  # noqa: F401
-    import ctx_tf.models.batch_norm  # noqa: F401
-    import ctx_tf.models.cross_transformer  # noqa: F401
-    import ctx_tf.training.final_test  # noqa: F401
-    import ctx_tf.training.loop  # noqa: F401
-    try:
-        import ctx_tf.learners  # noqa: F401
-    except ImportError as e:
-        raise LaunchError(f"the learners module ctx_tf.learners cannot be imported: {e}") from e
-
-
-class _DropGinPathLogs(logging.Filter):
-    def filter(self, record):
-        return not record.pathname.endswith("resource_reader.py")
-
-
-def parse_gin(configs, bindings):
-    """Parses gin files and bindings; raises LaunchError naming the file/binding at fault."""
-    import gin
-
-    _import_configurables()
-    if not configs:
-        raise LaunchError("no --gin_config given (e.g. --gin_config=gin/demo.gin)")
-    for path in configs:
-        if not os.path.isfile(path):
-            raise LaunchError(f"--gin_config={path}: no such file")
-        gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
-    gin.add_config_file_search_path(REPO_GIN_DIR)
-    # gin logs an error for every search-path entry an include is not found in; only the
-    # final failure matters (and it raises).
-    quiet = _DropGinPathLogs()
-    logging.getLogger().addFilter(quiet)
-    try:
-        gin.parse_config_files_and_bindings(configs, bindings)
-    except Exception as e:  # gin raises ValueError, KeyError, ... with the location.
-        raise LaunchError(f"bad gin configuration ({', '.join(configs)}; bindings "
-                          f"{list(bindings)}): {type(e).__name__}: {e}") from e
-    finally:
-        logging.getLogger().removeFilter(quiet)
-
-
-def _check_writable(directory, flag):
-    import tempfile
-
-    try:
-        os.makedirs(directory, exist_ok=True)
-        tempfile.NamedTemporaryFile(dir=directory, prefix=".write_probe_").close()
-    except OSError as e:
-        raise LaunchError(f"--{flag}={directory} is not writable: {e}") from e
 
 
 def check_records(records_root_dir, names, binding):
@@ -132,22 +78,35 @@ def check_records(records_root_dir, names, binding):
 
 def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, summary_dir=None,
         print_fn=None):
-    """The launcher's work; returns the test results dict. Raises LaunchError/TrainerError."""
-    import gin
-
+    """The launcher's work; returns the test results dict. Raises UserError (LaunchError,
+    TrainerError, data errors) naming the flag, binding or file at fault."""
     from ctx_tf.data import demo
     from ctx_tf.training import episodes as episodes_lib
     from ctx_tf.training import final_test as final_test_lib
     from ctx_tf.training import loop
 
     say = print_fn or (lambda message: print(message, flush=True))
-    parse_gin(configs, bindings)
-    try:
-        train_names, eval_names = episodes_lib.benchmark()
-    except episodes_lib.DataError as e:
-        raise LaunchError(str(e)) from e
+    # Everything is checked before anything is created: a failed start leaves no folder.
+    if not configs:
+        raise LaunchError("no --gin_config given (e.g. --gin_config=gin/demo.gin)")
+    cli.parse_gin(configs, bindings)
+    train_names, eval_names = episodes_lib.benchmark()
+    loop.check_configuration()
+    test_config = final_test_lib.final_test()
+    if test_config["enabled"] and len(eval_names) != 1:
+        raise LaunchError(
+            "the final test evaluation takes exactly one dataset; bind benchmark.eval_datasets "
+            f"to one name (got {eval_names}) or set final_test.enabled = False")
+    if test_config["enabled"] and not test_config["num_episodes"] >= 1:
+        raise LaunchError(f"final_test.num_episodes must be >= 1, got "
+                          f"{test_config['num_episodes']!r} (or set final_test.enabled = False)")
     name = os.path.splitext(os.path.basename(configs[0]))[0]
-    if records_root_dir is None:
+    train_checkpoint_dir = train_checkpoint_dir or os.path.join("runs", name, "checkpoints")
+    summary_dir = summary_dir or os.path.join("runs", name, "summaries")
+    files.check_output_dir(train_checkpoint_dir, "--train_checkpoint_dir")
+    files.check_output_dir(summary_dir, "--summary_dir")
+    demo_source = records_root_dir is None
+    if demo_source:
         if train_names == [demo.DEMO_SOURCE_NAME] and eval_names == [demo.DEMO_SOURCE_NAME]:
             records_root_dir = demo.ensure_demo_source(print_fn=say)
         else:
@@ -156,26 +115,22 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
                               "its own records)")
     train_summary = check_records(records_root_dir, train_names, "benchmark.train_datasets")
     eval_summary = check_records(records_root_dir, eval_names, "benchmark.eval_datasets")
-    test_config = final_test_lib.final_test()
-    if test_config["enabled"] and len(eval_names) != 1:
-        raise LaunchError(
-            "the final test evaluation takes exactly one dataset; bind benchmark.eval_datasets "
-            f"to one name (got {eval_names}) or set final_test.enabled = False")
-    train_checkpoint_dir = train_checkpoint_dir or os.path.join("runs", name, "checkpoints")
-    summary_dir = summary_dir or os.path.join("runs", name, "summaries")
-    _check_writable(train_checkpoint_dir, "train_checkpoint_dir")
-    _check_writable(summary_dir, "summary_dir")
     say(f"Records: {records_root_dir}")
     say(f"Training on: {', '.join(train_summary)}")
     say(f"Validating/testing on: {', '.join(eval_summary)}")
     say(f"Checkpoints: {os.path.abspath(train_checkpoint_dir)}")
     say(f"Summaries:   {os.path.abspath(summary_dir)}")
+    manifest = dict(
+        records_root_dir=os.path.abspath(records_root_dir), demo_source=demo_source,
+        train_datasets=train_names, eval_datasets=eval_names,
+        gin_config=[os.path.abspath(path) for path in configs], gin_bindings=list(bindings),
+        final_test=test_config)
 
     start = time.time()
     trainer = loop.Trainer(
         records_root_dir=records_root_dir, train_dataset_list=train_names,
         eval_dataset_list=eval_names, checkpoint_dir=train_checkpoint_dir,
-        summary_dir=summary_dir, print_fn=say)
+        summary_dir=summary_dir, print_fn=say, run_manifest=manifest)
     say(f"Strategy: {type(trainer.strategy).__name__} with "
         f"{trainer.strategy.num_replicas_in_sync} replica(s); learner "
         f"{type(trainer.learner).__name__}")
@@ -201,26 +156,15 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
         f"{100 * entry['floor_mean']:.2f} +- {100 * entry['floor_ci95']:.2f} %")
     say(f"Results: {os.path.join(os.path.abspath(train_checkpoint_dir), final_test_lib.FINAL_TEST_SUBDIR)}")
     trainer.write_operative_config()
-    del gin
     return results
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli_flags.quiet_tensorflow_chatter()
-    from ctx_tf.training.loop import TrainerError
-
-    try:
-        run(FLAGS.gin_config, FLAGS.gin_bindings, cli_flags.records_root(),
-            FLAGS.train_checkpoint_dir, FLAGS.summary_dir)
-    except (LaunchError, TrainerError) as e:
-        print(f"ctx_tf.train: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    except ValueError as e:  # data errors (ReaderError, DatasetSpecError, ...) name the file.
-        print(f"ctx_tf.train: error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    run(FLAGS.gin_config, FLAGS.gin_bindings, cli_flags.records_root(),
+        FLAGS.train_checkpoint_dir, FLAGS.summary_dir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run("train", main)

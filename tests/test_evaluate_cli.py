@@ -9,9 +9,11 @@ import pytest
 from absl.testing import flagsaver
 from PIL import Image
 
+from ctx_tf import cli
 from ctx_tf import evaluate
 from ctx_tf import checkpoints
 from ctx_tf import learners
+from ctx_tf.errors import UserError
 from ctx_tf.training import loop
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results as results_lib
@@ -55,7 +57,7 @@ def trained(tmp_path_factory):
     train_dir = str(root / "train")
     gin.clear_config()
     try:
-        evaluate._parse_gin([str(gin_file)], [])
+        cli.parse_gin([str(gin_file)], [])
         trainer = loop.Trainer(
             records_root_dir=records, train_dataset_list=["tiny"], eval_dataset_list=["tiny"],
             checkpoint_dir=train_dir, print_fn=lambda *_: None)
@@ -132,7 +134,7 @@ def test_checkpoint_of_another_model_is_rejected_with_the_variables(trained, tmp
     assert not (tmp_path / "eval").exists()
 
 
-def test_cli_reports_bad_inputs_clearly(tmp_path, capsys):
+def test_cli_reports_bad_inputs_clearly(tmp_path):
     records = write_tiny_source(tmp_path / "records", "tiny", size=8)
     gin_file = tmp_path / "c.gin"
     gin_file.write_text("DataConfig.image_height = 8\n")
@@ -146,16 +148,18 @@ def test_cli_reports_bad_inputs_clearly(tmp_path, capsys):
         (dict(datasets=["tiny"], split="valid", checkpoint="best",
               train_checkpoint_dir=str(tmp_path)), "best_checkpoint.json does not exist"),
         (dict(datasets=["tiny"], published_rows=["nope"]), "no published row 'nope'"),
-        (dict(datasets=["tiny"], gin_bindings=["NoSuchThing.x = 1"]), "bad gin configuration"),
+        (dict(datasets=["tiny"], gin_bindings=["NoSuchThing.x = 1"]),
+         "gin configuration: No configurable matching 'NoSuchThing'"),
+        (dict(datasets=["tiny"], output_dir=str(gin_file)),
+         f"--output_dir={gin_file} is a file, not a folder"),
     ]
     if not evaluate.FLAGS.is_parsed():
         evaluate.FLAGS.mark_as_parsed()  # defaults; flagsaver sets the values of each case
     for flags, expected in cases:
         values = dict(common, **flags)
-        with flagsaver.flagsaver(**values):
-            assert evaluate.main(["ctx_tf.evaluate"]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("ctx_tf.evaluate: error: ") and expected in err, (flags, err)
+        with flagsaver.flagsaver(**values), pytest.raises(UserError) as info:
+            evaluate.main(["ctx_tf.evaluate"])
+        assert expected in str(info.value), (flags, str(info.value))
     assert not (tmp_path / "out").exists()
 
 
@@ -187,7 +191,7 @@ def test_official_tf1_checkpoint_is_detected_and_evaluates_like_our_checkpoint(t
                                 num_classes=17)
     gin_file = tmp_path / "resnet_ctx.gin"
     gin_file.write_text(RESNET_GIN)
-    evaluate._parse_gin([str(gin_file)], [])
+    cli.parse_gin([str(gin_file)], [])
     learner = learners.build_learner(training=False, image_size=32)
     rng = np.random.default_rng(0)
     for variable in learner.variables:  # non-trivial weights and EMAs

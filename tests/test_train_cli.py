@@ -12,6 +12,9 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEMO_GIN = str(REPO_ROOT / "gin" / "demo.gin")
 CTX_GIN = str(REPO_ROOT / "gin" / "ctx.gin")
+# TensorFlow's C++ log lines and gin's "Path not found" lines, which a quiet run must not show.
+TF_OR_GIN_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages|.*Path not found)",
+                                re.MULTILINE)
 
 
 def run_cli(args, tmp_path, timeout=300, cwd=None):
@@ -32,8 +35,9 @@ def flags(tmp_path):
 def test_unknown_gin_binding_fails_before_anything_is_written(tmp_path):
     proc = run_cli([f"--gin_config={DEMO_GIN}", "--gin_bindings=Trainer.num_updatez = 5"]
                    + flags(tmp_path), tmp_path)
-    assert proc.returncode == 1
-    assert "Trainer.num_updatez" in proc.stderr and "bad gin configuration" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1].startswith("ctx_tf.train: error: gin configuration: ")
+    assert "Trainer.num_updatez" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
@@ -41,13 +45,13 @@ def test_missing_records_root_fails_fast(tmp_path):
     missing = tmp_path / "no_records"
     proc = run_cli([f"--gin_config={CTX_GIN}", f"--records_root_dir={missing}"]
                    + flags(tmp_path), tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert f"--records_root_dir={missing} is not a directory" in proc.stderr
     assert not (tmp_path / "out").exists()
     missing.mkdir()
     proc = run_cli([f"--gin_config={CTX_GIN}", f"--records_root_dir={missing}"]
                    + flags(tmp_path), tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "dataset 'ilsvrc_2012' (benchmark.train_datasets) has no records" in proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -63,8 +67,10 @@ def test_unwritable_checkpoint_dir_fails_fast(tmp_path):
     proc = run_cli([f"--gin_config={DEMO_GIN}", f"--records_root_dir={records}",
                     f"--train_checkpoint_dir={blocker / 'ckpt'}",
                     f"--summary_dir={tmp_path / 'summaries'}"], tmp_path)
-    assert proc.returncode == 1
-    assert f"--train_checkpoint_dir={blocker / 'ckpt'} is not writable" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        f"ctx_tf.train: error: --train_checkpoint_dir={blocker / 'ckpt'} lies under {blocker}, "
+        "which is a file, not a folder; name a folder")
     assert not (tmp_path / "summaries").exists()
 
 
@@ -101,6 +107,23 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
         assert (ckpt / "final_test" / name).exists()
     assert (ckpt / "operative_config.gin").exists()
     assert "Trainer.num_updates = 80" in (ckpt / "operative_config.gin").read_text()
+    manifest = json.loads((ckpt / "run_manifest.json").read_text())
+    assert manifest["records_root_dir"] == str(tmp_path / "cache" / "demo")
+    assert manifest["demo_source"] is True and manifest["eval_datasets"] == ["demo_glyphs"]
+    assert (manifest["seed"], manifest["image_size"]) == (0, 32)
+    assert manifest["final_test"] == dict(num_episodes=60, seed=5678, enabled=True)
+    assert manifest["gin_config"] == [DEMO_GIN] and manifest["gin_bindings"] == bindings
+    assert TF_OR_GIN_LOG_LINE.search(proc.stderr) is None, proc.stderr
+
+    # The run knows its inputs: evaluating its best checkpoint needs no other flag.
+    env = dict(os.environ, CTX_TF_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctx_tf.evaluate", "--checkpoint=best",
+         f"--train_checkpoint_dir={ckpt}", "--num_episodes=60", "--seed=5678"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout[-3000:] + proc.stderr[-3000:]
+    again = json.loads((ckpt / "evaluation" / "test_seed5678" / "results.json").read_text())
+    assert again["sources"]["demo_glyphs"]["mean"] == pytest.approx(results["mean"], abs=1e-6)
 
 
 @pytest.mark.compat
@@ -109,13 +132,13 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
 def test_ctx_gin_files_resolve_to_the_official_values(name, decay_every, num_updates, simclr):
     import gin
 
-    from ctx_tf import train
+    from ctx_tf import cli
     from ctx_tf.training import episodes as episodes_lib
     from ctx_tf.data.sampling import EpisodeDescriptionConfig
 
     gin.clear_config()
     try:
-        train.parse_gin([str(REPO_ROOT / "gin" / name)], [])
+        cli.parse_gin([str(REPO_ROOT / "gin" / name)], [])
         q = gin.query_parameter
         assert episodes_lib.benchmark() == (["ilsvrc_2012"], ["ilsvrc_2012"])
         assert (q("Trainer.num_updates"), q("Trainer.decay_every")) == (num_updates, decay_every)
@@ -149,7 +172,7 @@ OMNIGLOT_GINS = {"omniglot_protonet.gin": ("PrototypicalNetworkLearner", 0.0),
 def test_omniglot_gin_files_differ_only_in_the_learner(name):
     import gin
 
-    from ctx_tf import train
+    from ctx_tf import cli
     from ctx_tf.training import episodes as episodes_lib
     from ctx_tf.data.sampling import EpisodeDescriptionConfig
     from ctx_tf.evaluation import protocol
@@ -157,7 +180,7 @@ def test_omniglot_gin_files_differ_only_in_the_learner(name):
     learner, simclr = OMNIGLOT_GINS[name]
     gin.clear_config()
     try:
-        train.parse_gin([str(REPO_ROOT / "gin" / name)], [])
+        cli.parse_gin([str(REPO_ROOT / "gin" / name)], [])
         q = gin.query_parameter
         assert episodes_lib.benchmark() == (["omniglot"], ["omniglot"])
         assert q("Trainer.train_learner_class").selector == learner

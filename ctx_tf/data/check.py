@@ -21,6 +21,7 @@ from ctx_tf.data.dataset_spec import (SPEC_FILENAME, BiLevelDatasetSpecification
                                       DatasetSpecError, Split, dataset_spec_from_dict,
                                       load_dataset_spec)
 from ctx_tf.data.records import EXAMPLE_KEYS
+from ctx_tf.errors import UserError
 
 # --reference_spec value naming the shipped official spec of the checked source.
 OFFICIAL = "official"
@@ -28,7 +29,7 @@ OFFICIAL = "official"
 _SHOWN_PROBLEMS = 40
 
 
-class SourceCheckError(ValueError):
+class SourceCheckError(UserError, ValueError):
     """A source failed :func:`check_source`; ``.report`` lists every problem and difference."""
 
     def __init__(self, report):

@@ -24,11 +24,12 @@ import numpy as np
 import tensorflow as tf
 
 from ctx_tf.data.decoder import parse_record
+from ctx_tf.errors import UserError
 
 PLACEHOLDER_CLASS_ID = -1
 
 
-class ReaderError(ValueError):
+class ReaderError(UserError, ValueError):
     """Records that cannot be read as the dataset spec describes them."""
 
 

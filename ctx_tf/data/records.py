@@ -13,12 +13,13 @@ import struct
 
 import google_crc32c
 
+from ctx_tf.errors import UserError
 from ctx_tf.files import atomic_write_with, is_remote
 
 EXAMPLE_KEYS = ("image", "label")
 
 
-class SourceWriteError(ValueError):
+class SourceWriteError(UserError, ValueError):
     """Bad input to a writer (names the file, class or field at fault)."""
 
 
@@ -82,7 +83,7 @@ def frame(record) -> bytes:
                      struct.pack("<I", masked_crc32c(record))))
 
 
-class TFRecordDamage(ValueError):
+class TFRecordDamage(UserError, ValueError):
     """A TFRecord file whose framing or checksums are wrong (names the file and offset)."""
 
 

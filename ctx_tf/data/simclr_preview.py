@@ -6,21 +6,21 @@ Command line::
       [--split=train] [--image_size=84] [--seed=0] [--max_rows=16] [--color_jitter_strength=S]
 """
 
-import argparse
 import os
-import sys
 
 import numpy as np
+from absl import app
+from absl import flags
 
+from ctx_tf import cli
 from ctx_tf import files
 from ctx_tf.data import pipeline
-from ctx_tf.data.dataset_spec import DatasetSpecError, Split, load_dataset_spec, use_ontologies
+from ctx_tf.data.dataset_spec import Split, load_dataset_spec, use_ontologies
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.sampling import EpisodeDescriptionConfig
 from ctx_tf.data.simclr import to_simclr_episode
 from ctx_tf.evaluation import plot
 
-PROG = "ctx_tf.data.simclr_preview"
 # Inches per image cell (at plot.DPI), and the header's height in inches.
 CELL_INCHES = 1.4
 HEADER_INCHES = 0.6
@@ -93,36 +93,43 @@ def first_episode(records_root_dir, dataset, split="train", image_size=84, seed=
     return Episode(*episode)
 
 
-def main(argv=None):
-    """Command line: writes a PNG with one SimCLR episode (see the module docstring)."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {PROG}",
-        description="Write a PNG grid of one SimCLR episode: support image | augmented query.",
-    )
-    parser.add_argument("--records_root_dir", required=True)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--out", default="simclr_episode.png")
-    parser.add_argument("--split", default="train", choices=["train", "valid", "test"])
-    parser.add_argument("--image_size", type=int, default=84)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max_rows", type=int, default=16)
-    parser.add_argument("--color_jitter_strength", type=float, default=None)
-    args = parser.parse_args(argv)
-    try:
-        episode = first_episode(args.records_root_dir, args.dataset, args.split,
-                                args.image_size, args.seed)
-    except DatasetSpecError as e:
-        parser.exit(1, f"{PROG}: error: {e}\n")
-    simclr = to_simclr_episode(
-        episode, color_jitter_strength=args.color_jitter_strength, seed=args.seed
-    )
-    height, width = save_episode_grid(simclr, args.out, max_rows=args.max_rows)
+def define_flags(flag_values=None):
+    """Defines the command-line flags on `flag_values` (default: the global absl FLAGS)."""
+    fv = flags.FLAGS if flag_values is None else flag_values
+    flags.DEFINE_string("records_root_dir", None, "Folder of sources (official layout).",
+                        flag_values=fv, required=True)
+    flags.DEFINE_string("dataset", None, "Source name.", flag_values=fv, required=True)
+    flags.DEFINE_string("out", "simclr_episode.png", "The PNG written.", flag_values=fv)
+    flags.DEFINE_enum("split", "train", ["train", "valid", "test"], "Classes of the episode.",
+                      flag_values=fv)
+    flags.DEFINE_integer("image_size", 84, "Image side.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Episode and augmentation seed.", flag_values=fv)
+    flags.DEFINE_integer("max_rows", 16, "Rows (queries) shown at most.", flag_values=fv)
+    flags.DEFINE_float("color_jitter_strength", None, "SimCLR colour jitter strength.",
+                       flag_values=fv)
+    return fv
+
+
+def run_cli(f):
+    """Writes the PNG grid of one SimCLR episode for parsed absl flags `f`; returns 0."""
+    episode = first_episode(f.records_root_dir, f.dataset, f.split, f.image_size, f.seed)
+    simclr = to_simclr_episode(episode, color_jitter_strength=f.color_jitter_strength,
+                               seed=f.seed)
+    height, width = save_episode_grid(simclr, f.out, max_rows=f.max_rows)
     print(
-        f"wrote {args.out} ({width}x{height}): {min(args.max_rows, len(simclr.query_labels))} of "
+        f"wrote {f.out} ({width}x{height}): {min(f.max_rows, len(simclr.query_labels))} of "
         f"{len(simclr.query_labels)} queries, way {len(simclr.support_labels)}"
     )
     return 0
 
 
+def main(argv):
+    """Command line: writes a PNG with one SimCLR episode (see the module docstring)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return run_cli(flags.FLAGS)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    cli.run("data.simclr_preview", main)

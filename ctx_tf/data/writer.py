@@ -39,13 +39,13 @@ from typing import Dict, List, Optional
 
 from absl import app, flags
 
+from ctx_tf import cli
 from ctx_tf.data.check import check_source
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
-from ctx_tf.data.dataset_spec import SPEC_FILENAME, DatasetSpecError
+from ctx_tf.data.dataset_spec import SPEC_FILENAME
 from ctx_tf.data.image_encoding import DEFAULT_JPEG_QUALITY, encode_jpeg
 from ctx_tf.data.records import SourceWriteError, encode_example, write_tfrecord
 from ctx_tf.data.sources import engine, folder
-from ctx_tf.data.sources.common import SourceConversionError
 from ctx_tf.data.sources.report import ConversionReport
 from ctx_tf.data.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION,
                                 load_splits_file, order_classes, resolve_splits)
@@ -319,15 +319,12 @@ def define_flags(flag_values=None):
     return fv
 
 
-def _main(argv):
+def main(argv):
     if len(argv) > 1:
-        raise SystemExit(f"ctx_tf.data.writer: error: unexpected arguments: {argv[1:]}")
-    try:
-        return run_cli(flags.FLAGS)
-    except (SourceWriteError, SourceConversionError, DatasetSpecError, OSError) as e:
-        raise SystemExit(f"ctx_tf.data.writer: error: {e}") from None
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return run_cli(flags.FLAGS)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(_main)
+    cli.run("data.writer", main)

@@ -13,12 +13,13 @@ import json
 import os
 
 from ctx_tf import files
+from ctx_tf.errors import UserError
 
 JOURNAL_NAME = "episodes.journal.jsonl"
 FORMAT = "ctx_tf.evaluation.journal/1"
 
 
-class JournalError(ValueError):
+class JournalError(UserError, ValueError):
     """The journal in the output directory belongs to another evaluation, or is unreadable."""
 
 

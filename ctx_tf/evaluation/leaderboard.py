@@ -21,6 +21,7 @@ import math
 from typing import Mapping, Optional, Sequence, Tuple
 
 from ctx_tf.data import facts
+from ctx_tf.errors import UserError
 from ctx_tf.evaluation import comparability
 from ctx_tf.evaluation import stats
 
@@ -152,13 +153,19 @@ PUBLISHED = (
 )
 
 
+class UnknownRowError(UserError, KeyError):
+    """No published row of that name in that setting."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
+
 def published_row(name, setting=IMAGENET_ONLY):
     """The published row called `name` (case-insensitive) in `setting`."""
     for row in PUBLISHED:
         if row.name.lower() == name.lower() and row.setting == setting:
             return row
     known = ", ".join(repr(r.name) for r in PUBLISHED if r.setting == setting)
-    raise KeyError(f"no published row {name!r} for setting {setting!r}; known: {known}")
+    raise UnknownRowError(f"no published row {name!r} for setting {setting!r}; known: {known}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
 from ctx_tf.evaluation import comparability
+from ctx_tf.errors import UserError
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import stats
@@ -45,7 +46,7 @@ _EVALUATION_OVERRIDES = {
 }
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Evaluation cannot run as asked (unknown source, split without classes, ...)."""
 
 

@@ -26,6 +26,7 @@ import tensorflow as tf
 from ctx_tf import files
 from ctx_tf.data import facts
 from ctx_tf.evaluation import comparability
+from ctx_tf.errors import UserError
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import stats
@@ -43,7 +44,7 @@ RESULTS_PNG = "results.png"
 EPISODES_CSV = "episodes.csv"
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A results file that is missing, malformed or of another format."""
 
 

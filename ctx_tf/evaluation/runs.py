@@ -18,13 +18,14 @@ differences, updates and wall times) and `<name>.png` (bar chart), and prints th
 """
 
 import os
-import sys
 
 import numpy as np
 from absl import app
 from absl import flags
 
+from ctx_tf import cli
 from ctx_tf import files
+from ctx_tf.errors import UserError
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results
@@ -37,7 +38,7 @@ FINAL_TEST_SUBDIR = "final_test"  # ctx_tf.training.final_test writes it
 PUBLISHED = ("CTX",)  # published rows set beside the runs where comparable
 
 
-class RunsError(ValueError):
+class RunsError(UserError, ValueError):
     """A run directory or its results cannot be compared."""
 
 
@@ -218,13 +219,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.run or not FLAGS.output_dir:
         raise app.UsageError("--run (at least one) and --output_dir are required")
-    try:
-        print(run(FLAGS.run, FLAGS.output_dir, FLAGS.name, FLAGS.title), end="")
-    except RunsError as e:
-        print(f"ctx_tf.evaluation.runs: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    files.check_output_dir(FLAGS.output_dir, "--output_dir")
+    print(run(FLAGS.run, FLAGS.output_dir, FLAGS.name, FLAGS.title), end="")
 
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run("evaluation.runs", main)

@@ -197,7 +197,7 @@ class ResNet(Backbone):
         if self.deeplab_alignment:
             size = tf.shape(x)[1]
             aligned = (size + 31) // 32 * 32 + 1
-            x = tf.compat.v1.image.resize_bilinear(x, tf.stack([aligned, aligned]), align_corners=True)
+            x = tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([aligned, aligned]), align_corners=True, half_pixel_centers=False)
         new_moments = {}
         x = tf.nn.relu(self._apply(self.stem, x, training, moments, new_moments))
         x = tf.nn.max_pool2d(x, ksize=3, strides=2, padding="SAME")

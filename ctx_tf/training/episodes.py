@@ -6,9 +6,10 @@ import gin
 
 from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data import pipeline as pipeline_lib
+from ctx_tf.errors import UserError
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The run's datasets cannot be found or read as configured."""
 
 

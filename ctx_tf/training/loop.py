@@ -9,6 +9,7 @@ protocol, `ctx_tf.evaluation.protocol`, the same code as the final test and
 no model class: the learner owns its forward pass.
 """
 
+import inspect
 import os
 import tempfile
 import time
@@ -21,6 +22,7 @@ from ctx_tf import checkpoints
 from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
+from ctx_tf.errors import UserError
 from ctx_tf.evaluation.progress import format_duration
 from ctx_tf.keras import keras
 from ctx_tf.seeds import derive_seed
@@ -31,7 +33,7 @@ from ctx_tf.training.episodes import load_specs, training_episodes
 from ctx_tf.training.schedule import LearningRateSchedule
 
 
-class TrainerError(RuntimeError):
+class TrainerError(UserError, RuntimeError):
     """A training run cannot start or continue; the message names the step/file/binding."""
 
 
@@ -39,6 +41,47 @@ def _positive(name, value, low=1):
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise TrainerError(f"Trainer.{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _check_settings(num_updates, learning_rate, decay_learning_rate, decay_every, decay_rate,
+                    checkpoint_every, validate_every, log_every, num_eval_episodes,
+                    train_learner_class, eval_learner_class, data_config, episodes_given):
+    """Raises TrainerError naming the first bad Trainer argument; returns the learner class."""
+    _positive("num_updates", num_updates, low=0)
+    for name, value in (("checkpoint_every", checkpoint_every),
+                        ("validate_every", validate_every), ("log_every", log_every),
+                        ("decay_every", decay_every), ("num_eval_episodes", num_eval_episodes)):
+        _positive(name, value)
+    if not learning_rate > 0:
+        raise TrainerError(f"Trainer.learning_rate must be > 0, got {learning_rate!r}")
+    if decay_learning_rate and not 0 < decay_rate <= 1:
+        raise TrainerError(f"Trainer.decay_rate must be in (0, 1], got {decay_rate!r}")
+    if (eval_learner_class is not None and train_learner_class is not None
+            and eval_learner_class is not train_learner_class):
+        raise TrainerError(
+            "Trainer.eval_learner_class must be the same class as "
+            "Trainer.train_learner_class: ctx_tf uses one learner for training and "
+            f"evaluation (got {train_learner_class!r} and {eval_learner_class!r})")
+    learner_class = train_learner_class or eval_learner_class
+    if learner_class is None:
+        raise TrainerError("no learner configured: bind Trainer.train_learner_class, e.g. "
+                           "`Trainer.train_learner_class = @CrossTransformerLearner`")
+    if data_config is None and not episodes_given:
+        raise TrainerError("Trainer.data_config is unbound; bind "
+                           "`Trainer.data_config = @DataConfig()`")
+    return learner_class
+
+
+def check_configuration():
+    """Checks the Trainer arguments bound in the parsed gin configuration, building nothing:
+    the launcher's dry run before it creates any folder."""
+    parameters = inspect.signature(Trainer.__init__).parameters
+    settings = {name: parameter.default for name, parameter in parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    settings.update(gin.get_bindings(Trainer))
+    checked = inspect.signature(_check_settings).parameters
+    _check_settings(**{name: settings[name] for name in checked if name in settings},
+                    episodes_given=False)
 
 
 @gin.configurable
@@ -58,7 +101,8 @@ class Trainer:
     is configured by `final_test`.
 
     Launcher arguments: records_root_dir, train_dataset_list, eval_dataset_list,
-    checkpoint_dir, summary_dir; tests may pass `strategy`, `train_episodes_fn(seed)` and
+    checkpoint_dir, summary_dir, run_manifest (what the launcher knows of the run's inputs;
+    written with the seed and image size to run_manifest.json beside the checkpoints); tests may pass `strategy`, `train_episodes_fn(seed)` and
     `eval_episodes_fn(split, seed)` (iterables of `Episode`) instead of records.
     """
 
@@ -72,30 +116,21 @@ class Trainer:
                  pretrained_source=None, enable_tf_optimizations=None,
                  records_root_dir=None, train_dataset_list=(), eval_dataset_list=(),
                  checkpoint_dir=None, summary_dir=None, strategy=None,
-                 train_episodes_fn=None, eval_episodes_fn=None, print_fn=None):
+                 train_episodes_fn=None, eval_episodes_fn=None, print_fn=None,
+                 run_manifest=None):
         del batch_size, experiment_name, pretrained_source, enable_tf_optimizations
-        self.num_updates = _positive("num_updates", num_updates, low=0)
-        self.checkpoint_every = _positive("checkpoint_every", checkpoint_every)
-        self.validate_every = _positive("validate_every", validate_every)
-        self.log_every = _positive("log_every", log_every)
-        _positive("decay_every", decay_every)
-        if not learning_rate > 0:
-            raise TrainerError(f"Trainer.learning_rate must be > 0, got {learning_rate!r}")
-        if decay_learning_rate and not 0 < decay_rate <= 1:
-            raise TrainerError(f"Trainer.decay_rate must be in (0, 1], got {decay_rate!r}")
-        if (eval_learner_class is not None and train_learner_class is not None
-                and eval_learner_class is not train_learner_class):
-            raise TrainerError(
-                "Trainer.eval_learner_class must be the same class as "
-                "Trainer.train_learner_class: ctx_tf uses one learner for training and "
-                f"evaluation (got {train_learner_class!r} and {eval_learner_class!r})")
-        self.learner_class = train_learner_class or eval_learner_class
-        if self.learner_class is None:
-            raise TrainerError("no learner configured: bind Trainer.train_learner_class, e.g. "
-                               "`Trainer.train_learner_class = @CrossTransformerLearner`")
-        if data_config is None and (train_episodes_fn is None or eval_episodes_fn is None):
-            raise TrainerError("Trainer.data_config is unbound; bind "
-                               "`Trainer.data_config = @DataConfig()`")
+        self.learner_class = _check_settings(
+            num_updates=num_updates, learning_rate=learning_rate,
+            decay_learning_rate=decay_learning_rate, decay_every=decay_every,
+            decay_rate=decay_rate, checkpoint_every=checkpoint_every,
+            validate_every=validate_every, log_every=log_every,
+            num_eval_episodes=num_eval_episodes, train_learner_class=train_learner_class,
+            eval_learner_class=eval_learner_class, data_config=data_config,
+            episodes_given=train_episodes_fn is not None and eval_episodes_fn is not None)
+        self.num_updates = num_updates
+        self.checkpoint_every = checkpoint_every
+        self.validate_every = validate_every
+        self.log_every = log_every
         self.schedule = LearningRateSchedule(learning_rate, decay_learning_rate, decay_every,
                                              decay_rate)
         self.normalized_gradient_descent = bool(normalized_gradient_descent)
@@ -110,12 +145,13 @@ class Trainer:
         self.checkpoint_dir = os.path.abspath(checkpoint_dir) if checkpoint_dir else None
         self.summary_dir = os.path.abspath(summary_dir) if summary_dir else None
         self.train_episodes_fn = train_episodes_fn
+        self.run_manifest = run_manifest
         self.print = print_fn or (lambda message: print(message, flush=True))
         self.image_size = getattr(data_config, "image_height", None)
         self.strategy = strategy or distribute_lib.make_strategy(distribute=distribute, tpu=tpu)
         self.validation = validation_lib.Validation(
             records_root_dir=records_root_dir, sources=list(eval_dataset_list),
-            num_episodes=_positive("num_eval_episodes", num_eval_episodes),
+            num_episodes=num_eval_episodes,
             seed=int(eval_seed), data_config=data_config, episode_config=eval_episode_config,
             episodes_fn=eval_episodes_fn)
         self._train_specs = None
@@ -215,6 +251,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _check_writable(self, directory, what):
+        files.check_output_dir(directory, what)
         try:
             os.makedirs(directory, exist_ok=True)
             tempfile.NamedTemporaryFile(dir=directory, prefix=".write_probe_").close()
@@ -282,6 +319,10 @@ class Trainer:
         step = int(self.step.numpy())
         if chief:
             self.write_operative_config()
+            if self.run_manifest is not None:
+                checkpoints.write_run_manifest(self.checkpoint_dir, dict(
+                    self.run_manifest, seed=self.seed, image_size=self.image_size,
+                    operative_config=checkpoints.OPERATIVE_CONFIG))
 
         def validate(step):
             start = time.time()

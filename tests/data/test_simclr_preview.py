@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
 from ctx_tf.data import simclr, simclr_preview, writer
+from ctx_tf.errors import UserError
 from tests.data.test_simclr import _make_episode
 
 
@@ -44,17 +46,22 @@ def test_cli_writes_a_grid_of_a_real_source(tmp_path, capsys):
     arrays = [rng.randint(0, 256, size=(12, 20, 20, 3), dtype=np.uint8) for _ in range(12)]
     writer.write_source_from_arrays(tmp_path, "toy", arrays, splits=(6, 3, 3))
     out = tmp_path / "grid.png"
-    assert simclr_preview.main(["--records_root_dir", str(tmp_path), "--dataset", "toy",
-                                "--out", str(out), "--image_size", "28", "--max_rows", "4"]) == 0
+    assert simclr_preview.run_cli(_flags(
+        "--records_root_dir", str(tmp_path), "--dataset", "toy", "--out", str(out),
+        "--image_size", "28", "--max_rows", "4")) == 0
     width, height = _png_size(out)
     assert (width, height) == simclr_preview.grid_size(4)
     assert f"wrote {out} ({width}x{height}): 4 of" in capsys.readouterr().out
 
 
-def test_cli_names_a_missing_source(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        simclr_preview.main(["--records_root_dir", str(tmp_path), "--dataset", "nope"])
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("ctx_tf.data.simclr_preview: error: ") and "nope" in err
+def _flags(*args):
+    fv = simclr_preview.define_flags(flags.FlagValues())
+    fv(["simclr_preview", *args])
+    return fv
+
+
+def test_cli_names_a_missing_source(tmp_path):
+    with pytest.raises(UserError) as info:
+        simclr_preview.run_cli(_flags("--records_root_dir", str(tmp_path), "--dataset", "nope"))
+    assert "nope" in str(info.value)
     assert not (tmp_path / "simclr_episode.png").exists()

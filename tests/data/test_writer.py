@@ -310,7 +310,7 @@ def test_cli_subprocess(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ctx_tf.data.writer",
                           f"--check={tmp_path / 'missing'}"],
                          capture_output=True, text=True, env=env, check=False)
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
         f"ctx_tf.data.writer: error: {tmp_path / 'missing'}: no such source folder (expected a "
         "folder holding dataset_spec.json and the class record files)")

@@ -97,7 +97,7 @@ def test_command_line_writes_table_and_chart(tmp_path, episodes):
         [sys.executable, "-m", "ctx_tf.evaluation.runs", f"--run=ProtoNet={pa}",
          f"--run=CTX + SimCLR={pb}", f"--output_dir={out}", "--name=omni"],
         capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr[-2000:]  # quiet start
     table = (out / "omni_table.md").read_text()
     assert table == proc.stdout
     assert f"| CTX + SimCLR | {100 * b.mean():.2f} ± {100 * ci95(b):.2f} |" in table
@@ -110,7 +110,10 @@ def test_command_line_writes_table_and_chart(tmp_path, episodes):
         [sys.executable, "-m", "ctx_tf.evaluation.runs", f"--run=A={pa}",
          f"--run=B={tmp_path / 'missing'}", f"--output_dir={out}"],
         capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "missing" in proc.stderr and "final test" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("ctx_tf.evaluation.runs: error: ")
+    assert "missing" in last and "final test" in last
 
 
 def test_published_row_beside_runs_only_when_comparable(tmp_path, episodes):

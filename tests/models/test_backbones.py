@@ -157,3 +157,25 @@ def test_dilated_conv_matches_a_dense_dilated_kernel_with_gradients(rng_seed):
     for got, want in zip(tape.gradient(loss, [x, kernel]),
                          ref_tape.gradient(ref_loss, [x, kernel])):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_deeplab_alignment_resize_equals_the_deprecated_v1_op(rng_seed):
+    # The backbone resizes with the raw op to avoid the deprecation warning of
+    # tf.compat.v1.image.resize_bilinear; outputs and gradients must be bit-identical.
+    rng = np.random.default_rng(rng_seed)
+    for size, aligned in ((84, 97), (32, 33), (126, 129)):
+        images = tf.constant(rng.standard_normal((2, size, size, 3)), tf.float32)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(images)
+            ours = tf.raw_ops.ResizeBilinear(images=images, size=[aligned, aligned],
+                                             align_corners=True, half_pixel_centers=False)
+            v1 = tf.compat.v1.image.resize_bilinear(images, [aligned, aligned],
+                                                    align_corners=True)
+        np.testing.assert_array_equal(ours.numpy(), v1.numpy())
+        np.testing.assert_array_equal(tape.gradient(ours, images).numpy(),
+                                      tape.gradient(v1, images).numpy())
+    net = backbones.resnet34(max_stride=16, deeplab_alignment=True, keep_spatial_dims=True)
+    images = tf.constant(rng.uniform(-1, 1, (1, 32, 32, 3)), tf.float32)
+    with tf.compat.v1.test.mock.patch.object(
+            tf.compat.v1.image, "resize_bilinear", side_effect=AssertionError("deprecated op")):
+        assert net(images, training=False)[0].shape[1] == 3  # 33 px aligned, stride 16

@@ -14,6 +14,7 @@ import sys
 
 from absl import app, flags
 
+from ctx_tf import cli
 from ctx_tf.data.sources import engine, omniglot, registry
 from ctx_tf.data.sources.common import SourceConversionError
 
@@ -109,13 +110,9 @@ def run_cli(flag_values) -> int:
 
 def main(argv):
     if len(argv) > 1:
-        print(f"{PROG}: error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-        return 2
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         return run_cli(flags.FLAGS)
-    except SourceConversionError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -123,4 +120,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run("data.sources", main)

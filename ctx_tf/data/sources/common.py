@@ -12,8 +12,9 @@ import os
 import numpy as np
 
 from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.errors import UserError
 
-class SourceConversionError(ValueError):
+class SourceConversionError(UserError, ValueError):
     """Bad raw data or a bad conversion request; the message names the path, class or flag."""
 
 
