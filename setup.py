@@ -38,7 +38,7 @@ setuptools.setup(
         "scipy>=1.7",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "hypothesis>=6"],
     },
     entry_points={},
 )

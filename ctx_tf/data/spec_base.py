@@ -5,6 +5,8 @@ import functools
 import os
 import posixpath
 
+from ctx_tf.errors import UserError
+
 SPEC_FILENAME = "dataset_spec.json"
 # The only file pattern the official converter writes and the official reader can read.
 DEFAULT_FILE_PATTERN = "{}.tfrecords"
@@ -20,7 +22,7 @@ class Split(enum.Enum):
     TEST = 2
 
 
-class DatasetSpecError(ValueError):
+class DatasetSpecError(UserError, ValueError):
     """A `dataset_spec.json` that is missing, malformed or inconsistent."""
 
 
