@@ -34,7 +34,7 @@ def _file_contents(valid):
 
 
 @given(data=st.data())
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_damaged_record_file_ends_in_records_error(tiny, data):
     spec, valid = tiny
