@@ -9,11 +9,11 @@ the decoder's error messages and by tests). `class_stream` builds it as a tf.dat
 
 Episodes read the same streams without building one tf.data pipeline per class (which cost
 ~25 ms per class, ~24 s for Omniglot): a shuffle's output order depends only on its seed,
-buffer size and input length, never on the elements, so `ClassRecords` draws each epoch's
-order of record indices from `range(n).shuffle(...)` with the class's seed -- the very
-permutation the record stream would produce -- and reads the class file sequentially
-(`tf.compat.v1.io.tf_record_iterator`), keeping records read ahead of their turn (at most the
-shuffle buffer's worth). Everything is built the first time a class is used, so the first
+buffer size and input length, never on the elements, so `class_records.ClassRecords` draws
+each epoch's order of record indices from `range(n).shuffle(...)` with the class's seed --
+the very permutation the record stream would produce -- and reads the class file
+sequentially (`tf.compat.v1.io.tf_record_iterator`), keeping records read ahead of their
+turn (at most the shuffle buffer's worth). Everything is built the first time a class is used, so the first
 episode only pays for its own classes. Damaged or miscounted files raise `RecordsError`
 naming the file, the source and `--check`.
 
