@@ -13,9 +13,9 @@ buffer size and input length, never on the elements, so `class_records.ClassReco
 each epoch's order of record indices from `range(n).shuffle(...)` with the class's seed --
 the very permutation the record stream would produce -- and reads the class file
 sequentially (`tf.compat.v1.io.tf_record_iterator`), keeping records read ahead of their
-turn (at most the shuffle buffer's worth). Everything is built the first time a class is used, so the first
-episode only pays for its own classes. Damaged or miscounted files raise `RecordsError`
-naming the file, the source and `--check`.
+turn (at most the shuffle buffer's worth). Everything is built the first time a class is
+used, so the first episode only pays for its own classes. Damaged or miscounted files raise
+`RecordsError` naming the file, the source and `--check`.
 
 A pure-Python generator turns sampled episode descriptions into a fixed-size
 `flush | support | query` list of `(stream index, count)` pairs. A cursor per class (position
