@@ -12,6 +12,10 @@ about 400x350 px with the project writer, then times variable-way / variable-sho
 each with the tf.data private thread pool limited to 1 and to 2 threads.
 
   python benchmarks/pipeline_throughput.py [--episodes 12] [--cache_dir /tmp/...]
+
+With `--startup RECORDS_DIR` (e.g. official-converter Omniglot records) it times instead
+the start-up of the episode pipeline of that source: from the pipeline call to the first
+episode, once per split of `--startup_splits` (issue 18.3).
 """
 
 import argparse
@@ -103,8 +107,35 @@ def _raw_images(flush_size):
     return count
 
 
+def startup(directory, splits, image_size=84):
+    """Seconds from `make_one_source_episode_pipeline` to its first episode, per split."""
+    spec = dataset_spec_lib.load_dataset_spec(directory)
+    data_config = DataConfig()
+    print(f"TensorFlow {tf.__version__}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs; source {spec.name} ({directory})")
+    for split in splits:
+        load = os.getloadavg()[0]
+        start = time.perf_counter()
+        dataset = pipeline.make_one_source_episode_pipeline(
+            spec, *dataset_spec_lib.use_ontologies(spec.name), split,
+            sampling.EpisodeDescriptionConfig(), image_size=image_size,
+            shuffle_buffer_size=data_config.shuffle_buffer_size,
+            read_buffer_size_bytes=data_config.read_buffer_size_bytes,
+            num_prefetch=data_config.num_prefetch, seed=0)
+        built = time.perf_counter() - start
+        episode, _ = next(iter(dataset))
+        first = time.perf_counter() - start
+        print(f"{split.name:>5}: {len(spec.get_classes(split))} classes, pipeline built in "
+              f"{built:.1f} s, first episode ({len(episode.support_labels)} support images) "
+              f"after {first:.1f} s; load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
+              flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--startup", default=None,
+                        help="a source's records directory: time the first episode instead")
+    parser.add_argument("--startup_splits", default="TEST,TRAIN")
     parser.add_argument("--cache_dir", default="/tmp/ctx_tf_pipeline_benchmark")
     parser.add_argument("--num_classes", type=int, default=60)
     parser.add_argument("--images_per_class", type=int, default=300)
@@ -112,6 +143,9 @@ def main():
     parser.add_argument("--sizes", default="84,224")
     parser.add_argument("--threads", default="1,2")
     args = parser.parse_args()
+    if args.startup:
+        startup(args.startup, [Split[s] for s in args.startup_splits.split(",")])
+        return
 
     spec = make_records(args.cache_dir, args.num_classes, args.images_per_class)
     data_config = DataConfig()

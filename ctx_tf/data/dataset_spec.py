@@ -121,6 +121,13 @@ class BiLevelDatasetSpecification(SpecBase):
 
 
 def _read_text(path):
+    try:
+        return _read_file(path)
+    except UnicodeDecodeError as e:
+        raise DatasetSpecError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _read_file(path):
     if "://" in path:  # any filesystem tf.io.gfile reads (gs://, ...)
         import tensorflow as tf
 

@@ -15,32 +15,37 @@ sequence (sources, classes, shot counts and which images) is the same run to run
 `ctx_tf.data.sampling.RNG`).
 
 Checks done before any graph is built (raising `ReaderError`, a `ValueError`): the source's
-records directory exists, every class file of the split exists (one directory listing), the
-split has classes, the sampler accepts the configuration and its first description can be
-read. Record counts are also checked lazily at no cost: a class file with fewer or more
-records than its spec count fails (tf.errors.FailedPreconditionError "Input dataset was
-expected to contain N elements but contained only M") when its end is read; that message is
-TensorFlow's and does not name the file. With `validate_records=True` every class file of the
-split is counted and its labels checked up front (`ReaderError` naming the file and both
-counts); this reads every record of the split once -- cheap for small sources, minutes for
-ImageNet. Bad records met while decoding (label differing from the file's class, `image`
-bytes that are not JPEG/PNG/GIF/BMP) raise `InvalidArgumentError` naming the file, class id
-and record position.
+records directory exists, every class file of the split exists (one directory listing) and
+is big enough for its records (one stat per file: empty files fail here, as `RecordsError`),
+the split has classes, the sampler accepts the configuration and its first description can
+be read. With `validate_records=True` every class file of the split is counted and its labels
+checked up front (`ReaderError` naming the file and both counts); this reads every record of
+the split once -- cheap for small sources, minutes for ImageNet.
+
+Iterate pipelines with `iterate(dataset, dataset_specs, split)`: damaged files (truncated,
+corrupt, fewer or more records than the spec says) met while reading and bad records met
+while decoding (label differing from the file's class, `image` bytes that are not
+JPEG/PNG/GIF/BMP; TensorFlow's `InvalidArgumentError` names the file, class id and record
+position) then raise `RecordsError` (a `ctx_tf.errors.UserError` and `ValueError`) naming the
+class file, its source and `python -m ctx_tf.data.writer --check=<records dir>`. Iterated
+directly, the same problems surface as `tf.errors` whose message holds that text.
 
 Decoders come from the gin-configurable `process_episode.support_decoder` /
 `process_episode.query_decoder` and `process_batch.batch_decoder` (official names; default
 `ImageDecoder()` without augmentation; None keeps the raw record strings).
 """
 
+import re
 
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf.data import class_records
 from ctx_tf.data import decoder as decoder_lib
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
 from ctx_tf.data.episode import Episode
-from ctx_tf.data.reader import ReaderError
+from ctx_tf.data.class_records import ReaderError, RecordsError
 from ctx_tf.data.seeds import episode_seed
 from ctx_tf.data.simclr import maybe_convert_to_simclr
 
@@ -369,3 +374,53 @@ def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
     process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
                                _path_lookup(dataset_spec_list))
     return dataset.map(process).prefetch(1)
+
+
+# ----------------------------------------------------------------------------- iteration
+
+# How a `RecordsError` raised inside the episode generator appears in TensorFlow's message.
+_RECORDS_ERROR_IN_MESSAGE = re.compile(r"RecordsError: (.+)")
+_READ_ERRORS = (tf.errors.DataLossError, tf.errors.FailedPreconditionError,
+                tf.errors.InvalidArgumentError)
+
+
+def _records_error(error, dataset_specs, split):
+    """The `RecordsError` behind a TensorFlow read error, or None."""
+    found = _RECORDS_ERROR_IN_MESSAGE.search(error.message)
+    if found:
+        return RecordsError(found.group(1).strip())
+    first_line = error.message.splitlines()[0] if error.message else type(error).__name__
+    for spec in dataset_specs:
+        # The decoders name the file of a bad record (see the module docstring).
+        if f"{spec.path}/" in error.message:
+            return RecordsError(f"source {spec.name!r}: {first_line}; "
+                                f"{class_records.check_hint(spec.path)}")
+    if split is not None:
+        for spec in dataset_specs:
+            damaged = class_records.find_damaged_file(spec, split)
+            if damaged is not None:
+                return damaged
+    return None
+
+
+def iterate(dataset, dataset_specs, split=None):
+    """Yields the elements of a pipeline; record read errors become `RecordsError`.
+
+    The way consumers iterate pipelines: `for episode, source_id in iterate(dataset, specs,
+    split)`. A `tf.errors` read error (damaged or miscounted class file, undecodable record)
+    is re-raised as `RecordsError` (a `UserError`) naming the class file, its source and the
+    `--check` command; when TensorFlow's message names no file, the sources' class files of
+    `split` are re-read to find it. Other errors pass through unchanged.
+    """
+    iterator = iter(dataset)
+    while True:
+        try:
+            element = next(iterator)
+        except StopIteration:
+            return
+        except _READ_ERRORS as e:
+            error = _records_error(e, list(dataset_specs), split)
+            if error is None:
+                raise
+            raise error from None
+        yield element

@@ -1,43 +1,47 @@
 """Per-class record streams and the episode id stream (the official reader semantics).
 
-One infinite stream per class file: `TFRecordDataset` -> optional `take` -> record-count
-assertion -> optional prefetch -> shuffle (buffer `min(n_c, shuffle_buffer_size)`, only if > 1)
--> `repeat()`. Shuffling *before* repeating gives clean epochs: every record of an epoch is
-emitted before any record of the next one. Stream elements are `((record_index, record),
-class_id)`; `record_index` is the record's position in its file (used by the decoder's
-error messages and by tests). A placeholder stream yields `((-1, b''), -1)` forever.
+The official per-class stream is: the class file's records in file order -> optional `take`
+-> shuffle (buffer `min(n_c, shuffle_buffer_size)`, only if > 1) -> `repeat()`. Shuffling
+*before* repeating gives clean epochs: every record of an epoch is emitted before any record
+of the next one. Elements carry `record_index`, the record's position in its file (used by
+the decoder's error messages and by tests). `class_stream` builds it as a tf.data pipeline
+(used by the batch pipelines, which read every class at once).
+
+Episodes read the same streams without building one tf.data pipeline per class (which cost
+~25 ms per class, ~24 s for Omniglot): a shuffle's output order depends only on its seed,
+buffer size and input length, never on the elements, so `class_records.ClassRecords` draws
+each epoch's order of record indices from `range(n).shuffle(...)` with the class's seed --
+the very permutation the record stream would produce -- and reads the class file
+sequentially (`tf.compat.v1.io.tf_record_iterator`), keeping records read ahead of their
+turn (at most the shuffle buffer's worth). Everything is built the first time a class is
+used, so the first episode only pays for its own classes. Damaged or miscounted files raise
+`RecordsError` naming the file, the source and `--check`.
 
 A pure-Python generator turns sampled episode descriptions into a fixed-size
 `flush | support | query` list of `(stream index, count)` pairs. A cursor per class (position
 in the class's current epoch) decides the flush: if a request does not fit in what is left of
-the epoch, the rest of the epoch is read into the (discarded) flush chunk first. Hence all the
-images of a class in one episode come from one epoch, so none repeats. The pairs are expanded
-into a flat index stream for `choose_from_datasets`, and one batch is one episode.
+the epoch, the rest of the epoch goes to the (discarded) flush chunk first. Hence all the
+images of a class in one episode come from one epoch, so none repeats. Flushed records are
+skipped, not read (their bytes are b''), and each chunk is padded with placeholders
+(`record_index` and class id -1, bytes b'').
 
 Before any stream is built, `check_split_files` makes sure the records can serve a split.
 """
 
+import atexit
 import copy
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf.data.class_records import (ClassRecords, ReaderError, effective_num_images,
+                                      index_epochs, records_error)
 from ctx_tf.data.decoder import parse_record
 from ctx_tf.errors import UserError
 
 PLACEHOLDER_CLASS_ID = -1
-
-
-class ReaderError(UserError, ValueError):
-    """Records that cannot be read as the dataset spec describes them."""
-
-
-def _choose_from_datasets(datasets, choice_dataset):
-    choose = getattr(tf.data.Dataset, "choose_from_datasets", None)
-    if choose is None:  # older TF
-        choose = tf.data.experimental.choose_from_datasets
-    return choose(datasets, choice_dataset)
 
 
 def sample_from_datasets(datasets, weights=None, seed=None):
@@ -46,13 +50,6 @@ def sample_from_datasets(datasets, weights=None, seed=None):
     if sample is None:
         sample = tf.data.experimental.sample_from_datasets
     return sample(datasets, weights=weights, seed=seed)
-
-
-def effective_num_images(num_images, num_to_take):
-    """Images a class stream yields per epoch when limited to `num_to_take` (-1/None: all)."""
-    if num_to_take is None or num_to_take < 0:
-        return num_images
-    return min(num_images, num_to_take)
 
 
 def class_stream(path, class_id, num_images, shuffle_buffer_size=None,
@@ -97,11 +94,39 @@ def class_stream(path, class_id, num_images, shuffle_buffer_size=None,
     return records
 
 
-def placeholder_stream():
-    """Padding stream: `((-1, b''), -1)` forever (same structure as `class_stream`)."""
-    return tf.data.Dataset.from_tensors(
-        ((tf.constant(-1, tf.int64), tf.constant(b"")),
-         tf.constant(PLACEHOLDER_CLASS_ID, tf.int64))).repeat()
+class _ExitGuard:
+    """Makes interpreter exit wait until no episode generator is inside an episode.
+
+    Generators run in tf.data threads and call eager TensorFlow; one caught mid-episode by
+    the interpreter's finalization hangs the process. After exit starts, generators stop.
+    """
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._busy = 0
+        self._stopping = False
+        atexit.register(self.stop)
+
+    def enter(self):
+        """False once exit has started (the generator should return)."""
+        with self._condition:
+            if self._stopping:
+                return False
+            self._busy += 1
+            return True
+
+    def leave(self):
+        with self._condition:
+            self._busy -= 1
+            self._condition.notify_all()
+
+    def stop(self):
+        with self._condition:
+            self._stopping = True
+            self._condition.wait_for(lambda: self._busy == 0, timeout=60)
+
+
+_EXIT_GUARD = _ExitGuard()
 
 
 class DescriptionSource:
@@ -216,17 +241,6 @@ class EpisodeIdStream:
             yield self.next_episode()
 
 
-@tf.autograph.experimental.do_not_convert
-def _flatten(indexed_records, class_ids):
-    indices, records = indexed_records
-    return records, class_ids, indices
-
-
-@tf.autograph.experimental.do_not_convert
-def _expand(pairs):
-    return tf.repeat(pairs[:, 0], pairs[:, 1])
-
-
 class EpisodeReader:
     """Builds the raw episode dataset of one source and split.
 
@@ -234,7 +248,8 @@ class EpisodeReader:
       dataset_spec: spec of the source (`path` = its records directory).
       split: `Split`.
       shuffle_buffer_size, read_buffer_size_bytes, num_prefetch, num_to_take: per-class
-        stream settings (see `class_stream`).
+        stream settings (see `class_stream`; episodes read files in Python, so the buffer
+        and prefetch settings only apply to batches).
       class_seeds: None (unseeded shuffles) or one shuffle seed per class of the split.
     """
 
@@ -254,6 +269,7 @@ class EpisodeReader:
         self.num_images = [
             effective_num_images(dataset_spec.get_total_images_per_class(c), self.num_to_take)
             for c in self.class_set]
+        self._index_epochs = {}  # relative class id -> dataset, built on first use
 
     def class_streams(self, shuffle=True, repeat=True):
         streams = []
@@ -268,23 +284,56 @@ class EpisodeReader:
                 repeat=repeat))
         return streams
 
+    def class_records(self, i):
+        """A fresh `ClassRecords` of relative class `i` (its epochs continue across readers)."""
+        if i not in self._index_epochs:
+            self._index_epochs[i] = index_epochs(
+                self.num_images[i], self.shuffle_buffer_size,
+                None if self.class_seeds is None else self.class_seeds[i])
+        return ClassRecords(self.dataset_spec, self.class_set[i], self.num_to_take,
+                            self._index_epochs[i])
+
+    def episodes(self, descriptions, chunk_sizes):
+        """Yields raw episodes `(records, class_ids, record_indices)` (numpy, see the module)."""
+        where = f"{self.dataset_spec.name} split {getattr(self.split, 'name', self.split)}"
+        stream = EpisodeIdStream(descriptions, self.num_images, chunk_sizes, where,
+                                 self.class_set)
+        readers = {}
+        while _EXIT_GUARD.enter():
+            try:
+                episode = self._next_episode(stream, readers)
+            finally:
+                _EXIT_GUARD.leave()
+            yield episode
+
+    def _next_episode(self, stream, readers):
+        flush_size = stream.chunk_sizes[0]
+        records, class_ids, indices = [], [], []
+        for i, count in stream.next_episode().tolist():
+            if i == stream.placeholder:
+                records += [b""] * count
+                class_ids += [PLACEHOLDER_CLASS_ID] * count
+                indices += [-1] * count
+                continue
+            if i not in readers:
+                readers[i] = self.class_records(i)
+            # Flushed records only advance the stream: they are never decoded.
+            for index, record in readers[i].take(count, read=len(records) >= flush_size):
+                records.append(record)
+                indices.append(index)
+            class_ids += [self.class_set[i]] * count
+        return (np.array(records, dtype=object), np.array(class_ids, dtype=np.int64),
+                np.array(indices, dtype=np.int64))
+
     def episode_dataset(self, descriptions, chunk_sizes):
         """Raw episodes: `(records, class_ids, record_indices)`, each `[sum(chunk_sizes)]`."""
-        where = f"{self.dataset_spec.name} split {getattr(self.split, 'name', self.split)}"
-        num_images, class_set = list(self.num_images), list(self.class_set)
-
-        def generate():
-            # Fresh cursors per iteration: a new iterator also restarts every class stream.
-            yield from EpisodeIdStream(descriptions, num_images, chunk_sizes, where, class_set)
-
-        pairs = tf.data.Dataset.from_generator(
-            generate, output_signature=tf.TensorSpec([None, 2], tf.int64))
-        choices = pairs.map(_expand).unbatch()
-        streams = self.class_streams() + [placeholder_stream()]
-        episodes = _choose_from_datasets(streams, choices)
-        episodes = episodes.batch(sum(chunk_sizes), drop_remainder=True)
-        episodes = episodes.map(_flatten)
-        return episodes.prefetch(1)
+        size = sum(chunk_sizes)
+        # Each iteration restarts every class stream (fresh cursors and files).
+        return tf.data.Dataset.from_generator(
+            lambda: self.episodes(descriptions, chunk_sizes),
+            output_signature=(tf.TensorSpec([size], tf.string),
+                              tf.TensorSpec([size], tf.int64),
+                              tf.TensorSpec([size], tf.int64))).prefetch(1)
 
     def batch_dataset(self, batch_size, label_offset=0, shuffle_seed=None):
         """Batches over all classes of the split: `(records, labels, class_ids, indices)`.
@@ -337,6 +386,16 @@ def check_split_files(dataset_spec, split, validate_records, num_to_take):
         shown = ", ".join(f"{p} (class id {c})" for c, p in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ReaderError(f"{where}: {len(missing)} class file(s) missing: {shown}{more}")
+    # One stat per file: a record takes at least 16 bytes of framing, so this catches empty
+    # and badly truncated files before anything is built.
+    for class_id in classes:
+        path = dataset_spec.record_path(class_id)
+        expected = effective_num_images(
+            dataset_spec.get_total_images_per_class(class_id), num_to_take)
+        size = tf.io.gfile.stat(path).length
+        if size < 16 * expected:
+            raise records_error(dataset_spec, path, class_id,
+                                f"{size} bytes, too small for {expected} records")
     if validate_records:
         for class_id in classes:
             _validate_file(dataset_spec, class_id, num_to_take)
@@ -363,8 +422,6 @@ def _validate_file(dataset_spec, class_id, num_to_take):
     if wrong:
         raise ReaderError(f"{path}: {wrong} of its {count} records have a label other than "
                           f"its class id {class_id}")
-
-
 def limited_spec(dataset_spec, num_to_take):
     """The spec as the sampler should see it when classes are cut to `num_to_take` images.
 

@@ -12,7 +12,8 @@ from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split, use_ontologies
 from ctx_tf.data.episode import Episode
-from ctx_tf.data.reader import ReaderError
+from ctx_tf.data.class_records import ReaderError, RecordsError
+from ctx_tf.errors import UserError
 from tests.conftest import shared_path
 from tests.data.test_reader import (IMAGE_SIDE, band_image, encode, example,
                                     read_bands, write_source)
@@ -226,9 +227,55 @@ def test_validate_records_names_file_and_counts(tmp_path):
         one_source(spec, validate_records=True)
     # Without validation the same problem surfaces lazily, when the file end is read.
     dataset = one_source(spec, episode_config=config(num_ways=6, num_support=2, num_query=1))
-    with pytest.raises(tf.errors.FailedPreconditionError,
-                       match="expected to contain 6 elements but contained only 5"):
-        episodes_of(dataset, 4)
+    with pytest.raises(RecordsError, match=r"2\.tfrecords \(class id 2 of source 'short'\): "
+                                           r"holds 5 records but dataset_spec.json says 6; "
+                                           r"run `python -m ctx_tf.data.writer --check=.*short`"):
+        for _ in zip(range(4), pipeline.iterate(dataset, [spec], Split.TRAIN)):
+            pass
+
+
+def _damage(path, how):
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    if how == "empty":
+        data = b""
+    elif how == "truncated":
+        data = data[:len(data) - 40]
+    else:  # one flipped bit inside the third record's payload (caught by its CRC)
+        offset = 0
+        for _ in range(2):  # framing: length (8 bytes), its CRC (4), payload, payload CRC (4)
+            offset += int.from_bytes(data[offset:offset + 8], "little") + 16
+        length = int.from_bytes(data[offset:offset + 8], "little")
+        data[offset + 12 + length // 2] ^= 0x10
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "bitflip"])
+def test_damaged_class_file_is_named_while_reading(tmp_path, how):
+    spec = write_source(tmp_path, "hurt", [6] * 5, (5, 0, 0), fmt="PNG")
+    _damage(spec.record_path(3), how)
+    dataset = one_source(spec, episode_config=config(num_ways=5, num_support=3, num_query=3),
+                         seed=1)
+    with pytest.raises(RecordsError, match=r"3\.tfrecords \(class id 3 of source 'hurt'\): "
+                                           r"damaged after \d readable records .*--check="):
+        list(pipeline.iterate(dataset.take(2), [spec], Split.TRAIN))
+    # Batches read the files through tf.data, whose message names no file: found by re-reading.
+    batches = pipeline.make_one_source_batch_pipeline(spec, Split.TRAIN, 4, image_size=IMAGE_SIDE)
+    with pytest.raises(RecordsError, match=r"3\.tfrecords \(class id 3 of source 'hurt'\)"):
+        list(pipeline.iterate(batches.take(20), [spec], Split.TRAIN))
+
+
+def test_empty_class_file_fails_when_the_pipeline_is_built(tmp_path):
+    spec = write_source(tmp_path, "hollow", [6] * 5, (5, 0, 0), fmt="PNG")
+    _damage(spec.record_path(1), "empty")
+    for build in (lambda: one_source(spec),
+                  lambda: pipeline.make_one_source_batch_pipeline(spec, Split.TRAIN, 4)):
+        with pytest.raises(RecordsError, match=r"1\.tfrecords \(class id 1 of source "
+                                               r"'hollow'\): 0 bytes, too small for 6 "
+                                               r"records; run .*--check=") as info:
+            build()
+        assert isinstance(info.value, UserError) and isinstance(info.value, ValueError)
 
 
 def test_undecodable_image_names_file_class_and_record(tmp_path):
@@ -244,6 +291,9 @@ def test_undecodable_image_names_file_class_and_record(tmp_path):
                        match=r"undecodable image(.|\n)*3\.tfrecords(.|\n)*class id(.|\n)*3"
                              r"(.|\n)*record index(.|\n)*4"):
         episodes_of(dataset, 1)
+    with pytest.raises(RecordsError, match=r"source 'broken': .*undecodable image.*3\.tfrecords"
+                                           r".*; run .*--check="):
+        list(pipeline.iterate(dataset.take(1), [spec]))
 
 
 def test_simclr_episodes_in_the_pipeline(toy):

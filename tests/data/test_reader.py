@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from ctx_tf.data import class_records
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
@@ -286,3 +287,26 @@ def test_short_class_file_fails_with_both_counts(tmp_path):
     with pytest.raises(tf.errors.FailedPreconditionError,
                        match="expected to contain 6 elements but contained only 4"):
         list(stream.take(6))
+
+
+@pytest.mark.parametrize("count, buffer_size, num_to_take, seed", [
+    (7, 1000, -1, 3),  # whole class in the buffer
+    (30, 8, -1, 4),  # streaming shuffle: buffer smaller than the class
+    (30, 1000, 12, 5),  # first records only
+    (10, 0, -1, None),  # no shuffling
+])
+def test_class_records_follow_the_class_stream(tmp_path, count, buffer_size, num_to_take,
+                                               seed):
+    # The episode reader's Python streams must give exactly the tf.data stream's records.
+    spec = write_source(tmp_path, "one", [count] * 2, (2, 0, 0), fmt="PNG")
+    n = count if num_to_take < 0 else num_to_take
+    stream = reader_lib.class_stream(spec.record_path(1), 1, count, buffer_size,
+                                     num_to_take=num_to_take, shuffle_seed=seed)
+    expected = [(int(i), r.numpy()) for (i, r), _ in stream.take(4 * n)]
+    records = class_records.ClassRecords(
+        spec, 1, num_to_take, class_records.index_epochs(n, buffer_size, seed))
+    got = records.take(n - 1) + records.take(3 * n + 1)
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert got == expected
+    if buffer_size > 1:
+        assert [i for i, _ in got[:n]] != list(range(n))

@@ -1,0 +1,119 @@
+"""Property tests: damaged inputs always end in the project's own errors."""
+
+import json
+import os
+import shutil
+
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctx_tf.data import dataset_spec as dataset_spec_lib
+from ctx_tf.data import pipeline
+from ctx_tf.data import sampling
+from ctx_tf.data.class_records import RecordsError
+from ctx_tf.data.dataset_spec import DatasetSpecError, Split
+from tests.data.test_reader import IMAGE_SIDE, write_source
+
+COUNTS = [4] * 5
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("records")
+    spec = write_source(root, "tiny", COUNTS, (5, 0, 0), fmt="PNG")
+    with open(spec.record_path(2), "rb") as f:
+        return spec, f.read()
+
+
+def _file_contents(valid):
+    # Random bytes, or the valid file cut anywhere before its end.
+    return st.one_of(st.binary(max_size=2 * len(valid)),
+                     st.integers(0, len(valid) - 1).map(lambda n: valid[:n]))
+
+
+@given(data=st.data())
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_damaged_record_file_ends_in_records_error(tiny, data):
+    spec, valid = tiny
+    contents = data.draw(_file_contents(valid))
+    with open(spec.record_path(2), "wb") as f:
+        f.write(contents)
+    try:
+        with pytest.raises(RecordsError, match=r"2\.tfrecords \(class id 2 of source 'tiny'\)"
+                                               r".*--check="):
+            # 5-way episodes read every class, so class 2's file is read in the first one.
+            dataset = pipeline.make_one_source_episode_pipeline(
+                spec, False, False, Split.TRAIN,
+                sampling.EpisodeDescriptionConfig(num_ways=5, num_support=2, num_query=2),
+                image_size=IMAGE_SIDE, shuffle_buffer_size=10, seed=0)
+            for _ in pipeline.iterate(dataset.take(2), [spec], Split.TRAIN):
+                pass
+    finally:
+        with open(spec.record_path(2), "wb") as f:
+            f.write(valid)
+
+
+def _valid_spec_text():
+    return json.dumps({
+        "name": "src", "classes_per_split": {"TRAIN": 2, "VALID": 1, "TEST": 1},
+        "images_per_class": {"0": 5, "1": 6, "2": 7, "3": 8},
+        "class_names": {"0": "a", "1": "b", "2": "c", "3": "d"},
+        "path": "/somewhere/src", "file_pattern": "{}.tfrecords",
+        "__class__": "DatasetSpecification"})
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 10**12) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+def _mutated_spec():
+    spec = json.loads(_valid_spec_text())
+    return st.tuples(st.sampled_from(sorted(spec)), _JSON).map(
+        lambda kv: json.dumps({**spec, kv[0]: kv[1]}))
+
+
+def _load(root, contents):
+    directory = os.path.join(root, "src")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    mode = "wb" if isinstance(contents, bytes) else "w"
+    with open(os.path.join(directory, "dataset_spec.json"), mode) as f:
+        f.write(contents)
+    return dataset_spec_lib.load_dataset_spec(directory)
+
+
+@given(contents=st.one_of(
+    st.binary(max_size=200), st.text(max_size=200),
+    st.integers(0, len(_valid_spec_text()) - 1).map(lambda n: _valid_spec_text()[:n]),
+    _JSON.map(json.dumps)))
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_broken_spec_json_ends_in_dataset_spec_error(tmp_path, contents):
+    with pytest.raises(DatasetSpecError, match="dataset_spec.json"):
+        _load(str(tmp_path), contents)
+
+
+@given(contents=_mutated_spec())
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_spec_with_a_wrong_field_loads_or_ends_in_dataset_spec_error(tmp_path, contents):
+    try:
+        _load(str(tmp_path), contents)
+    except DatasetSpecError:
+        pass
+
+
+def test_spec_errors_are_user_errors(tmp_path):
+    from ctx_tf.errors import UserError  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(UserError):
+        _load(str(tmp_path), "{")
+    assert issubclass(DatasetSpecError, ValueError) and issubclass(RecordsError, ValueError)
+    assert tf.errors.OpError not in RecordsError.__mro__
