@@ -39,7 +39,6 @@ import tensorflow as tf
 from ctx_tf.data.class_records import (ClassRecords, ReaderError, effective_num_images,
                                       index_epochs, records_error)
 from ctx_tf.data.decoder import parse_record
-from ctx_tf.errors import UserError
 
 PLACEHOLDER_CLASS_ID = -1
 
