@@ -325,12 +325,15 @@ def run_identity(setup):
 
 
 def source_episodes(setup, spec):
-    """The evaluation episodes of one source of `setup` (a tf.data.Dataset of
-    `(Episode, source id)`): the episodes `evaluate` scores, in the same order."""
+    """The evaluation episodes of one source of `setup` (an iterator of `(Episode, source
+    id)`): the episodes `evaluate` scores, in the same order; a damaged class file stops it
+    with a `RecordsError` naming the file."""
     config, _ = evaluation_episode_config(setup.episode_config)
-    return episode_pipeline(spec, dataset_spec_lib.as_split(setup.split), config, setup.seed,
-                            setup.image_size, setup.shuffle_buffer_size,
-                            setup.read_buffer_size_bytes, setup.num_prefetch)
+    split = dataset_spec_lib.as_split(setup.split)
+    dataset = episode_pipeline(spec, split, config, setup.seed, setup.image_size,
+                               setup.shuffle_buffer_size, setup.read_buffer_size_bytes,
+                               setup.num_prefetch)
+    return pipeline.iterate(dataset, [spec], split)
 
 
 def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes_fn=None,

@@ -78,4 +78,5 @@ def training_episodes(specs, config, data_config, seed):
         dataset = pipeline_lib.make_multisource_episode_pipeline(
             specs, [f[0] for f in flags], [f[1] for f in flags], spec_lib.Split.TRAIN, config,
             simclr_episode_fraction=simclr, seed=seed, **kwargs)
-    return (episode for episode, _ in dataset)
+    # Read errors name the damaged class file (pipeline.iterate).
+    return (episode for episode, _ in pipeline_lib.iterate(dataset, specs, spec_lib.Split.TRAIN))
