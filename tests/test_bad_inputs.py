@@ -61,6 +61,14 @@ def world(tmp_path):
     (images / "class_0" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
     (images / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (images / "class_1" / "labels.csv").write_text("file,label\n0.png,1\n")
+    # Damaged copies of the tiny source: an empty class file, and one cut short (an
+    # interrupted copy).
+    for name, cut in (("empty_file", 0), ("truncated_file", 0.5)):
+        # Ten TEST classes (ids 4-13): enough for the official episodes' 5 ways at least.
+        writer.write_source_from_arrays(root / "records", name, arrays, splits=(2, 2, 10))
+        damaged = root / "records" / name / "12.tfrecords"
+        data = damaged.read_bytes()
+        damaged.write_bytes(data[:int(len(data) * cut)])
     (root / "a_file").write_text("not a folder\n")
     (root / "train_dir").mkdir()  # a training folder without a run manifest
     (root / "cache").mkdir()
@@ -109,7 +117,19 @@ CASES = {
         "data.writer", ["--check={w}/records/broken"], "{w}/records/broken/dataset_spec.json"),
     "writer: output root is a file": (
         "data.writer", ["--images_root={w}/images", "--records_root={w}/a_file", "--name=x"],
-        "--records_root={w}/a_file is a file, not a folder"),
+        "--records_root_dir={w}/a_file is a file, not a folder"),
+    "writer: corrupt JPEG with --strict": (
+        "data.writer", ["--images_root={w}/images", "--records_root_dir={w}/out", "--name=x",
+                        "--strict"],
+        "bad.jpg"),
+    "evaluate: empty class file": (
+        "evaluate", ["--floor_only", "--records_root_dir={w}/records", "--datasets=empty_file",
+                     "--output_dir={w}/out", "--num_episodes=3"],
+        "{w}/records/empty_file/12.tfrecords"),
+    "evaluate: truncated class file": (
+        "evaluate", ["--floor_only", "--records_root_dir={w}/records",
+                     "--datasets=truncated_file", "--output_dir={w}/out", "--num_episodes=3"],
+        "{w}/records/truncated_file/12.tfrecords"),
     "sources: unknown source name": (
         "data.sources", ["--source=nope", "--raw_dir={w}/images", "--records_root_dir={w}/out"],
         "nope"),
@@ -121,7 +141,8 @@ CASES = {
 }
 # A representative set runs unmarked (about 20 s a process on a loaded machine).
 FAST = {"train: negative update count", "evaluate: output folder is a file",
-        "evaluate: training folder without a manifest", "writer: --check of a missing path"}
+        "evaluate: training folder without a manifest", "writer: --check of a missing path",
+        "evaluate: truncated class file"}
 
 
 @pytest.mark.parametrize("case", [

@@ -26,7 +26,7 @@ Splits, when not given explicitly, are drawn at random with a seed (see
 
 Command line::
 
-  python -m ctx_tf.data.writer --images_root=DIR --records_root=DIR --name=NAME \
+  python -m ctx_tf.data.writer --images_root=DIR --records_root_dir=DIR --name=NAME \
       [--bilevel] [--valid_fraction=0.15] [--test_fraction=0.15] [--seed=0] \
       [--splits_file=splits.json] [--invert] [--overwrite] [--workers=N] [--strict]
   python -m ctx_tf.data.writer --check=RECORDS_ROOT/NAME [--reference_spec=FILE|official]
@@ -269,13 +269,13 @@ def run_cli(flag_values) -> int:
         return 0 if report.ok else 1
     if f.reference_spec:
         raise SourceWriteError("--reference_spec only goes with --check")
-    missing = [n for n in ("images_root", "records_root", "name") if not getattr(f, n)]
+    missing = [n for n in ("images_root", "records_root_dir", "name") if not getattr(f, n)]
     if missing:
         raise SourceWriteError("missing flags: " + ", ".join("--" + m for m in missing) +
                                " (or use --check=DIR)")
     splits = load_splits_file(f.splits_file) if f.splits_file else None
     report = write_source_from_folder(
-        f.images_root, f.records_root, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
+        f.images_root, f.records_root_dir, f.name, bilevel=f.bilevel, splits=splits, seed=f.seed,
         valid_fraction=f.valid_fraction, test_fraction=f.test_fraction, invert=f.invert,
         overwrite=f.overwrite, workers=f.workers, strict=f.strict)
     print(report.summary())
@@ -287,8 +287,9 @@ def define_flags(flag_values=None):
     fv = flags.FLAGS if flag_values is None else flag_values
     flags.DEFINE_string("images_root", None, "Folder of images: root/<class>/<image> or, with "
                         "--bilevel, root/<superclass>/<class>/<image>.", flag_values=fv)
-    flags.DEFINE_string("records_root", None, "Folder receiving the <name>/ source folder.",
+    flags.DEFINE_string("records_root_dir", None, "Folder receiving the <name>/ source folder.",
                         flag_values=fv)
+    flags.DEFINE_alias("records_root", "records_root_dir", flag_values=fv)
     flags.DEFINE_string("name", None, "Source name (folder and spec name).", flag_values=fv)
     flags.DEFINE_bool("bilevel", False, "Two-level tree: superclasses, then classes.",
                       flag_values=fv)

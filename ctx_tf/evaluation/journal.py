@@ -41,10 +41,6 @@ class Journal:
         self.done = {}  # source -> [(record, seconds), ...] in episode order
         if os.path.exists(self.path):
             self._read()
-        else:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            files.atomic_write(self.path, json.dumps(
-                {"format": FORMAT, "identity": self.identity}, sort_keys=True) + "\n")
 
     @property
     def resumed(self):
@@ -83,6 +79,12 @@ class Journal:
                 f.truncate(len(complete))
 
     def _write_line(self, payload):
+        if not os.path.exists(self.path):
+            # Made with the first finished episode, so a run that fails before any episode
+            # (e.g. on a damaged class file) leaves no folder or file behind.
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            files.atomic_write(self.path, json.dumps(
+                {"format": FORMAT, "identity": self.identity}, sort_keys=True) + "\n")
         # The one in-place write of the project: an append, durable before the next episode.
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(payload, sort_keys=True) + "\n")

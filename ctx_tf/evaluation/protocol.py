@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
+from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
 from ctx_tf.evaluation import comparability
 from ctx_tf.errors import UserError
@@ -155,6 +156,8 @@ def load_sources(records_root, source_names, split):
                 f"source {name!r} has no {split.name} classes ({counts} classes in "
                 f"{directory}/{dataset_spec_lib.SPEC_FILENAME}); evaluate it on another split "
                 "or leave it out")
+        # Missing, empty and badly truncated class files are named before anything is written.
+        reader_lib.check_split_files(spec, split, validate_records=False, num_to_take=None)
         specs[name] = spec
     return specs
 
