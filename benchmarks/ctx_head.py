@@ -1,6 +1,7 @@
 """CrossTransformer head: forward+backward time, GFLOP/s and peak memory on 14x14x512 features.
 
     python benchmarks/ctx_head.py [--quick] [--memory_budget_mb 1024] [--block_mb 8] [--repeats 2]
+        [--policies float32,mixed_bfloat16]
 
 Each case runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own;
 the subprocess also measures a plain 2048^3 tf.matmul right before the case, and the table
@@ -17,6 +18,9 @@ Methods:
                   `rematerialize=False` formulation: all support positions, per-image max,
                   segment ops per class), and a backward pass that recomputes each query's
                   forward and differentiates it with autodiff. `speedup` = its time / ours.
+`--policies` runs `ours` under each Keras mixed-precision policy (layer built under it,
+float32 variables and statistics; the inputs stay float32 and `project()` casts them);
+`official 1q` always runs in float32, as officially. The in-run matmul rate is float32.
 (Until the blocked head, `baseline` was the layer itself with `query_chunk_size=1`, which then
 ran exactly the official strategy; `official 1q` keeps that computation fixed.)
 For the largest episode only `--max_queries` queries are timed (the chunks are independent, so
@@ -51,6 +55,7 @@ _CHILD = textwrap.dedent(
     from ctx_tf.models.cross_transformer import CrossTransformer, class_attention_distances
 
     cfg = json.loads(sys.argv[1])
+    from ctx_tf.keras import keras
 
 
     def official_distances(sk, sv, labels, num_classes, qk, qv, scale):
@@ -99,10 +104,12 @@ _CHILD = textwrap.dedent(
     labels = tf.constant(np.random.default_rng(0).permutation(np.arange(ns) % ways), tf.int32)
     support = tf.random.normal([ns, 14, 14, 512])
     query = tf.random.normal([nq, 14, 14, 512])
+    keras.mixed_precision.set_global_policy(cfg["policy"])
     layer = CrossTransformer(query_dim=128, val_dim=128, rematerialize=True,
                              query_chunk_size=cfg["chunk"],
                              memory_budget_bytes=cfg["budget_mb"] << 20,
                              attention_block_bytes=int(cfg["block_mb"] * (1 << 20)))
+    keras.mixed_precision.set_global_policy("float32")
     layer.build(support.shape)
 
     def head(support, labels, query):
@@ -149,9 +156,10 @@ def useful_flops(support, queries):
     return 3 * forward  # forward + backward (two matmuls per forward matmul)
 
 
-def run_case(support, ways, queries, method, chunk, budget_mb, block_mb, repeats):
+def run_case(support, ways, queries, method, chunk, budget_mb, block_mb, repeats,
+             policy="float32"):
     cfg = dict(support=support, ways=ways, queries=queries, method=method, chunk=chunk,
-               budget_mb=budget_mb, block_mb=block_mb, repeats=repeats)
+               budget_mb=budget_mb, block_mb=block_mb, repeats=repeats, policy=policy)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(cfg)], capture_output=True,
                           text=True, env=env)
@@ -189,6 +197,9 @@ def main():
                         help="comma-separated subset of ours, ours1q, official")
     parser.add_argument("--baseline_queries", type=int, default=10,
                         help="queries timed for the one-query methods on the larger episodes")
+    parser.add_argument("--policies", default="float32",
+                        help="comma-separated Keras policies for `ours` (e.g. "
+                             "float32,mixed_bfloat16)")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     max_queries = args.max_queries or (10 if args.quick else 50)
@@ -207,24 +218,27 @@ def main():
     methods = [m for m in (("ours (blocked)", "ours", None), ("ours 1q blocks", "ours1q", 1),
                            ("official 1q recompute", "official", 1))
                if m[1] in args.methods.split(",")]
+    short = {"float32": "", "mixed_bfloat16": " bf16", "mixed_float16": " fp16"}
+    methods = [(name + short[policy], key, chunk, policy) for name, key, chunk in methods
+               for policy in (args.policies.split(",") if key == "ours" else ["float32"])]
     checks = []
     for name, support, ways, queries in selected:
         rows = {}
-        for method, key, chunk in methods:
+        for method, key, chunk, policy in methods:
             run_queries = queries
             if support == 500:
                 run_queries = min(queries, max_queries)
             if key != "ours" and queries > 50:
                 run_queries = min(run_queries, args.baseline_queries)
             result = run_case(support, ways, run_queries, key, chunk, args.memory_budget_mb,
-                              args.block_mb, repeats)
+                              args.block_mb, repeats, policy)
             seconds = result["seconds"] * queries / run_queries  # extrapolated when subset
             rate = useful_flops(support, queries) / seconds / 1e9
             rows[method] = seconds
             note = "" if run_queries == queries else "*"
             speedup = ""
-            if key != "ours" and "ours (blocked)" in rows:
-                speedup = f"{seconds / rows['ours (blocked)']:.1f}x"
+            if method != "ours (blocked)" and "ours (blocked)" in rows:
+                speedup = f"{seconds / rows['ours (blocked)']:.2f}x"
             print(f"{name:24s} {method:22s} {run_queries:>10d}{note:1s} {seconds:10.2f} "
                   f"{rate:8.1f} {result['matmul_gflops']:7.1f} "
                   f"{rate / result['matmul_gflops']:6.0%} {result['peak_bytes'] / 2**30:7.2f}GB "
@@ -232,10 +246,15 @@ def main():
             if result.get("logit_diff") is not None:
                 checks.append(f"{name}: official vs ours, max |logit difference| / max |logit| = "
                               f"{result['logit_diff']:.1e}")
+        official = rows.get("official 1q recompute")
+        for method, seconds in rows.items():
+            if official and method.startswith("ours (blocked)"):
+                checks.append(f"{name}: official 1q time / {method} time = "
+                              f"{official / seconds:.2f}x")
     print("\n" + "\n".join(checks) if checks else "")
     print("* time extrapolated linearly from the queries run; peak RSS is for the queries run "
           "(the process includes TensorFlow itself, ~0.5 GB)")
-    print("speedup = that method's time / ours (blocked); "
+    print("speedup = that method's time / ours (blocked, float32) time; "
           "ratio = useful GFLOP/s / in-run 2048^3 matmul GFLOP/s")
 
 

@@ -1,22 +1,21 @@
-"""Evaluation speed of CTX on this machine, and the time of a full Meta-Dataset evaluation.
+"""Evaluation cost of CTX on this machine, timed directly on episodes of the real sizes.
 
-    python benchmarks/eval_episodes.py [--quick] [--configs conv4_84 resnet34_224]
+    python benchmarks/eval_episodes.py [--sources ilsvrc_2012 omniglot] [--p90]
+        [--config resnet34_224] [--policy float32]
 
-For each model configuration (CTX with the four-layer convnet at 84 px; CTX with ResNet-34,
-max_stride 16, no DeepLab alignment, at 224 px -- the leaderboard model), in evaluation mode
-(`training=False`) through the same compiled predict function as `ctx_tf.evaluate`:
-
-1. backbone throughput (images/s) on random images;
-2. full episodes of several sizes timed end to end, and the model of one episode's time
-   `t = overhead + image_cost * (S + Q) + pair_cost * S * Q` fitted to them (non-negative
-   least squares);
-3. episode sizes (S support, Q query images) of each of the ten test sources, from the official
-   sampler (variable way and shot, DAG / bi-level / uniform) on the shipped dataset specs
-   (`../shared/meta_dataset_specs`, or --specs_dir), and with them the expected seconds per
-   episode and the time of 600 episodes per source.
-
-The input pipeline (reading and decoding JPEGs) is not included: it runs in parallel with the
-model in `tf.data` and is measured by the pipeline benchmarks.
+1. Episode sizes of the ten test sources from the official sampler (variable way and shot,
+   DAG / bi-level / uniform) on the shipped dataset specs: mean and 90th percentile of the
+   support (S) and query (Q) counts over `--num_descriptions` TEST descriptions per source.
+2. For each selected source, one random-image episode of the mean size (and with `--p90` the
+   90th-percentile size) run through the predict function of `ctx_tf.evaluate` (traced once,
+   for the first, tiny episode; the traces are counted and printed): the time of its first
+   call (what an evaluation pays: every episode has a new shape) and, alone, the backbone
+   (support and query passes) and the head (projections, attention, distances) on features of
+   that episode, each with its FLOPs, GFLOP/s and the fraction of the in-run matmul rate.
+3. A small episode called twice shows what a new shape costs beyond the compute.
+The in-run 2048^3 float32 matmul rate is measured before and after; the load average printed.
+No extrapolation: sources not selected are listed with their sizes only. The input pipeline
+(JPEG decoding) runs in parallel in tf.data and is measured by the pipeline benchmark.
 """
 
 import argparse
@@ -27,13 +26,14 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf import compute
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import sampling
 from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import leaderboard
-from ctx_tf.evaluation import protocol
-from ctx_tf.learners import CrossTransformerLearner
+from ctx_tf.learners import CrossTransformerLearner, build_learner_variables
 from ctx_tf.models import backbones
+from ctx_tf.training import step as step_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_SPECS = REPO.parent / "shared" / "meta_dataset_specs"
@@ -49,30 +49,8 @@ CONFIGS = {
 }
 
 
-def episode_of(support_per_class, query_per_class, image_size, rng):
-    """A random-image episode with the given shots and queries per class."""
-    support_labels = np.repeat(np.arange(len(support_per_class)), support_per_class)
-    query_labels = np.repeat(np.arange(len(query_per_class)), query_per_class)
-
-    def images(n):
-        return tf.constant(rng.uniform(-1, 1, size=(n, image_size, image_size, 3)), tf.float32)
-
-    return Episode(images(support_labels.size), tf.constant(support_labels, tf.int32),
-                   tf.constant(support_labels, tf.int64), images(query_labels.size),
-                   tf.constant(query_labels, tf.int32), tf.constant(query_labels, tf.int64))
-
-
-def timed(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def source_episode_sizes(specs_dir, num_descriptions, seed=0):
-    """`{source: (S array, Q array)}` of official TEST episode descriptions."""
+    """`{source: (way, S, Q arrays)}` of official TEST episode descriptions."""
     sizes = {}
     config = sampling.EpisodeDescriptionConfig()
     for name in leaderboard.TEST_SOURCES:
@@ -82,134 +60,178 @@ def source_episode_sizes(specs_dir, num_descriptions, seed=0):
         sampler = sampling.EpisodeDescriptionSampler(
             spec, dataset_spec_lib.Split.TEST, config, use_dag_hierarchy=use_dag,
             use_bilevel_hierarchy=use_bilevel, rng=seed)
-        s, q = [], []
+        way, s, q = [], [], []
         for _ in range(num_descriptions):
             description = sampler.sample_episode_description()
+            way.append(len(description))
             s.append(sum(d[1] for d in description))
             q.append(sum(d[2] for d in description))
-        sizes[name] = (np.array(s), np.array(q))
+        sizes[name] = tuple(np.array(x) for x in (way, s, q))
     return sizes
 
 
-def measure(config_name, quick, rng):
-    config = CONFIGS[config_name]
-    size = config["image_size"]
-    learner = CrossTransformerLearner(embedding_fn=config["backbone"]())
-    predict = protocol.make_predict_fn(learner)
-    repeats = 1 if quick else 3
+def episode_of(way, num_support, num_query, image_size, rng):
+    """A random-image episode of `way` classes with S and Q images spread over them."""
+    support_labels = np.arange(num_support) % way
+    query_labels = np.arange(num_query) % way
 
-    # Backbone throughput (inference mode, the support pass).
-    batch = 10 if quick and size > 100 else 50
-    images = tf.constant(rng.uniform(-1, 1, size=(batch, size, size, 3)), tf.float32)
-    backbone_fn = tf.function(lambda x: learner.backbone(x, training=False)[0])
-    features = backbone_fn(images)
-    backbone_s = timed(lambda: backbone_fn(images).numpy(), repeats)
-    images_per_s = batch / backbone_s
+    def images(n):
+        return tf.constant(rng.uniform(-1, 1, size=(n, image_size, image_size, 3)), tf.float32)
 
-    # Whole episodes end to end; the first two calls trace (variable shapes) and are dropped.
-    for s, q in [(5 * [2], 5 * [2]), (5 * [3], 5 * [3])]:
-        predict(episode_of(s, q, size, rng))
-    # Each timed episode has a shape not seen before and is run once, as in an evaluation
-    # (every episode has its own support and query sizes; kernels set up per shape count).
-    checks = ([(5 * [4], 5 * [4]), (10 * [4], 10 * [3]), (10 * [6], 10 * [4]),
-               (10 * [8], 10 * [6])] if quick
-              else [(5 * [5], 5 * [5]), (10 * [5], 10 * [5]), (10 * [10], 10 * [8]),
-                    (20 * [8], 20 * [8]), (25 * [10], 25 * [6]), (40 * [10], 40 * [10])])
-    measured = []
-    for s, q in checks:
-        episode = episode_of(s, q, size, rng)
-        seconds = timed(lambda: [x.numpy() for x in predict(episode)], 1)
-        measured.append((sum(s), sum(q), seconds))
-
-    overhead, image_cost, pair_cost = fit_cost_model(measured)
-    grid = features.shape[1:]
-    return dict(name=config_name, label=config["label"], image_size=size,
-                grid=tuple(grid), images_per_s=images_per_s, image_cost=image_cost,
-                pair_cost=pair_cost, overhead=overhead, measured=measured)
+    return Episode(images(num_support), tf.constant(support_labels, tf.int32),
+                   tf.constant(support_labels, tf.int64), images(num_query),
+                   tf.constant(query_labels, tf.int32), tf.constant(query_labels, tf.int64))
 
 
-def fit_cost_model(measured):
-    """Non-negative least squares of `t = overhead + image_cost * (S + Q) + pair_cost * S * Q`.
-
-    The CrossTransformer attention grows with support x query positions, hence the S * Q term.
-    Every subset of the three terms is fitted and the best fit with no negative coefficient
-    kept (a negative cost is measurement noise on a busy machine).
-    """
-    design = np.array([[1.0, s + q, s * q] for s, q, _ in measured])
-    times = np.array([t for _, _, t in measured])
-    best, best_error = np.zeros(3), float(np.sum(times ** 2))
-    for mask in range(1, 8):
-        columns = [i for i in range(3) if mask >> i & 1]
-        coefficients, *_ = np.linalg.lstsq(design[:, columns], times, rcond=None)
-        if np.any(coefficients < 0):
-            continue
-        full = np.zeros(3)
-        full[columns] = coefficients
-        error = float(np.sum((design @ full - times) ** 2))
-        if error < best_error - 1e-12:
-            best, best_error = full, error
-    return tuple(float(c) for c in best)
+def matmul_gflops(n=2048, repeats=5):
+    a = tf.random.normal([n, n])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
+    matmul().numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        matmul().numpy()
+    return repeats * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
 
 
-def expected_seconds(m, s, q):
-    return m["overhead"] + (s + q) * m["image_cost"] + s * q * m["pair_cost"]
+def seconds_of(fn, *args):
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda x: x.numpy(), fn(*args))
+    return time.perf_counter() - start
 
 
-def format_duration(seconds):
-    hours = seconds / 3600
-    return f"{hours:.1f} h" if hours >= 1 else f"{seconds / 60:.1f} min"
+def backbone_flops_per_image(learner, image_size):
+    """FLOPs of one image's backbone pass, counted by the TF profiler on its graph."""
+    fn = tf.function(lambda x: learner.backbone(x, training=False)[0])
+    graph = fn.get_concrete_function(
+        tf.TensorSpec([1, image_size, image_size, 3], tf.float32)).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def head_flops(num_support, num_query, positions, channels, dim):
+    """The head's matmul FLOPs: key/value projections, scores and attended values."""
+    projections = 2 * (num_support + num_query) * positions * channels * 2 * dim
+    attention = 2 * num_support * positions * num_query * positions * dim * 2
+    return projections + attention
+
+
+class Timer:
+    """The learner's predict, backbone and head functions, each traced once for every shape."""
+
+    def __init__(self, learner, image_size):
+        self.learner = learner
+        self.traces = []
+        episode_logits = learner.episode_logits
+
+        def counted(*args, **kwargs):
+            self.traces.append(1)  # runs while tracing only
+            return episode_logits(*args, **kwargs)
+
+        learner.episode_logits = counted
+        self.predict = step_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
+        image = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
+        self.backbone = tf.function(
+            lambda s, q: learner.embed_episode(_Images(s, q), training=False),
+            input_signature=[image, image])
+        features = learner.backbone(tf.zeros([1, image_size, image_size, 3]), training=False)[0]
+        self.grid = tuple(features.shape[1:3])
+        self.channels = int(features.shape[-1])
+        feature = tf.TensorSpec([None, *features.shape[1:]], tf.float32)
+
+        def head(support, labels, query):
+            sk, sv = learner.head.project(support)
+            qk, qv = learner.head.project(query)
+            return learner.head.logits_from_projections(sk, sv, labels, qk, qv)
+
+        self.head = tf.function(head, input_signature=[
+            feature, tf.TensorSpec([None], tf.int32), feature])
+        # Traced here, on one image each, so that the timings below never trace.
+        one = tf.zeros([1, image_size, image_size, 3])
+        seconds_of(self.backbone, one, one)
+        seconds_of(self.head, features, tf.zeros([1], tf.int32), features)
+
+
+class _Images:
+    def __init__(self, support, query):
+        self.support_images, self.query_images = support, query
+
+
+def measure(timer, way, s, q, image_size, rng, matmul):
+    episode = episode_of(way, s, q, image_size, rng)
+    total = seconds_of(timer.predict, episode)
+    backbone = seconds_of(timer.backbone, episode.support_images, episode.query_images)
+    positions = timer.grid[0] * timer.grid[1]
+    support = tf.random.normal([s, *timer.grid, timer.channels])
+    query = tf.random.normal([q, *timer.grid, timer.channels])
+    head = seconds_of(timer.head, support, episode.support_labels, query)
+    backbone_flops = (s + q) * timer.flops_per_image
+    flops = head_flops(s, q, positions, timer.channels, timer.learner.head.query_dim)
+    return dict(total=total, backbone=backbone, head=head,
+                backbone_rate=backbone_flops / backbone / 1e9, head_rate=flops / head / 1e9,
+                total_rate=(backbone_flops + flops) / total / 1e9, matmul=matmul)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few, small timings (~minutes)")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--sources", nargs="+", default=["ilsvrc_2012", "omniglot"],
+                        choices=list(leaderboard.TEST_SOURCES))
+    parser.add_argument("--p90", action="store_true", help="also the 90th-percentile sizes")
+    parser.add_argument("--config", default="resnet34_224", choices=list(CONFIGS))
+    parser.add_argument("--policy", default="float32", choices=list(compute.POLICIES))
     parser.add_argument("--specs_dir", default=str(DEFAULT_SPECS))
-    parser.add_argument("--num_descriptions", type=int, default=None,
-                        help="episode descriptions sampled per source (default 200, quick 100)")
+    parser.add_argument("--num_descriptions", type=int, default=200)
     args = parser.parse_args()
     if not pathlib.Path(args.specs_dir, "ilsvrc_2012_dataset_spec.json").exists():
         raise SystemExit(f"no dataset specs in {args.specs_dir}; pass --specs_dir")
     rng = np.random.RandomState(0)
-    num_descriptions = args.num_descriptions or (100 if args.quick else 200)
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}; {'quick' if args.quick else 'full'} run")
-    sizes = source_episode_sizes(args.specs_dir, num_descriptions)
-    print(f"\nTEST episode sizes from the official sampler ({num_descriptions} descriptions per "
-          "source): mean support S, mean query Q, mean S*Q")
-    print("| source | S | Q | S*Q |")
-    print("|---|---|---|---|")
-    for name, (s, q) in sizes.items():
-        print(f"| {name} | {s.mean():.0f} | {q.mean():.0f} | {np.mean(s * q):.0f} |")
+    config = CONFIGS[args.config]
+    size = config["image_size"]
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {config['label']}, {args.policy}")
 
-    results = [measure(name, args.quick, rng) for name in args.configs]
-    print("\nModel cost (inference mode, CPU):")
-    print("| model | grid | backbone alone, images/s | fitted s per image | fitted ms per "
-          "S-Q image pair | fitted overhead s | episode (S, Q): measured s / fitted s |")
-    print("|---|---|---|---|---|---|---|")
-    for m in results:
-        checks = "; ".join(f"({s}, {q}): {t:.2f} / {expected_seconds(m, s, q):.2f}"
-                           for s, q, t in m["measured"])
-        print(f"| {m['label']} | {m['grid'][0]}x{m['grid'][1]} | {m['images_per_s']:.1f} "
-              f"| {m['image_cost']:.4f} | {1000 * m['pair_cost']:.4f} | {m['overhead']:.3f} "
-              f"| {checks} |")
-
-    print("\nExpected evaluation time, 600 TEST episodes per source (model only):")
-    header = "| source | " + " | ".join(f"{m['name']} s/episode | {m['name']} 600 episodes"
-                                         for m in results) + " |"
-    print(header)
-    print("|" + "---|" * (1 + 2 * len(results)))
-    totals = [0.0] * len(results)
-    for name, (s, q) in sizes.items():
-        cells = []
-        for i, m in enumerate(results):
-            per_episode = float(np.mean(expected_seconds(m, s, q)))
-            totals[i] += 600 * per_episode
-            cells += [f"{per_episode:.3g} ({1 / per_episode:.3g} episodes/s)",
-                      format_duration(600 * per_episode)]
+    sizes = source_episode_sizes(args.specs_dir, args.num_descriptions)
+    print(f"\nTEST episode sizes, official sampler, {args.num_descriptions} descriptions per "
+          "source (mean / 90th percentile):")
+    print("| source | way | S | Q | S+Q |")
+    print("|---|---|---|---|---|")
+    for name, (way, s, q) in sizes.items():
+        cells = [f"{x.mean():.0f} / {np.percentile(x, 90):.0f}" for x in (way, s, q, s + q)]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print("| **all 10 sources** | " + " | ".join(f" | **{format_duration(t)}**"
-                                                  for t in totals).lstrip(" ") + " |")
+
+    with compute.policy_scope(args.policy):
+        learner = CrossTransformerLearner(embedding_fn=config["backbone"]())
+    build_learner_variables(learner, size)
+    timer = Timer(learner, size)
+    timer.flops_per_image = backbone_flops_per_image(learner, size)
+    # The one trace, on a tiny episode; then a small new shape twice (per-shape set-up cost).
+    warm_up = seconds_of(timer.predict, episode_of(2, 2, 2, size, rng))
+    small = episode_of(5, 25, 25, size, rng)
+    new_shape, same_shape = seconds_of(timer.predict, small), seconds_of(timer.predict, small)
+    matmul = matmul_gflops()
+    print(f"\nbackbone: {timer.flops_per_image / 1e9:.2f} GFLOP per image, grid "
+          f"{timer.grid[0]}x{timer.grid[1]}x{timer.channels}; in-run matmul {matmul:.0f} GFLOP/s")
+    print(f"first call (traces the predict function): {warm_up:.1f} s; a new shape, 25+25 "
+          f"images: first call {new_shape:.2f} s, again {same_shape:.2f} s")
+
+    print("\nOne episode timed directly (first call of its shape, as in an evaluation):")
+    print("| source | size | way | S | Q | episode s | backbone s | head s | backbone GFLOP/s "
+          "| head GFLOP/s | episode GFLOP/s | of matmul |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.sources:
+        way, s, q = sizes[name]
+        points = [("mean", np.mean)] + ([("p90", lambda x: np.percentile(x, 90))]
+                                        if args.p90 else [])
+        for label, statistic in points:
+            w, ns, nq = (int(round(statistic(x))) for x in (way, s, q))
+            m = measure(timer, w, ns, nq, size, rng, matmul)
+            print(f"| {name} | {label} | {w} | {ns} | {nq} | {m['total']:.1f} | "
+                  f"{m['backbone']:.1f} | {m['head']:.1f} | {m['backbone_rate']:.0f} | "
+                  f"{m['head_rate']:.0f} | {m['total_rate']:.0f} | "
+                  f"{m['total_rate'] / matmul:.0%} |", flush=True)
+    print(f"\npredict function traces: {len(timer.traces)}; in-run matmul at the end "
+          f"{matmul_gflops():.0f} GFLOP/s; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

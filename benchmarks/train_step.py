@@ -2,13 +2,15 @@
 
     python benchmarks/train_step.py            # 5-way 5-shot 10-query episodes, 5 timed steps
     python benchmarks/train_step.py --quick    # 5-way 1-shot 2-query episodes, 2 timed steps
+    python benchmarks/train_step.py --policies float32,mixed_bfloat16 --devices_list 1
 
 Each configuration runs in its own process (logical devices must be set before TensorFlow
 starts; peak memory is the process's maximum resident set size, TensorFlow runtime
 included). Configurations: CTX with the four-layer convnet at 84 px and with ResNet-34
 (max_stride 16, no DeepLab alignment) at 224 px, under the default strategy (1 device) and
-MirroredStrategy over two logical CPU devices (the episode split and gathered as in training).
-Prints a Markdown table.
+MirroredStrategy over two logical CPU devices (the episode split and gathered as in training),
+under each Keras policy of `--policies` (gin `compute.policy`). Each process also times a
+2048^3 float32 matmul right before its steps (the in-run rate). Prints a Markdown table.
 """
 
 import argparse
@@ -40,6 +42,7 @@ def child(args):
     from ctx_tf.data.episode import Episode
 
     gin.parse_config([
+        f"compute.policy = '{args.policy}'",
         f"Learner.embedding_fn = @{args.backbone}",
         "resnet34.max_stride = 16",
         "resnet34.deeplab_alignment = False",
@@ -66,6 +69,13 @@ def child(args):
         normalized_gradient_descent=True, learning_rate=6e-4, strategy=strategy,
         train_episodes_fn=never, eval_episodes_fn=never, print_fn=lambda m: None)
     t.image_size = args.size
+    a = tf.random.normal([2048, 2048])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
+    matmul().numpy()
+    start = time.time()
+    for _ in range(3):
+        matmul().numpy()
+    matmul_gflops = 3 * 2 * 2048 ** 3 / (time.time() - start) / 1e9
     start = time.time()
     t.train_on_episode(episode)  # tracing + first step
     first = time.time() - start
@@ -76,7 +86,7 @@ def child(args):
     assert np.isfinite(out["loss"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT " + json.dumps(dict(updates_per_s=args.steps / elapsed, first_step_s=first,
-                                      peak_mb=peak_mb)))
+                                      peak_mb=peak_mb, matmul_gflops=matmul_gflops)))
 
 
 def main():
@@ -91,6 +101,10 @@ def main():
     parser.add_argument("--query", type=int, default=10)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--only", default=None, help="run one backbone (e.g. resnet34)")
+    parser.add_argument("--policy", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--policies", default="float32",
+                        help="comma-separated Keras policies, e.g. float32,mixed_bfloat16")
+    parser.add_argument("--devices_list", default="1,2", help="comma-separated device counts")
     args = parser.parse_args()
     if args.child:
         return child(args)
@@ -104,24 +118,28 @@ def main():
     for backbone, size in CONFIGS:
         if args.only and backbone != args.only:
             continue
-        for devices in (1, 2):
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--backbone={backbone}",
-                   f"--size={size}", f"--devices={devices}", f"--way={args.way}",
-                   f"--shot={args.shot}", f"--query={args.query}", f"--steps={args.steps}"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                rows.append((backbone, size, devices, "failed: " + proc.stderr.strip()[-300:]))
-                continue
-            r = json.loads(lines[-1][len("RESULT "):])
-            rows.append((backbone, size, devices, f"{r['updates_per_s']:.3f} | "
-                         f"{r['first_step_s']:.1f} | {r['peak_mb']:.0f}"))
-            print(f"  done: {backbone} {size}px {devices} device(s)", flush=True)
-    print("\n| backbone | image px | devices | updates/s | first step (s, incl. tracing) "
-          "| peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
-    for backbone, size, devices, cells in rows:
-        print(f"| {backbone} | {size} | {devices} | {cells} |")
+        for devices in (int(d) for d in args.devices_list.split(",")):
+            for policy in args.policies.split(","):
+                cmd = [sys.executable, os.path.abspath(__file__), "--child",
+                       f"--backbone={backbone}", f"--size={size}", f"--devices={devices}",
+                       f"--way={args.way}", f"--shot={args.shot}", f"--query={args.query}",
+                       f"--steps={args.steps}", f"--policy={policy}"]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+                head = (backbone, size, devices, policy)
+                if proc.returncode != 0 or not lines:
+                    rows.append(head + ("failed: " + proc.stderr.strip()[-300:],))
+                    continue
+                r = json.loads(lines[-1][len("RESULT "):])
+                rows.append(head + (f"{r['updates_per_s']:.3f} | {r['first_step_s']:.1f} | "
+                                    f"{r['peak_mb']:.0f} | {r['matmul_gflops']:.0f}",))
+                print(f"  done: {backbone} {size}px {devices} device(s) {policy}", flush=True)
+    print("\n| backbone | image px | devices | policy | updates/s | first step (s, incl. "
+          "tracing) | peak RSS (MB) | in-run matmul GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(x) for x in row) + " |")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import collections
 import gin
 import tensorflow as tf
 
+from ctx_tf import compute
 from ctx_tf.data.episode import Episode
 from ctx_tf.errors import UserError
 from ctx_tf.keras import keras
@@ -201,8 +202,10 @@ def build_learner(training=True, learner_class=None, image_size=None):
 
     The class is `learner_class` if given, else gin's `Trainer.train_learner_class`
     (`training=True`) or `Trainer.eval_learner_class` (falling back to the train class); its
-    constructor arguments come from gin. With `image_size` its variables are created at once
-    (see `build_learner_variables`), so it can be restored and checked right away.
+    constructor arguments come from gin. It is built under gin's `compute.policy` (layers
+    keep the policy they were constructed under; variables are float32 under every policy).
+    With `image_size` its variables are created at once (see `build_learner_variables`), so it
+    can be restored and checked right away.
     """
     if learner_class is None:
         learner_class = _bound_learner_class("train" if training else "eval")
@@ -217,7 +220,8 @@ def build_learner(training=True, learner_class=None, image_size=None):
         raise LearnerError(
             f"Trainer.{'train' if training else 'eval'}_learner_class must be a learner class "
             f"(e.g. @CrossTransformerLearner), got {learner_class!r}")
-    learner = learner_class()
+    with compute.policy_scope():
+        learner = learner_class()
     if image_size is not None:
         build_learner_variables(learner, image_size)
     return learner

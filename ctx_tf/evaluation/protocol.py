@@ -36,6 +36,7 @@ from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import stats
 from ctx_tf.evaluation.floor import nearest_centroid_accuracy
 from ctx_tf.seeds import derive_seed
+from ctx_tf.training import step as step_lib
 
 NUM_EVAL_EPISODES = comparability.MIN_EPISODES
 # Forced for evaluation, whatever the (training) gin config binds.
@@ -165,26 +166,10 @@ def load_sources(records_root, source_names, split):
 # ----------------------------------------------------------------------------- episodes
 
 
-def learner_logits(learner, episode):
-    """Query logits `[num_query, way]` of `learner` on `episode`, in evaluation mode."""
-    outputs = learner(episode, training=False)
-    if isinstance(outputs, dict):
-        return outputs["logits"]
-    if hasattr(outputs, "logits"):
-        return outputs.logits
-    return outputs
-
-
 def make_predict_fn(learner):
-    """A compiled `episode -> (logits, support image means, query image means)`."""
-
-    @tf.function(reduce_retracing=True)
-    def predict(episode):
-        logits = learner_logits(learner, episode)
-        return (logits, tf.reduce_mean(episode.support_images, axis=[1, 2, 3]),
-                tf.reduce_mean(episode.query_images, axis=[1, 2, 3]))
-
-    return predict
+    """`learner`'s compiled `episode -> (logits, support image means, query image means)` on
+    the current strategy: the one predict function, `ctx_tf.training.step.make_predict_fn`."""
+    return step_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
 
 
 def make_image_means_fn():
@@ -344,7 +329,7 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
     """Evaluates every source of `setup`; returns the `results.json` mapping (no model info).
 
     Args:
-      learner: called as `learner(episode, training=False)` (see `learner_logits`); may be
+      learner: called as `learner(episode, training=False)` (see `make_predict_fn`); may be
         None when `predict_fn` is given or `floor_only`.
       setup: an `EvaluationSetup`.
       progress: a `Progress` for the per-source progress lines (None: silent).

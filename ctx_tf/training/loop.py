@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctx_tf import checkpoints
+from ctx_tf import compute
 from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
@@ -169,9 +170,10 @@ class Trainer:
             self.learner = learners.build_learner(learner_class=self.learner_class)
             if self.image_size is not None:
                 learners.build_learner_variables(self.learner, self.image_size)
-            # Keras Adam with epsilon 1e-7, as the official distributed (CTX) path.
-            self.optimizer = keras.optimizers.Adam(
-                learning_rate=self.schedule.for_optimizer(), epsilon=1e-7)
+            # Keras Adam with epsilon 1e-7, as the official distributed (CTX) path; loss
+            # scaling when the learner computes in float16 (gin `compute.policy`).
+            self.optimizer = compute.training_optimizer(keras.optimizers.Adam(
+                learning_rate=self.schedule.for_optimizer(), epsilon=1e-7), self.learner)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # `built`, not `variables`: some variables may exist before the first call.
         self._variables_built = self.learner.built
@@ -370,7 +372,12 @@ class Trainer:
                 raise TrainerError(f"the training episodes ran out at step {step}")
             out = self.train_on_episode(episode)
             step += 1
-            if not (np.isfinite(out["loss"]) and np.isfinite(out["grad_norm"])):
+            # Under loss scaling an overflow skips the update and halves the scale.
+            skipped = bool(out.get("skipped"))
+            if skipped and np.isfinite(out["loss"]):
+                self.print(f"[step {step}] update skipped: gradients not finite at loss scale "
+                           f"{out['loss_scale'] * 2:g}; the scale is now {out['loss_scale']:g}")
+            elif not (np.isfinite(out["loss"]) and np.isfinite(out["grad_norm"])):
                 raise TrainerError(
                     f"non-finite loss {out['loss']} (gradient norm {out['grad_norm']}) at update "
                     f"{step}; training stopped. The last good checkpoint is "
