@@ -5,7 +5,6 @@ bounds, so a correct implementation fails them with probability < 1e-6 per check
 """
 
 import itertools
-import math
 
 import gin
 import numpy as np
@@ -14,30 +13,7 @@ import tensorflow as tf
 
 from ctx_tf.data import seeds, simclr
 from ctx_tf.data.episode import Episode
-
-
-def _within_5_sigma(count, n, p):
-    """True iff count is within 5 binomial standard deviations of n * p."""
-    return abs(count - n * p) <= 5.0 * math.sqrt(n * p * (1.0 - p))
-
-
-def _seed_pair(rng_seed, k=0):
-    return tf.constant([rng_seed, k], tf.int64)
-
-
-
-def _colourful(size=8, n=1, seed=0):
-    rng = np.random.default_rng(seed)
-    # Widely separated channels: jitter never turns such an image exactly gray.
-    base = np.stack(
-        [
-            rng.uniform(0.05, 0.3, (size, size)),
-            rng.uniform(0.35, 0.65, (size, size)),
-            rng.uniform(0.7, 0.95, (size, size)),
-        ],
-        axis=-1,
-    ).astype(np.float32)
-    return np.broadcast_to(base * 2 - 1, (n, size, size, 3)).copy()
+from tests.data.test_augment import _colourful, _seed_pair, _within_5_sigma
 
 
 # ----------------------------------------------------------------------------------------------
