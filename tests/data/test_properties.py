@@ -117,3 +117,47 @@ def test_spec_errors_are_user_errors(tmp_path):
         _load(str(tmp_path), "{")
     assert issubclass(DatasetSpecError, ValueError) and issubclass(RecordsError, ValueError)
     assert tf.errors.OpError not in RecordsError.__mro__
+
+
+def _png_bytes(seed):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@given(data=st.data(), strict=st.booleans())
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_image_bytes_in_the_writer_are_written_skipped_or_refused(tmp_path, data,
+                                                                         strict):
+    """Whatever bytes an image file holds, the writer writes it, names it as unreadable and
+    skips it, or (strict) refuses it with the project's own error: never another exception."""
+    from ctx_tf.data import writer
+    from ctx_tf.errors import UserError
+
+    valid = _png_bytes(0)
+    contents = data.draw(st.one_of(st.binary(max_size=300),
+                                   st.integers(0, len(valid) - 1).map(lambda n: valid[:n])))
+    case = tmp_path / f"case{data.draw(st.integers(0, 10 ** 9))}"
+    images = case / "images"
+    for c in range(3):
+        (images / f"class_{c}").mkdir(parents=True)
+        for i in range(2):
+            (images / f"class_{c}" / f"{i}.png").write_bytes(_png_bytes(10 * c + i + 1))
+    (images / "class_0" / "drawn.png").write_bytes(contents)
+    try:
+        report = writer.write_source_from_folder(images, case / "records", "src",
+                                                 splits=(1, 1, 1), strict=strict)
+    except UserError as e:
+        assert strict and "drawn.png" in str(e)
+        assert not (case / "records" / "src").exists()
+        return
+    unreadable = [where for where, _ in report.unreadable]
+    written = report.spec["images_per_class"]["0"]
+    assert (written, unreadable) in ((3, []), (2, [str(images / "class_0" / "drawn.png")]))
