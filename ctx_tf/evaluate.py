@@ -21,10 +21,26 @@ import sys
 
 from absl import app
 from absl import flags
+import gin
+import tensorflow as tf
 
+import ctx_tf
+from ctx_tf import checkpoints
 from ctx_tf import cli
 from ctx_tf import cli_flags
+from ctx_tf import files
+from ctx_tf import learners
+from ctx_tf.data import config as config_lib
+from ctx_tf.data import demo
+from ctx_tf.data import sampling
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import journal as journal_lib
+from ctx_tf.evaluation import leaderboard
+from ctx_tf.evaluation import progress as progress_lib
+from ctx_tf.evaluation import protocol
+from ctx_tf.evaluation import results as results_lib
+from ctx_tf.evaluation import stats
+from ctx_tf.evaluation.floor import FLOOR_NAME
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
@@ -51,7 +67,6 @@ class UsageError(UserError, ValueError):
 
 
 def tf_exists(path):
-    import tensorflow as tf
 
     return tf.io.gfile.exists(path)
 
@@ -59,8 +74,6 @@ def tf_exists(path):
 def _from_run_manifest(train_checkpoint_dir, given, log):
     """The flags `given` (a mapping of run_evaluation's arguments) with the unset ones taken
     from the training run's run_manifest.json; explicit values win."""
-    from ctx_tf import checkpoints
-    from ctx_tf.data import demo
 
     manifest = checkpoints.read_run_manifest(train_checkpoint_dir) if train_checkpoint_dir else None
     if manifest is None:
@@ -98,20 +111,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     `ResultsError`, `LearnerError` or data errors, each naming the
     flag, file or variable at fault.
     """
-    import gin
 
-    from ctx_tf import checkpoints
-    from ctx_tf import files
-    from ctx_tf import learners
-    from ctx_tf.data import config as config_lib
-    from ctx_tf.data import sampling
-    from ctx_tf.evaluation import journal as journal_lib
-    from ctx_tf.evaluation.floor import FLOOR_NAME
-    from ctx_tf.evaluation import leaderboard
-    from ctx_tf.evaluation import progress as progress_lib
-    from ctx_tf.evaluation import protocol
-    from ctx_tf.evaluation import results as results_lib
-    from ctx_tf.evaluation import stats
 
     given = _from_run_manifest(train_checkpoint_dir, dict(
         records_root_dir=records_root_dir, datasets=datasets, image_size=image_size,
@@ -196,9 +196,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     }
     if floor_only:
         results["model"]["floor_only"] = True
-    import tensorflow as tf
 
-    import ctx_tf
 
     results["environment"] = {"tensorflow": tf.__version__, "ctx_tf": ctx_tf.__version__}
     if previous is not None:

@@ -36,7 +36,12 @@ from absl import flags
 from ctx_tf import cli
 from ctx_tf import cli_flags
 from ctx_tf import files
+from ctx_tf.data import dataset_spec as spec_lib
+from ctx_tf.data import demo
 from ctx_tf.errors import UserError
+from ctx_tf.training import episodes as episodes_lib
+from ctx_tf.training import final_test as final_test_lib
+from ctx_tf.training import loop
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
@@ -50,7 +55,6 @@ class LaunchError(UserError, RuntimeError):
 
 def check_records(records_root_dir, names, binding):
     """Loads the spec of every dataset in `names`; raises LaunchError if one is missing."""
-    from ctx_tf.data import dataset_spec as spec_lib
 
     if not names:
         raise LaunchError(f"{binding} is empty; bind it to comma-separated dataset names")
@@ -80,10 +84,6 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
         print_fn=None):
     """The launcher's work; returns the test results dict. Raises UserError (LaunchError,
     TrainerError, data errors) naming the flag, binding or file at fault."""
-    from ctx_tf.data import demo
-    from ctx_tf.training import episodes as episodes_lib
-    from ctx_tf.training import final_test as final_test_lib
-    from ctx_tf.training import loop
 
     say = print_fn or (lambda message: print(message, flush=True))
     # Everything is checked before anything is created: a failed start leaves no folder.

@@ -18,13 +18,25 @@ official TF1 checkpoint (no operative config) needs `--gin_config` (e.g. gin/ctx
 `--records_root_dir` and `--dataset`.
 """
 
+import itertools
 import os
 
 from absl import flags
 
+from ctx_tf import checkpoints
 from ctx_tf import cli
 from ctx_tf import cli_flags
+from ctx_tf import files
+from ctx_tf import learners
+from ctx_tf.data import config as config_lib
+from ctx_tf.data import dataset_spec as spec_lib
+from ctx_tf.data import demo
+from ctx_tf.data import sampling
+from ctx_tf.data.reader import ReaderError
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import attention_figure
+from ctx_tf.evaluation import protocol
+from ctx_tf.training import episodes as episodes_lib
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
@@ -41,7 +53,6 @@ flags.DEFINE_integer("max_shots", 5, "Support images shown per class.")
 
 def _operative_config(prefix):
     """The training run's operative_config.gin beside checkpoint `prefix`, or None."""
-    from ctx_tf import checkpoints
 
     directory = os.path.dirname(os.path.abspath(prefix))
     for candidate in (directory, os.path.dirname(directory)):
@@ -53,8 +64,6 @@ def _operative_config(prefix):
 
 def _records_and_dataset(records_root_dir, dataset, log):
     """(records root, dataset name), defaults from gin's benchmark and the demo source."""
-    from ctx_tf.data import demo
-    from ctx_tf.training import episodes as episodes_lib
 
     if not dataset:
         try:
@@ -79,17 +88,7 @@ def run_visualize(checkpoint, gin_config=(), gin_bindings=(), records_root_dir=N
                   log=print):
     """Everything `python -m ctx_tf.visualize` does; returns the written PNG paths
     (`output_dir` default: `<checkpoint dir>/attention`)."""
-    import itertools
 
-    from ctx_tf import checkpoints
-    from ctx_tf import files
-    from ctx_tf import learners
-    from ctx_tf.data import config as config_lib
-    from ctx_tf.data import dataset_spec as spec_lib
-    from ctx_tf.data import sampling
-    from ctx_tf.data.reader import ReaderError
-    from ctx_tf.evaluation import attention_figure
-    from ctx_tf.evaluation import protocol
 
     for name, value in (("--num_queries", num_queries), ("--num_positions", num_positions),
                         ("--max_shots", max_shots)):
