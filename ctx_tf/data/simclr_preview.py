@@ -13,23 +13,23 @@ from absl import app
 from absl import flags
 
 from ctx_tf import cli
+from ctx_tf import figures
 from ctx_tf import files
 from ctx_tf.data import pipeline
 from ctx_tf.data.dataset_spec import Split, load_dataset_spec, use_ontologies
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.sampling import EpisodeDescriptionConfig
 from ctx_tf.data.simclr import to_simclr_episode
-from ctx_tf.evaluation import plot
 
-# Inches per image cell (at plot.DPI), and the header's height in inches.
+# Inches per image cell (at figures.DPI), and the header's height in inches.
 CELL_INCHES = 1.4
 HEADER_INCHES = 0.6
 
 
 def grid_size(rows):
     """(width, height) in pixels of the preview of `rows` rows."""
-    return (int(round(2 * CELL_INCHES * plot.DPI + 0.4 * plot.DPI)),
-            int(round((rows * CELL_INCHES + HEADER_INCHES) * plot.DPI)))
+    return (int(round(2 * CELL_INCHES * figures.DPI + 0.4 * figures.DPI)),
+            int(round((rows * CELL_INCHES + HEADER_INCHES) * figures.DPI)))
 
 
 def _display(images):
@@ -59,7 +59,7 @@ def save_episode_grid(episode, path, max_rows=16):
     if rows <= 0:
         raise ValueError("the episode has no query images to show")
     width, height = grid_size(rows)
-    figure = plot.new_figure((width, height))
+    figure = figures.new_figure((width, height))
     figure.suptitle(f"{rows} of {len(query_labels)} queries, {len(support_labels)} support "
                     "images", fontsize=10)
     grid = figure.add_gridspec(rows, 2)
@@ -78,7 +78,7 @@ def save_episode_grid(episode, path, max_rows=16):
         for axes in (left, right):
             axes.set_xticks([])
             axes.set_yticks([])
-    files.atomic_write(path, plot.figure_png(figure))
+    files.atomic_write(path, figures.figure_png(figure))
     return height, width
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.patches import Rectangle
 
-from ctx_tf.evaluation import plot
+from ctx_tf import figures
 
 CELL_INCHES = 1.15
 DEFAULT_NUM_POSITIONS = 4
@@ -71,8 +71,8 @@ def upsample(heat, size):
 def figure_size(rows, columns):
     """(width, height) in pixels of a figure of `rows` x `columns` image cells (the header
     row included), with room for the colour bar and titles."""
-    return (max(int((columns * CELL_INCHES + 1.3) * plot.DPI), 600),
-            int((rows * CELL_INCHES + 0.5) * plot.DPI))
+    return (max(int((columns * CELL_INCHES + 1.3) * figures.DPI), 600),
+            int((rows * CELL_INCHES + 0.5) * figures.DPI))
 
 
 def _display(image):
@@ -140,7 +140,7 @@ def attention_figure(query_image, support_images, support_labels, weights, query
     vmax = max(float(weights[rows_of][:, shown[c], :].max()) for c in classes)
     norm_kwargs = dict(vmin=0.0, vmax=max(vmax, 1e-12))
 
-    figure = plot.new_figure(figure_size(rows, columns))
+    figure = figures.new_figure(figure_size(rows, columns))
     outcome = "correct" if correct else "WRONG"
     figure.suptitle(f"{title}true class {true_label}, predicted {predicted}: {outcome}",
                     color=_CORRECT_COLOR if correct else _WRONG_COLOR, fontsize=11,
@@ -217,5 +217,5 @@ def episode_figures(learner, episode, query_indices, num_positions=DEFAULT_NUM_P
             weights[i], maps.query_grid, maps.support_grid, logits[i], query_labels[index],
             num_positions=num_positions, max_shots=max_shots, title=f"{title}: ")
         correct = int(np.argmax(logits[i])) == int(query_labels[index])
-        figures.append((index, plot.figure_png(figure), correct))
+        figures.append((index, figures.figure_png(figure), correct))
     return figures

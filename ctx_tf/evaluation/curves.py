@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from ctx_tf.evaluation import plot
+from ctx_tf import figures
 
 TRAIN_LOSS = "train/loss"
 TRAIN_ACCURACY = "train/accuracy"
@@ -135,7 +135,7 @@ def _validation_panel(axes, scalars):
         _not_recorded(axes, VALID_MEAN)
         return
     steps, means = scalars[VALID_MEAN]
-    axes.plot(steps, 100.0 * means, color=plot.color(2), marker="o", markersize=3,
+    axes.plot(steps, 100.0 * means, color=figures.color(2), marker="o", markersize=3,
               linewidth=1.6, label="mean")
     if VALID_CI95 in scalars:
         ci_at = dict(zip(*scalars[VALID_CI95]))
@@ -144,7 +144,7 @@ def _validation_panel(axes, scalars):
             ci = np.array([ci_at[s] for s in steps[has_ci]])
             mean = means[has_ci]
             axes.fill_between(steps[has_ci], 100.0 * (mean - ci), 100.0 * (mean + ci),
-                              color=plot.color(2), alpha=0.25, linewidth=0, label="95% CI")
+                              color=figures.color(2), alpha=0.25, linewidth=0, label="95% CI")
     axes.legend(frameon=False, fontsize=9)
 
 
@@ -153,7 +153,7 @@ def _learning_rate_panel(axes, scalars):
         _not_recorded(axes, LEARNING_RATE)
         return
     steps, rates = scalars[LEARNING_RATE]
-    axes.plot(steps, rates, color=plot.color(3), linewidth=1.6)
+    axes.plot(steps, rates, color=figures.color(3), linewidth=1.6)
     positive = rates[rates > 0]
     # A schedule spanning decades (warm-up, decay) reads on a log axis.
     if len(positive) == len(rates) and positive.max() > 10 * positive.min():
@@ -170,11 +170,11 @@ def curves_figure(scalars, size=DEFAULT_SIZE, title=""):
     if not any(tag in scalars for tag in wanted):
         raise ValueError(f"none of the training curves ({', '.join(wanted)}) are in the "
                          f"summaries; found: {', '.join(sorted(scalars)) or 'no scalars'}")
-    figure = plot.new_figure(size)
+    figure = figures.new_figure(size)
     grid = figure.subplots(2, 2, squeeze=False)
     loss_axes, accuracy_axes, valid_axes, rate_axes = grid.ravel()
-    _training_panel(loss_axes, scalars, TRAIN_LOSS, 1.0, plot.color(0))
-    _training_panel(accuracy_axes, scalars, TRAIN_ACCURACY, 100.0, plot.color(1))
+    _training_panel(loss_axes, scalars, TRAIN_LOSS, 1.0, figures.color(0))
+    _training_panel(accuracy_axes, scalars, TRAIN_ACCURACY, 100.0, figures.color(1))
     _validation_panel(valid_axes, scalars)
     _learning_rate_panel(rate_axes, scalars)
     for axes, name in zip(grid.ravel(), PANELS):
@@ -189,4 +189,4 @@ def curves_figure(scalars, size=DEFAULT_SIZE, title=""):
 
 def training_curves_png(path, size=DEFAULT_SIZE, title=""):
     """PNG bytes of the training curves of the summary directory or event file(s) `path`."""
-    return plot.figure_png(curves_figure(read_scalars(path), size, title))
+    return figures.figure_png(curves_figure(read_scalars(path), size, title))

@@ -10,55 +10,24 @@ of bars per source, one bar per series, in the order given; a series without a v
 source leaves a gap. On a withheld source the published series are not drawn, the source's
 label is marked and a footnote line gives the reason.
 
-Figures are built on `matplotlib.figure.Figure` with their own Agg canvas, never through
-pyplot, so nothing here changes the backend or the global figure state a user relies on.
+Figures come from `ctx_tf.figures` (matplotlib Figures on their own Agg canvas, no pyplot).
 """
 
-import io
 import re
 import textwrap
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ctx_tf.evaluation import leaderboard
+from ctx_tf.figures import COLORS, DPI, color, figure_png, new_figure  # noqa: F401  (public here too)
 
 DEFAULT_SIZE = (1200, 600)
-DPI = 100
-# matplotlib's default cycle (tab10), as 8-bit RGB: bar interiors are drawn in exactly these.
-_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+_COLORS = COLORS
 _FONT_SIZE = 10
-_MIN_SIZE = (200, 150)
 _MAX_LABEL_LINES = 3
 _LEGEND_COLUMNS = 4
 _LINE_SPACING = 1.3
-
-
-def color(index):
-    """The matplotlib colour of series `index` (its 8-bit RGB in `_COLORS`)."""
-    r, g, b = _COLORS[index % len(_COLORS)]
-    return (r / 255.0, g / 255.0, b / 255.0)
-
-
-def new_figure(size):
-    """A Figure of `size = (width, height)` pixels on its own Agg canvas."""
-    width, height = size
-    if width < _MIN_SIZE[0] or height < _MIN_SIZE[1]:
-        raise ValueError(f"image size {size} is too small for a readable chart "
-                         f"(at least {_MIN_SIZE[0]}x{_MIN_SIZE[1]} pixels)")
-    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def figure_png(figure):
-    """PNG bytes of `figure` at exactly its pixel size."""
-    buffer = io.BytesIO()
-    figure.canvas.print_png(buffer)
-    return buffer.getvalue()
 
 
 def _check_series(series, sources):
