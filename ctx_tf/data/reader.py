@@ -269,6 +269,10 @@ class EpisodeReader:
             effective_num_images(dataset_spec.get_total_images_per_class(c), self.num_to_take)
             for c in self.class_set]
         self._index_epochs = {}  # relative class id -> dataset, built on first use
+        # tf.data mixes TensorFlow's global seed into every seeded shuffle. The shuffles are
+        # built lazily, on first use, when the caller may have set another global seed
+        # (training does): they are built under the one in force now, when the pipeline is.
+        self._global_seed = tf.compat.v1.random.get_seed(0)[0]
 
     def class_streams(self, shuffle=True, repeat=True):
         streams = []
@@ -286,11 +290,21 @@ class EpisodeReader:
     def class_records(self, i):
         """A fresh `ClassRecords` of relative class `i` (its epochs continue across readers)."""
         if i not in self._index_epochs:
-            self._index_epochs[i] = index_epochs(
-                self.num_images[i], self.shuffle_buffer_size,
+            self._index_epochs[i] = self._under_build_seed(
+                index_epochs, self.num_images[i], self.shuffle_buffer_size,
                 None if self.class_seeds is None else self.class_seeds[i])
         return ClassRecords(self.dataset_spec, self.class_set[i], self.num_to_take,
                             self._index_epochs[i])
+
+    def _under_build_seed(self, build, *args):
+        current = tf.compat.v1.random.get_seed(0)[0]
+        if current == self._global_seed:
+            return build(*args)
+        tf.random.set_seed(self._global_seed)
+        try:
+            return build(*args)
+        finally:
+            tf.random.set_seed(current)
 
     def episodes(self, descriptions, chunk_sizes):
         """Yields raw episodes `(records, class_ids, record_indices)` (numpy, see the module)."""

@@ -181,3 +181,27 @@ def test_records_and_results_on_another_filesystem(records_root):
     assert tf.io.gfile.GFile(paths["results.png"], "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(tf.io.gfile.listdir("ram://eval_test/out")) == [
         "episodes.csv", "results.json", "results.md", "results.png"]
+
+
+def test_episodes_do_not_depend_on_the_callers_global_seed(records_root):
+    """Per-class shuffles are built lazily, on first use; whatever global TensorFlow seed the
+    caller sets between building the pipeline and reading it (training does), the episodes'
+    images stay the ones of the protocol seed."""
+    import hashlib
+
+    import tensorflow as tf
+
+    spec = protocol.load_sources(records_root, ["tiny"], Split.TEST)["tiny"]
+    setup = _setup(records_root)
+
+    def digests(global_seed_while_reading):
+        episodes = protocol.source_episodes(setup, spec)
+        if global_seed_while_reading is not None:
+            tf.random.set_seed(global_seed_while_reading)
+        try:
+            return [hashlib.sha256(np.asarray(episode.support_images).tobytes()).hexdigest()
+                    for (episode, _), _ in zip(episodes, range(3))]
+        finally:
+            tf.random.set_seed(None)
+
+    assert digests(None) == digests(123) == digests(4567)
