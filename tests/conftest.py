@@ -6,6 +6,10 @@ import pathlib
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The commands' tests check the default, quiet behaviour (no TensorFlow or gin log line on a
+# good run): a log level or verbosity set in the caller's environment would change it.
+for _variable in ("TF_CPP_MIN_LOG_LEVEL", "CTX_TF_VERBOSE"):
+    os.environ.pop(_variable, None)
 # The reference material lives beside the checkout; a user's clone does not have it.
 SHARED_DIR = pathlib.Path(os.environ.get("CTX_TF_SHARED_DIR", REPO_ROOT.parent / "shared"))
 

@@ -207,7 +207,7 @@ def episode_figures(learner, episode, query_indices, num_positions=DEFAULT_NUM_P
     query_labels = np.asarray(episode.query_labels)
     query_class_ids = np.asarray(episode.query_class_ids)
     support_images = np.asarray(episode.support_images)
-    figures = []
+    pngs = []
     for i, index in enumerate(indices):
         title = f"query {index}"
         if class_ids:
@@ -217,5 +217,5 @@ def episode_figures(learner, episode, query_indices, num_positions=DEFAULT_NUM_P
             weights[i], maps.query_grid, maps.support_grid, logits[i], query_labels[index],
             num_positions=num_positions, max_shots=max_shots, title=f"{title}: ")
         correct = int(np.argmax(logits[i])) == int(query_labels[index])
-        figures.append((index, figures.figure_png(figure), correct))
-    return figures
+        pngs.append((index, figures.figure_png(figure), correct))
+    return pngs
