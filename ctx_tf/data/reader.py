@@ -273,12 +273,6 @@ class EpisodeReader:
         # built lazily, on first use, when the caller may have set another global seed
         # (training does): they are built under the one in force now, when the pipeline is.
         self._global_seed = tf.compat.v1.random.get_seed(0)[0]
-        # The class readers of every pass. A pass's generator is closed inside tf.data's
-        # finalize function when its iterator is deleted; the readers hold tf.data iterators
-        # (the epoch orders), and deleting those from inside that function can deadlock with
-        # the deletion that triggered it (seen at the end of a 600-episode evaluation). Kept
-        # here, they go with this reader, outside tf.data's threads.
-        self._passes = []
 
     def class_streams(self, shuffle=True, repeat=True):
         streams = []
@@ -318,7 +312,6 @@ class EpisodeReader:
         stream = EpisodeIdStream(descriptions, self.num_images, chunk_sizes, where,
                                  self.class_set)
         readers = {}
-        self._passes.append(readers)
         while _EXIT_GUARD.enter():
             try:
                 episode = self._next_episode(stream, readers)
