@@ -203,7 +203,7 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
                                      num_prefetch=0, image_size=None, num_to_take=None,
                                      ignore_hierarchy_probability=0.0,
                                      simclr_episode_fraction=0.0, seed=None,
-                                     validate_records=False):
+                                     validate_records=False, prefetch=True):
     """Episodes of one source: a dataset of `(Episode, source_id=0)`.
 
     Args:
@@ -222,6 +222,10 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
       simclr_episode_fraction: fraction of episodes converted to SimCLR episodes.
       seed: None (unseeded, official behaviour) or an int; see the module docstring.
       validate_records: count every class file (and check labels) before building.
+      prefetch: prepare the next episode in the background. Off for evaluation, which stops
+        reading after its last episode: deleting an iterator while a prefetch runs the
+        reader's Python generator in a tf.data thread can hang (seen once, after a
+        600-episode evaluation).
     """
     _check_pool(pool)
     seed = _check_seed(seed)
@@ -236,7 +240,8 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
         chunk_sizes, support_decoder, query_decoder, _path_lookup([dataset_spec]),
         simclr_episode_fraction, None if seed is None else _derive_seed(seed, 0, _SIMCLR))
     dataset = tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(0).repeat()))
-    return dataset.enumerate().map(process).prefetch(1)
+    dataset = dataset.enumerate().map(process)
+    return dataset.prefetch(1) if prefetch else dataset
 
 
 def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
