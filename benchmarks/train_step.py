@@ -3,6 +3,8 @@
     python benchmarks/train_step.py            # 5-way 5-shot 10-query episodes, 5 timed steps
     python benchmarks/train_step.py --quick    # 5-way 1-shot 2-query episodes, 2 timed steps
     python benchmarks/train_step.py --policies float32,mixed_bfloat16 --devices_list 1
+    python benchmarks/train_step.py --records_root_dir=<records root with omniglot/> \
+        --policies float32,mixed_bfloat16 --steps 30       # the official trainer's anchor
 
 Each configuration runs in its own process (logical devices must be set before TensorFlow
 starts; peak memory is the process's maximum resident set size, TensorFlow runtime
@@ -11,7 +13,19 @@ included). Configurations: CTX with the four-layer convnet at 84 px and with Res
 MirroredStrategy over two logical CPU devices (the episode split and gathered as in training),
 under each Keras policy of `--policies` (gin `compute.policy`). Each process also times a
 2048^3 float32 matmul right before its steps (the in-run rate). Prints a Markdown table.
+
+With `--records_root_dir`, each process is instead a real training run's first updates on the
+official episodes: Omniglot TRAIN records, the official variable-way/shot episode
+configuration (up to 50 ways and 500 support images), 84 px, the official DataConfig, the
+four-layer convnet with the CTX head, through the trainer's own episode pipeline and train
+step (`Trainer.train_episodes`, `Trainer.train_on_episode`). It reports the time from the
+process start (interpreter and TensorFlow start-up included) to the end of the first update,
+updates/s over the following `--steps` updates (each on a new episode, pipeline included) and
+the peak resident memory -- the figures measured for the official trainer on this machine
+kind: 0.38 updates/s, 63-100 s to the first update, 6-8 GB peak.
 """
+
+START = __import__("time").time()  # the child's own start, before TensorFlow is imported
 
 import argparse
 import json
@@ -27,7 +41,68 @@ CONFIGS = [
 ]
 
 
+OFFICIAL_EPISODES = """
+include 'setups/data_config_common.gin'
+include 'setups/trainer_config.gin'
+include 'setups/variable_way_and_shot.gin'
+include 'setups/crosstransformer_config.gin'
+Trainer.data_config = @DataConfig()
+Trainer.train_episode_config = @EpisodeDescriptionConfig()
+Trainer.eval_episode_config = @EpisodeDescriptionConfig()
+Learner.embedding_fn = @four_layer_convnet
+Trainer.distribute = False
+compute.policy = '{policy}'
+"""
+
+
+def official_child(args):
+    """First updates of a real training run on official Omniglot episodes (module docstring)."""
+    import numpy as np
+
+    from ctx_tf import cli
+    from ctx_tf.training import loop
+
+    cli.parse_gin([], [OFFICIAL_EPISODES.format(policy=args.policy)])
+    trainer = loop.Trainer(records_root_dir=args.records_root_dir,
+                           train_dataset_list=["omniglot"], eval_dataset_list=["omniglot"],
+                           print_fn=lambda m: None)
+    episodes = trainer.train_episodes(0)
+    out = trainer.train_on_episode(next(episodes))
+    first = time.time() - START
+    sizes = []
+    start = time.time()
+    for _ in range(args.steps):
+        episode = next(episodes)
+        sizes.append((int(episode.support_labels.shape[0]), int(episode.query_labels.shape[0]),
+                      int(np.max(episode.support_labels)) + 1))
+        out = trainer.train_on_episode(episode)
+    elapsed = time.time() - start
+    assert np.isfinite(out["loss"])
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    s, q, w = (float(np.mean(x)) for x in zip(*sizes))
+    print("RESULT " + json.dumps(dict(updates_per_s=args.steps / elapsed, first_step_s=first,
+                                      peak_mb=peak_mb, matmul_gflops=matmul_rate(),
+                                      mean_support=s, mean_query=q, mean_way=w)))
+
+
+def matmul_rate():
+    """GFLOP/s of a 2048^3 float32 matmul (best of 3 after a warm-up), timed now."""
+    import tensorflow as tf
+
+    a = tf.random.normal([2048, 2048])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
+    matmul().numpy()
+    best = float("inf")
+    for _ in range(3):
+        start = time.time()
+        matmul().numpy()
+        best = min(best, time.time() - start)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
 def child(args):
+    if args.records_root_dir:
+        return official_child(args)
     import numpy as np
     import tensorflow as tf
 
@@ -69,13 +144,7 @@ def child(args):
         normalized_gradient_descent=True, learning_rate=6e-4, strategy=strategy,
         train_episodes_fn=never, eval_episodes_fn=never, print_fn=lambda m: None)
     t.image_size = args.size
-    a = tf.random.normal([2048, 2048])
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
-    matmul().numpy()
-    start = time.time()
-    for _ in range(3):
-        matmul().numpy()
-    matmul_gflops = 3 * 2 * 2048 ** 3 / (time.time() - start) / 1e9
+    matmul_gflops = matmul_rate()
     start = time.time()
     t.train_on_episode(episode)  # tracing + first step
     first = time.time() - start
@@ -105,9 +174,14 @@ def main():
     parser.add_argument("--policies", default="float32",
                         help="comma-separated Keras policies, e.g. float32,mixed_bfloat16")
     parser.add_argument("--devices_list", default="1,2", help="comma-separated device counts")
+    parser.add_argument("--records_root_dir", default=None,
+                        help="records root holding omniglot/: time the first updates of a real "
+                             "run on the official episodes instead (see the module docstring)")
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.records_root_dir:
+        return official_episodes(args)
     if args.quick:
         args.shot, args.query, args.steps = 1, 2, 2
     print(f"episodes: {args.way}-way {args.shot}-shot {args.query}-query "
@@ -140,6 +214,38 @@ def main():
     for row in rows:
         print("| " + " | ".join(str(x) for x in row) + " |")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def run_child(args, *extra):
+    """(result dict or None, stderr tail) of one child process."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--steps={args.steps}",
+           *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return None, proc.stderr.strip()[-300:]
+    return json.loads(lines[-1][len("RESULT "):]), ""
+
+
+def official_episodes(args):
+    print(f"official episodes: Omniglot TRAIN of {args.records_root_dir}, variable way and "
+          f"shot, 84 px, four-layer convnet + CTX; first update, then {args.steps} updates; "
+          f"CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print("\n| policy | updates/s | process start to first update (s) | peak RSS (MB) | "
+          "mean way / support / query | in-run matmul GFLOP/s | load |")
+    print("|---|---|---|---|---|---|---|")
+    for policy in args.policies.split(","):
+        load = os.getloadavg()[0]
+        r, error = run_child(args, f"--records_root_dir={args.records_root_dir}",
+                             f"--policy={policy}")
+        if r is None:
+            print(f"| {policy} | failed: {error} |", flush=True)
+            continue
+        print(f"| {policy} | {r['updates_per_s']:.3f} | {r['first_step_s']:.1f} | "
+              f"{r['peak_mb']:.0f} | {r['mean_way']:.1f} / {r['mean_support']:.0f} / "
+              f"{r['mean_query']:.0f} | {r['matmul_gflops']:.0f} | {load:.1f} |", flush=True)
+    print("official trainer, same episodes, this machine kind: 0.38 updates/s, 63-100 s to "
+          "the first update, 6-8 GB peak")
 
 
 if __name__ == "__main__":
