@@ -1,16 +1,23 @@
-"""One class file read as the official shuffled, repeated class stream, in Python.
+"""One class file read as the official shuffled, repeated class stream, in plain Python.
 
 A tf.data shuffle's output order depends only on its seed, buffer size and input length,
-never on the elements. So `index_epochs` draws each epoch's order of record indices from
-`range(n).shuffle(...)` with the class's seed -- the permutation `reader.class_stream` applies
-to the records -- and `ClassRecords` reads the file sequentially, keeping records read ahead
-of their turn (at most a shuffle buffer's worth). Damaged or miscounted files raise
-`RecordsError` naming the file, its source and the `--check` command.
+never on the elements. So `index_epochs` gives each epoch's order of record indices as
+`range(n).shuffle(...)` with the class's seed would -- the permutation `reader.class_stream`
+applies to the records -- computed without TensorFlow by `shuffle_order.ShuffleOrders`
+(verified against TensorFlow by tests). `ClassRecords` reads the file sequentially with
+`records.read_tfrecord` (checksums verified), keeping records read ahead of their turn (at
+most a shuffle buffer's worth). Reading runs no TensorFlow: local files are opened by
+Python, remote ones (gs://...) through `tf.io.gfile.GFile`, a plain file object. Damaged
+or miscounted files raise `RecordsError` naming the file, its source and the `--check`
+command.
 """
 
 import tensorflow as tf
 
+from ctx_tf.data.records import TFRecordDamage, read_tfrecord
+from ctx_tf.data.shuffle_order import ShuffleOrders
 from ctx_tf.errors import UserError
+from ctx_tf.files import is_remote
 
 
 class ReaderError(UserError, ValueError):
@@ -43,8 +50,9 @@ class ClassRecords:
     """One class's stream, read in Python: `take(count)` -> `[(record_index, record)]`.
 
     Same order as `class_stream` with the same arguments (see the module docstring). The
-    epoch orders come from `index_epochs`, a dataset shared by all readers of the class, so
-    that a second iteration of a pipeline continues the reshuffling as `class_stream` does.
+    epoch orders come from `index_epochs`, a `ShuffleOrders` shared by all readers of the
+    class, so that a second iteration of a pipeline continues the reshuffling as
+    `class_stream` does.
     """
 
     def __init__(self, dataset_spec, class_id, num_to_take, index_epochs):
@@ -66,7 +74,7 @@ class ClassRecords:
         if self._epochs is None:
             self._order = list(range(self.num_images))
         else:
-            self._order = next(self._epochs).numpy().tolist()
+            self._order = next(self._epochs)
         self._position = 0
         self._file, self._read, self._ahead = None, 0, {}
 
@@ -75,15 +83,16 @@ class ClassRecords:
             return next(self._file)
         except StopIteration:
             return None
-        except tf.errors.OpError as e:
-            self._fail(f"damaged after {self._read} readable records "
-                       f"({e.message.splitlines()[0]})")
+        except TFRecordDamage as e:
+            self._fail(f"damaged after {self._read} readable records ({e.problem})")
+        except (OSError, tf.errors.OpError) as e:  # local or remote (GFile) file errors
+            self._fail(f"unreadable after {self._read} records ({str(e).splitlines()[0]})")
 
     def _record(self, index):
         if index in self._ahead:
             return self._ahead.pop(index)
         if self._file is None:
-            self._file = tf.compat.v1.io.tf_record_iterator(self.path)
+            self._file = read_tfrecord(open_records(self.path), name=self.path)
         while True:
             record = self._next_record()
             if record is None:
@@ -110,16 +119,31 @@ class ClassRecords:
         return out
 
 
-def index_epochs(num_images, shuffle_buffer_size, shuffle_seed):
-    """Shuffled epochs of `range(num_images)`, one `[num_images]` tensor each (None: no shuffle).
+def open_records(path):
+    """What `read_tfrecord` reads `path` from: the path itself when local, else an opener of a
+    `tf.io.gfile.GFile` (the only way to reach gs:// and other remote file systems)."""
+    if is_remote(path):
+        return lambda: tf.io.gfile.GFile(path, "rb")
+    return path
 
-    The shuffle is the one `class_stream` applies to the records, with the same seed.
+
+def current_global_seed():
+    """TensorFlow's global seed in force now, as its seeded ops see it (87654321 if unset).
+
+    Pass it to `index_epochs` when the tf.data pipeline it stands for would be built."""
+    return tf.compat.v1.random.get_seed(0)[0]
+
+
+def index_epochs(num_images, shuffle_buffer_size, shuffle_seed, global_seed):
+    """Shuffled epochs of `range(num_images)`, one list each (None: no shuffle).
+
+    The shuffle is the one `class_stream` applies to the records, with the same seed, as
+    built under TensorFlow global seed `global_seed` (see `current_global_seed`).
     """
     buffer_size = min(num_images, shuffle_buffer_size or 0)
     if buffer_size <= 1:
         return None
-    return tf.data.Dataset.range(num_images).shuffle(
-        buffer_size, seed=shuffle_seed, reshuffle_each_iteration=True).repeat().batch(num_images)
+    return ShuffleOrders(num_images, buffer_size, shuffle_seed, global_seed)
 
 
 def find_damaged_file(dataset_spec, split):

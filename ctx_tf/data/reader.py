@@ -8,13 +8,15 @@ the decoder's error messages and by tests). `class_stream` builds it as a tf.dat
 (used by the batch pipelines, which read every class at once).
 
 Episodes read the same streams without building one tf.data pipeline per class (which cost
-~25 ms per class, ~24 s for Omniglot): a shuffle's output order depends only on its seed,
-buffer size and input length, never on the elements, so `class_records.ClassRecords` draws
-each epoch's order of record indices from `range(n).shuffle(...)` with the class's seed --
-the very permutation the record stream would produce -- and reads the class file
-sequentially (`tf.compat.v1.io.tf_record_iterator`), keeping records read ahead of their
-turn (at most the shuffle buffer's worth). Everything is built the first time a class is
-used, so the first episode only pays for its own classes. Damaged or miscounted files raise
+~25 ms per class, ~24 s for Omniglot), and without running TensorFlow at all: a shuffle's
+output order depends only on its seed, buffer size and input length, never on the elements,
+so `class_records.ClassRecords` takes each epoch's order of record indices from
+`shuffle_order.ShuffleOrders` -- the very permutation `range(n).shuffle(...)` with the
+class's seed (and the global seed in force when the reader was built) would produce,
+computed in Python and tested bit for bit against TensorFlow -- and reads the class file
+sequentially in Python (`records.read_tfrecord`), keeping records read ahead of their turn
+(at most the shuffle buffer's worth). Everything is built the first time a class is used, so
+the first episode only pays for its own classes. Damaged or miscounted files raise
 `RecordsError` naming the file, the source and `--check`.
 
 A pure-Python generator turns sampled episode descriptions into a fixed-size
@@ -23,21 +25,21 @@ in the class's current epoch) decides the flush: if a request does not fit in wh
 the epoch, the rest of the epoch goes to the (discarded) flush chunk first. Hence all the
 images of a class in one episode come from one epoch, so none repeats. Flushed records are
 skipped, not read (their bytes are b''), and each chunk is padded with placeholders
-(`record_index` and class id -1, bytes b'').
+(`record_index` and class id -1, bytes b''). The generator (run by `from_generator` in
+tf.data threads) is plain Python and numpy: it calls no TensorFlow op or tf.data iterator,
+so an interpreter exit or iterator deletion never waits on TensorFlow work inside it.
 
 Before any stream is built, `check_split_files` makes sure the records can serve a split.
 """
 
-import atexit
 import copy
 import os
-import threading
 
 import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data.class_records import (ClassRecords, ReaderError, effective_num_images,
-                                      index_epochs, records_error)
+from ctx_tf.data.class_records import (ClassRecords, ReaderError, current_global_seed,
+                                      effective_num_images, index_epochs, records_error)
 from ctx_tf.data.decoder import parse_record
 
 PLACEHOLDER_CLASS_ID = -1
@@ -91,41 +93,6 @@ def class_stream(path, class_id, num_images, shuffle_buffer_size=None,
     if repeat:
         records = records.repeat()
     return records
-
-
-class _ExitGuard:
-    """Makes interpreter exit wait until no episode generator is inside an episode.
-
-    Generators run in tf.data threads and call eager TensorFlow; one caught mid-episode by
-    the interpreter's finalization hangs the process. After exit starts, generators stop.
-    """
-
-    def __init__(self):
-        self._condition = threading.Condition()
-        self._busy = 0
-        self._stopping = False
-        atexit.register(self.stop)
-
-    def enter(self):
-        """False once exit has started (the generator should return)."""
-        with self._condition:
-            if self._stopping:
-                return False
-            self._busy += 1
-            return True
-
-    def leave(self):
-        with self._condition:
-            self._busy -= 1
-            self._condition.notify_all()
-
-    def stop(self):
-        with self._condition:
-            self._stopping = True
-            self._condition.wait_for(lambda: self._busy == 0, timeout=60)
-
-
-_EXIT_GUARD = _ExitGuard()
 
 
 class DescriptionSource:
@@ -268,11 +235,11 @@ class EpisodeReader:
         self.num_images = [
             effective_num_images(dataset_spec.get_total_images_per_class(c), self.num_to_take)
             for c in self.class_set]
-        self._index_epochs = {}  # relative class id -> dataset, built on first use
-        # tf.data mixes TensorFlow's global seed into every seeded shuffle. The shuffles are
-        # built lazily, on first use, when the caller may have set another global seed
-        # (training does): they are built under the one in force now, when the pipeline is.
-        self._global_seed = tf.compat.v1.random.get_seed(0)[0]
+        self._index_epochs = {}  # relative class id -> ShuffleOrders, built on first use
+        # tf.data mixes TensorFlow's global seed into every seeded shuffle. The epoch orders
+        # are built lazily, on first use, when the caller may have set another global seed
+        # (training does): they use the one in force now, when the pipeline is built.
+        self._global_seed = current_global_seed()
 
     def class_streams(self, shuffle=True, repeat=True):
         streams = []
@@ -290,21 +257,11 @@ class EpisodeReader:
     def class_records(self, i):
         """A fresh `ClassRecords` of relative class `i` (its epochs continue across readers)."""
         if i not in self._index_epochs:
-            self._index_epochs[i] = self._under_build_seed(
-                index_epochs, self.num_images[i], self.shuffle_buffer_size,
-                None if self.class_seeds is None else self.class_seeds[i])
+            self._index_epochs[i] = index_epochs(
+                self.num_images[i], self.shuffle_buffer_size,
+                None if self.class_seeds is None else self.class_seeds[i], self._global_seed)
         return ClassRecords(self.dataset_spec, self.class_set[i], self.num_to_take,
                             self._index_epochs[i])
-
-    def _under_build_seed(self, build, *args):
-        current = tf.compat.v1.random.get_seed(0)[0]
-        if current == self._global_seed:
-            return build(*args)
-        tf.random.set_seed(self._global_seed)
-        try:
-            return build(*args)
-        finally:
-            tf.random.set_seed(current)
 
     def episodes(self, descriptions, chunk_sizes):
         """Yields raw episodes `(records, class_ids, record_indices)` (numpy, see the module)."""
@@ -312,12 +269,8 @@ class EpisodeReader:
         stream = EpisodeIdStream(descriptions, self.num_images, chunk_sizes, where,
                                  self.class_set)
         readers = {}
-        while _EXIT_GUARD.enter():
-            try:
-                episode = self._next_episode(stream, readers)
-            finally:
-                _EXIT_GUARD.leave()
-            yield episode
+        while True:
+            yield self._next_episode(stream, readers)
 
     def _next_episode(self, stream, readers):
         flush_size = stream.chunk_sizes[0]

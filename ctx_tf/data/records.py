@@ -84,31 +84,53 @@ def frame(record) -> bytes:
 
 
 class TFRecordDamage(UserError, ValueError):
-    """A TFRecord file whose framing or checksums are wrong (names the file and offset)."""
+    """A TFRecord file whose framing or checksums are wrong (names the file and offset).
+
+    `problem` is the message without the file name (what is wrong, at which byte)."""
+
+    def __init__(self, name, problem):
+        super().__init__(f"{name}: {problem}")
+        self.problem = problem
 
 
-def read_tfrecord(path, verify=True):
+def read_tfrecord(source, verify=True, name=None):
     """Yields the records of a TFRecord file; raises TFRecordDamage at a truncated record or
-    (with `verify`) a checksum mismatch, after yielding the records before it."""
-    with open(path, "rb") as f:
-        offset = 0
-        while True:
-            header = f.read(12)
-            if not header:
-                return
-            if len(header) < 12:
-                raise TFRecordDamage(f"{path}: truncated record header at byte {offset}")
-            (length,) = struct.unpack("<Q", header[:8])
-            if verify and struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
-                raise TFRecordDamage(f"{path}: corrupt length checksum at byte {offset}")
-            payload = f.read(length)
-            footer = f.read(4)
-            if len(payload) < length or len(footer) < 4:
-                raise TFRecordDamage(f"{path}: truncated record at byte {offset}")
-            if verify and struct.unpack("<I", footer)[0] != masked_crc32c(payload):
-                raise TFRecordDamage(f"{path}: corrupt data checksum at byte {offset}")
-            yield payload
-            offset += 16 + length
+    (with `verify`) a checksum mismatch, after yielding the records before it.
+
+    `source` is a local path, an opened binary file (read from its position, left open) or a
+    function returning one (e.g. a `tf.io.gfile.GFile` opener; closed when reading ends).
+    `name` names the file in errors (default: the path, or the file's `name`).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source) if name is None else name
+        with open(source, "rb") as f:
+            yield from _read_records(f, verify, name)
+    elif callable(source):
+        with source() as f:
+            yield from _read_records(f, verify, name or getattr(f, "name", "TFRecord file"))
+    else:
+        yield from _read_records(source, verify, name or getattr(source, "name", "TFRecord file"))
+
+
+def _read_records(f, verify, name):
+    offset = 0
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise TFRecordDamage(name, f"truncated record header at byte {offset}")
+        (length,) = struct.unpack("<Q", header[:8])
+        if verify and struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+            raise TFRecordDamage(name, f"corrupt length checksum at byte {offset}")
+        payload = f.read(length)
+        footer = f.read(4)
+        if len(payload) < length or len(footer) < 4:
+            raise TFRecordDamage(name, f"truncated record at byte {offset}")
+        if verify and struct.unpack("<I", footer)[0] != masked_crc32c(payload):
+            raise TFRecordDamage(name, f"corrupt data checksum at byte {offset}")
+        yield payload
+        offset += 16 + length
 
 
 def count_records(path):

@@ -304,7 +304,8 @@ def test_class_records_follow_the_class_stream(tmp_path, count, buffer_size, num
                                      num_to_take=num_to_take, shuffle_seed=seed)
     expected = [(int(i), r.numpy()) for (i, r), _ in stream.take(4 * n)]
     records = class_records.ClassRecords(
-        spec, 1, num_to_take, class_records.index_epochs(n, buffer_size, seed))
+        spec, 1, num_to_take, class_records.index_epochs(n, buffer_size, seed,
+                                                       class_records.current_global_seed()))
     got = records.take(n - 1) + records.take(3 * n + 1)
     assert [i for i, _ in got] == [i for i, _ in expected]
     assert got == expected

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctx_tf.data import records
+from ctx_tf.data import class_records, records
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -99,6 +99,22 @@ def test_read_tfrecord_names_damage(tmp_path):
     with pytest.raises(records.TFRecordDamage, match="truncated record at byte 19"):
         list(records.read_tfrecord(path, verify=False))
     assert records.count_records(path) is None
+
+
+def test_read_tfrecord_reads_open_files_and_remote_paths(tmp_path):
+    path = tmp_path / "0.tfrecords"
+    records.write_tfrecord(path, iter([b"abc", b"defg"]))
+    with open(path, "rb") as f:
+        assert list(records.read_tfrecord(f)) == [b"abc", b"defg"]
+        assert not f.closed
+    # A remote path (TensorFlow's in-memory file system) is read through a GFile opener.
+    remote = f"ram://{tmp_path.name}/0.tfrecords"
+    with tf.io.gfile.GFile(remote, "wb") as f:
+        f.write(path.read_bytes()[:-2])
+    opener = class_records.open_records(remote)
+    assert callable(opener)
+    with pytest.raises(records.TFRecordDamage, match=f"^{remote}: truncated record at byte 19"):
+        list(records.read_tfrecord(opener, name=remote))
 
 
 def test_count_records_reads_the_framing_only(tmp_path):
