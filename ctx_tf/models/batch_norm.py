@@ -25,11 +25,27 @@ from ctx_tf.keras import keras
 BN_EPSILON = 1e-5
 
 
+@tf.custom_gradient
+def _sums(x):
+    """(sum, sum of squares) of x over all axes but the last, kept as `[1, 1, 1, C]`.
+
+    The gradient is one multiply-add over x (`g_sum + 2 x g_sq`); automatic differentiation
+    would broadcast both gradients to x's shape, double x and add, about five passes over the
+    largest tensors of a small backbone's step.
+    """
+    axes = list(range(x.shape.rank - 1))
+    sums = (tf.reduce_sum(x, axis=axes, keepdims=True),
+            tf.reduce_sum(tf.square(x), axis=axes, keepdims=True))
+
+    def gradient(g_sum, g_sq):
+        return x * (2.0 * g_sq) + g_sum
+
+    return sums, gradient
+
+
 def _global_sums(x):
     """Returns (sum, sum of squares, count) of x over all axes but the last, all replicas."""
-    axes = list(range(x.shape.rank - 1))
-    local_sum = tf.reduce_sum(x, axis=axes, keepdims=True)
-    local_sq_sum = tf.reduce_sum(tf.square(x), axis=axes, keepdims=True)
+    local_sum, local_sq_sum = _sums(x)
     count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
     replica_ctx = tf.distribute.get_replica_context()
     if replica_ctx is not None and replica_ctx.num_replicas_in_sync > 1:
@@ -117,9 +133,17 @@ class EpisodicBatchNorm(keras.layers.Layer):
                 self.mean_ema.assign(decay * self.mean_ema + (1.0 - decay) * tf.stop_gradient(mean))
                 self.var_ema.assign(decay * self.var_ema + (1.0 - decay) * tf.stop_gradient(variance))
         # Per-channel factors in float32, the elementwise work in the input's (compute) dtype.
-        inv_std = tf.math.rsqrt(variance + self.epsilon) * self.scale
-        outputs = ((x - tf.cast(mean, x.dtype)) * tf.cast(inv_std, x.dtype)
-                   + tf.cast(self.offset, x.dtype))
+        factor = tf.math.rsqrt(variance + self.epsilon) * self.scale
+        if x.dtype == tf.float32:
+            # One multiply-add per element, `x * factor + shift` (the form of the official
+            # tf.nn.batch_normalization): the full-resolution passes dominate a small
+            # backbone's step on large episodes, so each one counts.
+            outputs = x * factor + (self.offset - mean * factor)
+        else:
+            # In 8 or 11 bits, x * factor and the shift would cancel (a mean far from zero
+            # loses the spread): centre first.
+            outputs = ((x - tf.cast(mean, x.dtype)) * tf.cast(factor, x.dtype)
+                       + tf.cast(self.offset, x.dtype))
         return outputs, (mean, variance)
 
     def official_variable_names(self, scope):
