@@ -17,6 +17,7 @@ CTX_TF_VERBOSE=1) shows everything: tracebacks of user errors and TensorFlow's l
 
 import atexit
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -90,11 +91,14 @@ def run(command, main, *, tensorflow=True, argv=None):
             else:
                 end_quiet_start()
                 _quiet_python_logs()
-            return main(args)
-        except KeyboardInterrupt:
+            result = main(args)
+            _release_pipelines()
+            return result
+        except KeyboardInterrupt as e:
             end_quiet_start()
             if verbose():
                 traceback.print_exc()
+            _release_pipelines(e)
             print(f"{prog}: interrupted", file=sys.stderr, flush=True)
             sys.exit(EXIT_INTERRUPTED)
         except (UserError, app.UsageError) as e:
@@ -113,10 +117,25 @@ def one_line(message):
     return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
+def _release_pipelines(error=None):
+    """Frees what the command built (tf.data iterators included) while Python still runs.
+
+    An iterator still alive at interpreter exit is deleted during finalization, where
+    TensorFlow can wait forever for a generator call that needs the interpreter. The frames
+    of a failed command are kept alive by its traceback, so that is dropped first.
+    """
+    while error is not None:
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+    gc.collect()
+
+
 def _exit_user_error(prog, message, error):
-    end_quiet_start()  # a user's mistake, not a failed start: TensorFlow's logs stay hidden
     if verbose():
+        end_quiet_start()
         traceback.print_exception(error)
+    _release_pipelines(error)
+    end_quiet_start()  # a user's mistake, not a failed start: TensorFlow's logs stay hidden
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USER_ERROR)
 

@@ -35,18 +35,16 @@ Decoders come from the gin-configurable `process_episode.support_decoder` /
 `ImageDecoder()` without augmentation; None keeps the raw record strings).
 """
 
-import re
-
 import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data import class_records
 from ctx_tf.data import decoder as decoder_lib
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
 from ctx_tf.data.episode import Episode
-from ctx_tf.data.class_records import ReaderError, RecordsError
+from ctx_tf.data.class_records import ReaderError
 from ctx_tf.data.seeds import episode_seed
+from ctx_tf.data.iteration import iterate, with_episode_readers  # noqa: F401 (iterate: re-exported)
 from ctx_tf.data.simclr import maybe_convert_to_simclr
 
 # Pipeline functions have no tensor-dependent Python control flow; AutoGraph would only add
@@ -194,7 +192,7 @@ def _source_reader(dataset_spec, use_dag_ontology, use_bilevel_ontology, split,
     episode_reader = reader_lib.EpisodeReader(
         dataset_spec, split, shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
         num_to_take, class_seeds=_class_seeds(seed, source_index, len(classes)))
-    return episode_reader.episode_dataset(descriptions, chunk_sizes), chunk_sizes
+    return episode_reader, episode_reader.episode_dataset(descriptions, chunk_sizes), chunk_sizes
 
 
 def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel_ontology,
@@ -203,7 +201,7 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
                                      num_prefetch=0, image_size=None, num_to_take=None,
                                      ignore_hierarchy_probability=0.0,
                                      simclr_episode_fraction=0.0, seed=None,
-                                     validate_records=False, prefetch=True):
+                                     validate_records=False):
     """Episodes of one source: a dataset of `(Episode, source_id=0)`.
 
     Args:
@@ -222,16 +220,12 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
       simclr_episode_fraction: fraction of episodes converted to SimCLR episodes.
       seed: None (unseeded, official behaviour) or an int; see the module docstring.
       validate_records: count every class file (and check labels) before building.
-      prefetch: prepare the next episode in the background. Off for evaluation, which stops
-        reading after its last episode: deleting an iterator while a prefetch runs the
-        reader's Python generator in a tf.data thread can hang (seen once, after a
-        600-episode evaluation).
     """
     _check_pool(pool)
     seed = _check_seed(seed)
     support_decoder, query_decoder = decoder_lib.episode_decoders(image_size)
     _check_simclr(simclr_episode_fraction, support_decoder, query_decoder)
-    raw, chunk_sizes = _source_reader(
+    episode_reader, raw, chunk_sizes = _source_reader(
         dataset_spec, use_dag_ontology, use_bilevel_ontology, split, episode_descr_config,
         shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
         -1 if num_to_take is None else num_to_take, ignore_hierarchy_probability, seed, 0,
@@ -241,7 +235,7 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
         simclr_episode_fraction, None if seed is None else _derive_seed(seed, 0, _SIMCLR))
     dataset = tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(0).repeat()))
     dataset = dataset.enumerate().map(process)
-    return dataset.prefetch(1) if prefetch else dataset
+    return with_episode_readers(dataset.prefetch(1), [episode_reader])
 
 
 def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
@@ -272,9 +266,9 @@ def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
         raise ValueError(f"num_to_take has {len(num_to_take)} entries for {n} sources")
     takes = [-1] * n if num_to_take is None else [
         -1 if t is None else t for t in num_to_take]
-    sources, chunk_sizes = [], None
+    sources, chunk_sizes, episode_readers = [], None, []
     for i, spec in enumerate(dataset_spec_list):
-        raw, sizes = _source_reader(
+        episode_reader, raw, sizes = _source_reader(
             spec, use_dag_ontology_list[i], use_bilevel_ontology_list[i], split,
             episode_descr_config, shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
             takes[i], 0.0, seed, i, validate_records)
@@ -282,13 +276,14 @@ def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
             raise ValueError(f"sources have different episode chunk sizes: {chunk_sizes} and "
                              f"{sizes} ({spec.name})")
         chunk_sizes = sizes
+        episode_readers.append(episode_reader)
         sources.append(tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(i).repeat())))
     dataset = reader_lib.sample_from_datasets(
         sources, seed=None if seed is None else _derive_seed(seed, n, _SOURCE_CHOICE))
     process = _episode_processor(
         chunk_sizes, support_decoder, query_decoder, _path_lookup(dataset_spec_list),
         simclr_episode_fraction, None if seed is None else _derive_seed(seed, n, _SIMCLR))
-    return dataset.enumerate().map(process).prefetch(1)
+    return with_episode_readers(dataset.enumerate().map(process).prefetch(1), episode_readers)
 
 
 # ----------------------------------------------------------------------------- batches
@@ -379,53 +374,3 @@ def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
     process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
                                _path_lookup(dataset_spec_list))
     return dataset.map(process).prefetch(1)
-
-
-# ----------------------------------------------------------------------------- iteration
-
-# How a `RecordsError` raised inside the episode generator appears in TensorFlow's message.
-_RECORDS_ERROR_IN_MESSAGE = re.compile(r"RecordsError: (.+)")
-_READ_ERRORS = (tf.errors.DataLossError, tf.errors.FailedPreconditionError,
-                tf.errors.InvalidArgumentError)
-
-
-def _records_error(error, dataset_specs, split):
-    """The `RecordsError` behind a TensorFlow read error, or None."""
-    found = _RECORDS_ERROR_IN_MESSAGE.search(error.message)
-    if found:
-        return RecordsError(found.group(1).strip())
-    first_line = error.message.splitlines()[0] if error.message else type(error).__name__
-    for spec in dataset_specs:
-        # The decoders name the file of a bad record (see the module docstring).
-        if f"{spec.path}/" in error.message:
-            return RecordsError(f"source {spec.name!r}: {first_line}; "
-                                f"{class_records.check_hint(spec.path)}")
-    if split is not None:
-        for spec in dataset_specs:
-            damaged = class_records.find_damaged_file(spec, split)
-            if damaged is not None:
-                return damaged
-    return None
-
-
-def iterate(dataset, dataset_specs, split=None):
-    """Yields the elements of a pipeline; record read errors become `RecordsError`.
-
-    The way consumers iterate pipelines: `for episode, source_id in iterate(dataset, specs,
-    split)`. A `tf.errors` read error (damaged or miscounted class file, undecodable record)
-    is re-raised as `RecordsError` (a `UserError`) naming the class file, its source and the
-    `--check` command; when TensorFlow's message names no file, the sources' class files of
-    `split` are re-read to find it. Other errors pass through unchanged.
-    """
-    iterator = iter(dataset)
-    while True:
-        try:
-            element = next(iterator)
-        except StopIteration:
-            return
-        except _READ_ERRORS as e:
-            error = _records_error(e, list(dataset_specs), split)
-            if error is None:
-                raise
-            raise error from None
-        yield element

@@ -235,6 +235,7 @@ class EpisodeReader:
         self.num_images = [
             effective_num_images(dataset_spec.get_total_images_per_class(c), self.num_to_take)
             for c in self.class_set]
+        self._generation = 0  # see stop()
         self._index_epochs = {}  # relative class id -> ShuffleOrders, built on first use
         # tf.data mixes TensorFlow's global seed into every seeded shuffle. The epoch orders
         # are built lazily, on first use, when the caller may have set another global seed
@@ -269,8 +270,15 @@ class EpisodeReader:
         stream = EpisodeIdStream(descriptions, self.num_images, chunk_sizes, where,
                                  self.class_set)
         readers = {}
-        while True:
+        generation = self._generation
+        while self._generation == generation:
             yield self._next_episode(stream, readers)
+
+    def stop(self):
+        """Ends the episode generators of every iteration started so far at their next
+        episode (later iterations run normally); `pipeline.iterate` calls it before releasing
+        its iterator, so that no generator call is in flight when the iterator is deleted."""
+        self._generation += 1
 
     def _next_episode(self, stream, readers):
         flush_size = stream.chunk_sizes[0]

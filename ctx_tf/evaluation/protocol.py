@@ -299,7 +299,7 @@ def episode_pipeline(spec, split, episode_config, seed, image_size, shuffle_buff
             shuffle_buffer_size=shuffle_buffer_size,
             read_buffer_size_bytes=read_buffer_size_bytes, num_prefetch=num_prefetch,
             image_size=image_size, ignore_hierarchy_probability=0.0,
-            simclr_episode_fraction=0.0, seed=seed, prefetch=False)
+            simclr_episode_fraction=0.0, seed=seed)
 
 
 def run_identity(setup):

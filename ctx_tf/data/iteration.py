@@ -1,0 +1,105 @@
+"""Iterating episode and batch pipelines: `iterate` and the release of abandoned pipelines.
+
+`iterate(dataset, dataset_specs, split)` is how consumers iterate the pipelines of
+`ctx_tf.data.pipeline` (re-exported there): read errors become `RecordsError` naming the
+class file, and when the consumer stops, the pipeline's episode generators are stopped and
+the iterator read to its end before it is released (see `_release`).
+"""
+
+import re
+import time
+import weakref
+
+import tensorflow as tf
+
+from ctx_tf.data import class_records
+from ctx_tf.data.class_records import RecordsError
+
+# How a `RecordsError` raised inside the episode generator appears in TensorFlow's message.
+_RECORDS_ERROR_IN_MESSAGE = re.compile(r"RecordsError: (.+)")
+_READ_ERRORS = (tf.errors.DataLossError, tf.errors.FailedPreconditionError,
+                tf.errors.InvalidArgumentError)
+
+
+def _records_error(error, dataset_specs, split):
+    """The `RecordsError` behind a TensorFlow read error, or None."""
+    found = _RECORDS_ERROR_IN_MESSAGE.search(error.message)
+    if found:
+        return RecordsError(found.group(1).strip())
+    first_line = error.message.splitlines()[0] if error.message else type(error).__name__
+    for spec in dataset_specs:
+        # The decoders name the file of a bad record (see the module docstring).
+        if f"{spec.path}/" in error.message:
+            return RecordsError(f"source {spec.name!r}: {first_line}; "
+                                f"{class_records.check_hint(spec.path)}")
+    if split is not None:
+        for spec in dataset_specs:
+            damaged = class_records.find_damaged_file(spec, split)
+            if damaged is not None:
+                return damaged
+    return None
+
+
+# The episode readers behind each episode pipeline, for `iterate` to stop them.
+_EPISODE_READERS = weakref.WeakKeyDictionary()
+_FINALIZE_GRACE_S = 0.2
+
+
+def with_episode_readers(dataset, episode_readers):
+    """`dataset`, registered so that `iterate` can stop its `EpisodeReader`s."""
+    _EPISODE_READERS[dataset] = list(episode_readers)
+    return dataset
+
+
+def _release(iterator, episode_readers, max_elements=1000):
+    """Stops the episode generators and reads `iterator` to its end.
+
+    TensorFlow runs the generators asynchronously (prefetch, and `map` parallelized by its
+    default optimizations), and deleting an iterator while a generator call waits for the
+    Python interpreter lock deadlocks: the deleting thread holds the lock and waits for that
+    call. Once the generators are stopped, reading to the end (`next` releases the lock) lets
+    every call in flight finish, so the iterator can then be deleted safely.
+    """
+    for episode_reader in episode_readers:
+        episode_reader.stop()
+    for _ in range(max_elements):
+        try:
+            next(iterator)
+        except StopIteration:
+            break
+        except Exception:  # noqa: BLE001 -- an errored element in flight; keep draining
+            continue
+    # The end of a generator is followed by its finalization, a Python call TensorFlow makes
+    # from one of its threads: give it the interpreter before the iterator is deleted.
+    time.sleep(_FINALIZE_GRACE_S)
+
+
+def iterate(dataset, dataset_specs, split=None):
+    """Yields the elements of a pipeline; record read errors become `RecordsError`.
+
+    The way consumers iterate pipelines: `for episode, source_id in iterate(dataset, specs,
+    split)`. A `tf.errors` read error (damaged or miscounted class file, undecodable record)
+    is re-raised as `RecordsError` (a `UserError`) naming the class file, its source and the
+    `--check` command; when TensorFlow's message names no file, the sources' class files of
+    `split` are re-read to find it. Other errors pass through unchanged.
+
+    When the consumer stops (the generator is closed or collected, or an error ends it), the
+    episode generators of a pipeline built by this module are stopped and the iterator is read
+    to its end before it is released (see `_release`).
+    """
+    iterator = iter(dataset)
+    try:
+        while True:
+            try:
+                element = next(iterator)
+            except StopIteration:
+                return
+            except _READ_ERRORS as e:
+                error = _records_error(e, list(dataset_specs), split)
+                if error is None:
+                    raise
+                raise error from None
+            yield element
+    finally:
+        _release(iterator, _EPISODE_READERS.get(dataset, ()))
+        iterator = None  # deleted now, with nothing in flight
