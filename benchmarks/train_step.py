@@ -3,6 +3,7 @@
     python benchmarks/train_step.py            # 5-way 5-shot 10-query episodes, 5 timed steps
     python benchmarks/train_step.py --quick    # 5-way 1-shot 2-query episodes, 2 timed steps
     python benchmarks/train_step.py --policies float32,mixed_bfloat16 --devices_list 1
+    python benchmarks/train_step.py --jit --devices_list 1 --only four_layer_convnet  # XLA
     python benchmarks/train_step.py --records_root_dir=<records root with omniglot/> \
         --policies float32,mixed_bfloat16 --steps 30       # the official trainer's anchor
 
@@ -125,7 +126,10 @@ def child(args):
         "four_layer_convnet.weight_decay = 8.85787420909229e-05",
         "CrossTransformerLearner.tformer_weight_decay = 8.85787420909229e-05",
         "bn.use_ema = True",
-    ])
+    ] + ([  # XLA needs the dense head (the blocked head sizes its loops from the episode)
+        "compute.jit_compile = True",
+        "CrossTransformerLearner.rematerialize = False",
+    ] if args.jit else []))
     rng = np.random.RandomState(0)
 
     def images(n):
@@ -174,6 +178,8 @@ def main():
     parser.add_argument("--policies", default="float32",
                         help="comma-separated Keras policies, e.g. float32,mixed_bfloat16")
     parser.add_argument("--devices_list", default="1,2", help="comma-separated device counts")
+    parser.add_argument("--jit", action="store_true",
+                        help="XLA (gin compute.jit_compile) with the dense CTX head")
     parser.add_argument("--records_root_dir", default=None,
                         help="records root holding omniglot/: time the first updates of a real "
                              "run on the official episodes instead (see the module docstring)")
@@ -186,7 +192,7 @@ def main():
         args.shot, args.query, args.steps = 1, 2, 2
     print(f"episodes: {args.way}-way {args.shot}-shot {args.query}-query "
           f"({args.way * args.shot} support + {args.way * args.query} query images), "
-          f"{args.steps} timed steps after one warm-up step; CPU, "
+          f"{args.steps} timed steps after one warm-up step{', XLA, dense head' if args.jit else ''}; CPU, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
     for backbone, size in CONFIGS:
@@ -197,7 +203,8 @@ def main():
                 cmd = [sys.executable, os.path.abspath(__file__), "--child",
                        f"--backbone={backbone}", f"--size={size}", f"--devices={devices}",
                        f"--way={args.way}", f"--shot={args.shot}", f"--query={args.query}",
-                       f"--steps={args.steps}", f"--policy={policy}"]
+                       f"--steps={args.steps}", f"--policy={policy}"] + (
+                           ["--jit"] if args.jit else [])
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
                 head = (backbone, size, devices, policy)
