@@ -58,8 +58,11 @@ def _release(iterator, episode_readers, max_elements=1000):
     default optimizations), and deleting an iterator while a generator call waits for the
     Python interpreter lock deadlocks: the deleting thread holds the lock and waits for that
     call. Once the generators are stopped, reading to the end (`next` releases the lock) lets
-    every call in flight finish, so the iterator can then be deleted safely.
+    every call in flight finish, so the iterator can then be deleted safely. Pipelines without
+    episode generators (batches, datasets built elsewhere) are left as they are.
     """
+    if not episode_readers:
+        return
     for episode_reader in episode_readers:
         episode_reader.stop()
     for _ in range(max_elements):
@@ -84,8 +87,8 @@ def iterate(dataset, dataset_specs, split=None):
     `split` are re-read to find it. Other errors pass through unchanged.
 
     When the consumer stops (the generator is closed or collected, or an error ends it), the
-    episode generators of a pipeline built by this module are stopped and the iterator is read
-    to its end before it is released (see `_release`).
+    episode generators of an episode pipeline of `ctx_tf.data.pipeline` are stopped and the
+    iterator is read to its end before it is released (see `_release`).
     """
     iterator = iter(dataset)
     try:
