@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 import pytest
+import tensorflow as tf
 
 from ctx_tf.data import pipeline, sampling
 from ctx_tf.data.dataset_spec import Split
@@ -89,3 +90,13 @@ def test_a_released_pipeline_can_be_iterated_again(sources):
         ids = [next(episodes)[0].support_class_ids.numpy().tolist() for _ in range(2)]
         assert len(ids) == 2 and all(len(i) == 10 for i in ids)
         episodes.close()
+
+
+def test_pipelines_without_episode_generators_are_not_drained():
+    # A batch pipeline repeats forever: releasing it must not read it further.
+    produced = tf.Variable(0, dtype=tf.int64)
+    dataset = tf.data.Dataset.range(10**9).map(lambda x: produced.assign_add(1))
+    elements = pipeline.iterate(dataset, [])
+    assert int(next(elements)) >= 1
+    elements.close()
+    assert int(produced.numpy()) < 100
