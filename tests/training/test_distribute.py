@@ -123,7 +123,10 @@ def test_two_replicas_match_one_device(tmp_path):
         assert two["accuracy"] == pytest.approx(one["accuracy"])
         assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
         assert two["learning_rate"] == one["learning_rate"]
-    assert out["weight_diff"] < 1e-5, out
+    # Adam divides each gradient element by its own magnitude, so an element whose gradient is
+    # at the rounding level of the two (differently summed) paths may move differently by a
+    # small fraction of the learning rate (1e-2 here); the gradients agree to 1e-5 above.
+    assert out["weight_diff"] < 1e-2 * 1e-2, out
     # The step and the LR schedule advance once per update, whatever the number of replicas.
     assert out["steps"] == [2, 2, 2, 2]
     (acc1, eval_loss1), (acc2, eval_loss2) = out["eval"]
