@@ -20,6 +20,7 @@ stddev 0.1 init, L2 penalty `weight_decay * sum(w**2)` (no 1/2) collected in `la
 `official_variable_names()` maps official TF1 variable names (without `:0`) to our variables.
 """
 
+import functools
 import math
 
 import gin
@@ -71,20 +72,29 @@ class ConvBN(keras.layers.Layer):
             regularizer=l2_regularizer(self.weight_decay),
             trainable=True,
         )
+        # Built here, not at its first call: the pooled path reads its scale before that.
+        self.bn.build(tf.TensorShape([None, None, None, self.filters]))
         super().build(input_shape)
 
-    def call(self, x, training=None, moments=None):
+    def call(self, x, training=None, moments=None, pool=None):
+        """`(outputs, moments)`; with `pool` (a per-channel max-pool) `outputs` is
+        `pool(BN(conv(x)))`, computed as the batch norm of the pooled convolution (see
+        `EpisodicBatchNorm.call`; the channel signs it needs are folded into the kernel)."""
         in_channels = int(self.kernel.shape[2])
         if x.shape[-1] is not None and x.shape[-1] != in_channels:
             raise ValueError(f"{self.scope}: kernel expects {in_channels} input channels, got {x.shape}")
+        kernel = self.kernel
+        if pool is not None:
+            signs = tf.reshape(self.bn.channel_signs(), [-1])
+            kernel = tf.cast(kernel, x.dtype) * tf.cast(signs, x.dtype)  # exact: sign flips
         if self.dilation == 1:
-            y = tf.nn.conv2d(x, self.kernel, strides=self.stride, padding=self.padding)
+            y = tf.nn.conv2d(x, kernel, strides=self.stride, padding=self.padding)
         else:
             # tf.nn.conv2d(dilations>1) has no gradient kernel on CPU; tf.nn.convolution computes
             # the same values through space-to-batch (natively on TPU) and is differentiable.
-            y = tf.nn.convolution(x, self.kernel, strides=self.stride, padding=self.padding,
+            y = tf.nn.convolution(x, kernel, strides=self.stride, padding=self.padding,
                                   dilations=self.dilation)
-        return self.bn(y, training=training, moments=moments)
+        return self.bn(y, training=training, moments=moments, pool=pool)
 
     def official_variable_names(self):
         names = {f"{self.scope}/weight": self.kernel}
@@ -102,7 +112,7 @@ class Backbone(keras.layers.Layer):
     def _conv_bns(self):
         raise NotImplementedError
 
-    def _apply(self, conv_bn, x, training, moments, new_moments):
+    def _apply(self, conv_bn, x, training, moments, new_moments, pool=None):
         given = None
         if moments is not None:
             if conv_bn.scope not in moments:
@@ -111,7 +121,7 @@ class Backbone(keras.layers.Layer):
                     "moments returned by the support pass of the same backbone"
                 )
             given = moments[conv_bn.scope]
-        y, new_moments[conv_bn.scope] = conv_bn(x, training=training, moments=given)
+        y, new_moments[conv_bn.scope] = conv_bn(x, training=training, moments=given, pool=pool)
         return y
 
     @staticmethod
@@ -199,11 +209,10 @@ class ResNet(Backbone):
             aligned = (size + 31) // 32 * 32 + 1
             x = tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([aligned, aligned]), align_corners=True, half_pixel_centers=False)
         new_moments = {}
-        # ReLU after the max-pool: the same values and gradients as before it (both are
-        # monotone), at a quarter of the elementwise work.
-        x = tf.nn.max_pool2d(self._apply(self.stem, x, training, moments, new_moments),
-                             ksize=3, strides=2, padding="SAME")
-        x = tf.nn.relu(x)
+        # Max-pool before the batch norm and the ReLU (the same values: see ConvBN.call).
+        x = tf.nn.relu(self._apply(self.stem, x, training, moments, new_moments,
+                                   pool=functools.partial(tf.nn.max_pool2d, ksize=3, strides=2,
+                                                          padding="SAME")))
         for conv1, conv2, projection in self.block_layers:
             h = tf.nn.relu(self._apply(conv1, x, training, moments, new_moments))
             h = self._apply(conv2, h, training, moments, new_moments)
@@ -237,12 +246,12 @@ class FourLayerConvNet(Backbone):
     def call(self, images, training=None, moments=None):
         x = self._check_images(images, self.name)
         new_moments = {}
+        pool = functools.partial(tf.nn.max_pool2d, ksize=2, strides=2, padding="VALID")
         for conv_bn in self.layers_:
-            # ReLU after the max-pool: same values and gradients (both monotone), a quarter
-            # of the elementwise work on the largest tensors of the step.
-            x = tf.nn.max_pool2d(self._apply(conv_bn, x, training, moments, new_moments),
-                                 ksize=2, strides=2, padding="VALID")
-            x = tf.nn.relu(x)
+            # conv -> max-pool -> batch norm -> ReLU: the official conv -> BN -> ReLU -> pool
+            # values (ConvBN.call), with the elementwise work on the pooled tensor, a quarter
+            # of the largest tensors of the step.
+            x = tf.nn.relu(self._apply(conv_bn, x, training, moments, new_moments, pool=pool))
         if not self.keep_spatial_dims:
             x = tf.reshape(x, [tf.shape(x)[0], math.prod(x.shape[1:]) if x.shape[1:].is_fully_defined() else -1])
         return x, new_moments

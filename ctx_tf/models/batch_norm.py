@@ -108,13 +108,29 @@ class EpisodicBatchNorm(keras.layers.Layer):
         self.var_ema = self.add_weight("var_ema", initializer="ones", **ema_kwargs)
         super().build(input_shape)
 
-    def call(self, inputs, training=None, moments=None):
+    def channel_signs(self):
+        """`[1, 1, 1, C]` float32, -1 where the scale (gamma) is negative, else 1; no gradient.
+
+        A caller that pools (see `call`) multiplies its input by these signs, typically by
+        folding them into the preceding convolution's kernel, which is exact."""
+        return tf.stop_gradient(tf.where(self.scale < 0.0, -1.0, 1.0))
+
+    def call(self, inputs, training=None, moments=None, pool=None):
+        """`(outputs, (mean, variance))`; with `pool`, `outputs = pool(normalized input)`.
+
+        `pool` (optional) is a per-channel max-pool. Then `inputs` must be the input times
+        `channel_signs()`: with the signs folded in, the normalization is increasing in every
+        channel, so it commutes with the max-pool and runs on the pooled tensor, a quarter (or
+        less) of the elementwise work and no full-resolution output to keep for the gradient.
+        The moments taken and returned are those of the unsigned input, as without `pool`.
+        """
         x = tf.convert_to_tensor(inputs)
         if x.shape.rank != 4:
             raise ValueError(f"{self.name}: expected rank-4 inputs, got shape {x.shape}")
         channels = int(self.offset.shape[-1])
         if x.shape[-1] is not None and x.shape[-1] != channels:
             raise ValueError(f"{self.name}: built for {channels} channels, got input shape {x.shape}")
+        signs = self.channel_signs() if pool is not None else None
         if moments is not None:
             mean, variance = (tf.cast(m, self.variable_dtype) for m in moments)
             if mean.shape[-1] is not None and mean.shape[-1] != channels:
@@ -127,6 +143,8 @@ class EpisodicBatchNorm(keras.layers.Layer):
         else:
             # float32 sums: E[x^2] - E[x]^2 cancels catastrophically in 8 or 11 bits.
             mean, variance = batch_moments(tf.cast(x, self.variable_dtype))
+            if signs is not None:
+                mean = mean * signs  # the unsigned input's mean
             if self.use_ema and training:
                 decay = self.ema_epsilon
                 # EMA assignments carry no gradient; the moments themselves keep theirs.
@@ -134,7 +152,12 @@ class EpisodicBatchNorm(keras.layers.Layer):
                 self.var_ema.assign(decay * self.var_ema + (1.0 - decay) * tf.stop_gradient(variance))
         # Per-channel factors in float32, the elementwise work in the input's (compute) dtype.
         factor = tf.math.rsqrt(variance + self.epsilon) * self.scale
-        if x.dtype == tf.float32:
+        if pool is not None:
+            # On the signed input: mean and factor times the signs (factor >= 0 now).
+            outputs = pool(x)
+            outputs = ((outputs - tf.cast(mean * signs, x.dtype)) * tf.cast(factor * signs, x.dtype)
+                       + tf.cast(self.offset, x.dtype))
+        elif x.dtype == tf.float32:
             # One multiply-add per element, `x * factor + shift` (the form of the official
             # tf.nn.batch_normalization): the full-resolution passes dominate a small
             # backbone's step on large episodes, so each one counts.
