@@ -25,28 +25,42 @@ from ctx_tf.keras import keras
 BN_EPSILON = 1e-5
 
 
-@tf.custom_gradient
-def _sums(x):
-    """(sum, sum of squares) of x over all axes but the last, kept as `[1, 1, 1, C]`.
+def _sums(x, dtype):
+    """(sum, sum of squares) of x over all axes but the last, kept as `[1, 1, 1, C]`, in `dtype`.
 
-    The gradient is one multiply-add over x (`g_sum + 2 x g_sq`); automatic differentiation
-    would broadcast both gradients to x's shape, double x and add, about five passes over the
-    largest tensors of a small backbone's step.
+    One custom gradient, returned in x's dtype: `g_sum + 2 x g_sq` in one multiply-add over x
+    (automatic differentiation would broadcast both gradients to x's shape, double x and add,
+    about five passes over the largest tensors of a small backbone's step). For a narrower x
+    (bf16/fp16 under a mixed policy) the sums are taken on a transient `dtype` copy, which is
+    not kept for the backward pass, and the gradient is `(x - c) 2 g_sq + (g_sum + 2 c g_sq)`
+    with c the mean rounded to x's dtype and the per-channel term in `dtype`: near the mean
+    `x - c` is exact and every term is of the gradient's own size, so a mean far from zero
+    does not cancel in 8 or 11 bits.
     """
-    axes = list(range(x.shape.rank - 1))
-    sums = (tf.reduce_sum(x, axis=axes, keepdims=True),
-            tf.reduce_sum(tf.square(x), axis=axes, keepdims=True))
 
-    def gradient(g_sum, g_sq):
-        return x * (2.0 * g_sq) + g_sum
+    @tf.custom_gradient
+    def sums(x):
+        axes = list(range(x.shape.rank - 1))
+        wide = tf.cast(x, dtype)
+        total = tf.reduce_sum(wide, axis=axes, keepdims=True)
+        sq_total = tf.reduce_sum(tf.square(wide), axis=axes, keepdims=True)
 
-    return sums, gradient
+        def gradient(g_sum, g_sq):
+            if x.dtype == dtype:
+                return x * (2.0 * g_sq) + g_sum
+            centre = tf.cast(total / tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), dtype), x.dtype)
+            return ((x - centre) * tf.cast(2.0 * g_sq, x.dtype)
+                    + tf.cast(g_sum + 2.0 * tf.cast(centre, dtype) * g_sq, x.dtype))
+
+        return (total, sq_total), gradient
+
+    return sums(x)
 
 
-def _global_sums(x):
+def _global_sums(x, dtype):
     """Returns (sum, sum of squares, count) of x over all axes but the last, all replicas."""
-    local_sum, local_sq_sum = _sums(x)
-    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+    local_sum, local_sq_sum = _sums(x, dtype)
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), dtype)
     replica_ctx = tf.distribute.get_replica_context()
     if replica_ctx is not None and replica_ctx.num_replicas_in_sync > 1:
         local_sum, local_sq_sum, count = replica_ctx.all_reduce(
@@ -55,9 +69,10 @@ def _global_sums(x):
     return local_sum, local_sq_sum, count
 
 
-def batch_moments(x):
-    """Global batch moments of x `[batch, height, width, channels]` -> two `[1, 1, 1, C]`."""
-    total, sq_total, count = _global_sums(x)
+def batch_moments(x, dtype=None):
+    """Global batch moments of x `[batch, height, width, channels]` -> two `[1, 1, 1, C]`,
+    computed in `dtype` (default x's dtype); their gradient reaches x in x's dtype."""
+    total, sq_total, count = _global_sums(x, tf.as_dtype(dtype or x.dtype))
     mean = total / count
     variance = sq_total / count - tf.square(mean)
     return mean, variance
@@ -142,7 +157,7 @@ class EpisodicBatchNorm(keras.layers.Layer):
             variance = tf.convert_to_tensor(self.var_ema)
         else:
             # float32 sums: E[x^2] - E[x]^2 cancels catastrophically in 8 or 11 bits.
-            mean, variance = batch_moments(tf.cast(x, self.variable_dtype))
+            mean, variance = batch_moments(x, self.variable_dtype)
             if signs is not None:
                 mean = mean * signs  # the unsigned input's mean
             if self.use_ema and training:
@@ -152,21 +167,22 @@ class EpisodicBatchNorm(keras.layers.Layer):
                 self.var_ema.assign(decay * self.var_ema + (1.0 - decay) * tf.stop_gradient(variance))
         # Per-channel factors in float32, the elementwise work in the input's (compute) dtype.
         factor = tf.math.rsqrt(variance + self.epsilon) * self.scale
+        centre, scaled = mean, factor
         if pool is not None:
-            # On the signed input: mean and factor times the signs (factor >= 0 now).
-            outputs = pool(x)
-            outputs = ((outputs - tf.cast(mean * signs, x.dtype)) * tf.cast(factor * signs, x.dtype)
-                       + tf.cast(self.offset, x.dtype))
-        elif x.dtype == tf.float32:
+            # The signed input's mean and factor (the factor is >= 0 now), on the pooled tensor.
+            x, centre, scaled = pool(x), mean * signs, factor * signs
+        if x.dtype == tf.float32 and pool is None:
             # One multiply-add per element, `x * factor + shift` (the form of the official
             # tf.nn.batch_normalization): the full-resolution passes dominate a small
             # backbone's step on large episodes, so each one counts.
             outputs = x * factor + (self.offset - mean * factor)
         else:
-            # In 8 or 11 bits, x * factor and the shift would cancel (a mean far from zero
-            # loses the spread): centre first.
-            outputs = ((x - tf.cast(mean, x.dtype)) * tf.cast(factor, x.dtype)
-                       + tf.cast(self.offset, x.dtype))
+            # Centred: in 8 or 11 bits, x * factor and the shift would cancel (a mean far from
+            # zero loses the spread). The centre is the mean rounded to x's dtype, so x - centre
+            # is exact near it, and its rounding is compensated in the float32 shift.
+            rounded = tf.cast(centre, x.dtype)
+            shift = self.offset + (tf.cast(rounded, centre.dtype) - centre) * scaled
+            outputs = (x - rounded) * tf.cast(scaled, x.dtype) + tf.cast(shift, x.dtype)
         return outputs, (mean, variance)
 
     def official_variable_names(self, scope):

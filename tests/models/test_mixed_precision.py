@@ -18,6 +18,7 @@ from ctx_tf.models.backbones import ResNet, four_layer_convnet, resnet34
 from ctx_tf.models.batch_norm import EpisodicBatchNorm
 from ctx_tf.models.cross_transformer import CrossTransformer
 from ctx_tf.models.prototypical import class_prototypes, prototype_logits
+from tests.models.test_batch_norm import numpy_episodic_bn
 from tests.models.test_cross_transformer import random_episode
 
 UNIT_ROUNDOFF = {tf.bfloat16: 2.0 ** -8, tf.float16: 2.0 ** -11}
@@ -122,11 +123,46 @@ def test_batch_norm_moments_are_float32(rng_seed, policy, low, tolerance):
     np.testing.assert_allclose(variance.numpy().ravel(), x64.var(axis=(0, 1, 2)), rtol=0,
                                atol=16 * mean_value ** 2 * 2.0 ** -24)
     normalized = (x64 - x64.mean(axis=(0, 1, 2))) / np.sqrt(x64.var(axis=(0, 1, 2)) + 1e-5)
-    # x - mean in the low dtype: the mean's rounding (relative to ~30) over a unit spread, then
-    # the rounding of the product and of the sum (|y| up to ~4).
+    # Centred on the mean rounded to the low dtype (x - centre exact; the centre's rounding is
+    # compensated in the float32 shift): the roundings of the factor, the product, the shift
+    # and the sum, each relative to |y| (up to ~4), not to the mean of ~30.
     unit = UNIT_ROUNDOFF[low]
     np.testing.assert_allclose(outputs.numpy().astype(np.float64), normalized, rtol=0,
-                               atol=2 * unit * mean_value + 4 * unit * np.abs(normalized).max())
+                               atol=4 * unit * np.abs(normalized).max())
+
+
+@pytest.mark.parametrize("policy,low,tolerance", POLICIES)
+def test_batch_norm_gradients_with_a_far_mean(rng_seed, policy, low, tolerance):
+    """The inputs' gradients (support pass, and query pass on the support moments) in the low
+    dtype, with a mean far from zero (60 over a unit spread), against float64 by hand. Through
+    the moments, x * 2 g_sq + g_sum would cancel in 8 or 11 bits (2.3-13 u of the gradient's
+    scale over 40 seeds); centred on the rounded mean the error is a few roundings of the
+    gradient's own scale (0.7-2.4 u, the float32 variance's cancellation included), so 4 u."""
+    rng = np.random.default_rng(rng_seed)
+    mean_value, c = 60.0, 16
+    xs = rounded_to(mean_value + rng.standard_normal((4, 5, 5, c)), low)
+    xq = rounded_to(mean_value + rng.standard_normal((2, 5, 5, c)), low)
+    gs, gq = (rounded_to(rng.standard_normal(x.shape), low) for x in (xs, xq))
+    gamma = (rng.uniform(0.5, 2.0, c) * rng.choice([-1.0, 1.0], c)).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    with global_policy(policy):
+        bn = EpisodicBatchNorm()
+        bn.build(xs.shape)
+        bn.scale.assign(gamma.reshape(1, 1, 1, c))
+        bn.offset.assign(beta.reshape(1, 1, 1, c))
+        xs_t, xq_t = tf.cast(xs, low), tf.cast(xq, low)
+        with tf.GradientTape() as tape:
+            tape.watch([xs_t, xq_t])
+            ys, moments = bn(xs_t, training=True)
+            yq, _ = bn(xq_t, training=True, moments=moments)
+            objective = (tf.reduce_sum(tf.cast(ys, tf.float32) * gs)
+                         + tf.reduce_sum(tf.cast(yq, tf.float32) * gq))
+        d_xs, d_xq = tape.gradient(objective, [xs_t, xq_t])
+    assert d_xs.dtype == d_xq.dtype == low
+    _, _, e_xs, e_xq, *_ = numpy_episodic_bn(xs, xq, gamma, beta, gs, gq)
+    unit = UNIT_ROUNDOFF[low]
+    assert_near(d_xs, e_xs, 4 * unit, "support input gradient")
+    assert_near(d_xq, e_xq, 4 * unit, "query input gradient")
 
 
 def resnet34_max_stride_16(**kwargs):
