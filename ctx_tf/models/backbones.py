@@ -30,6 +30,11 @@ from ctx_tf.keras import keras
 from ctx_tf.models.batch_norm import EpisodicBatchNorm
 
 
+# The official max-pools, applied by ConvBN before its batch norm (see ConvBN.call).
+STEM_POOL = functools.partial(tf.nn.max_pool2d, ksize=3, strides=2, padding="SAME")  # ResNet
+LAYER_POOL = functools.partial(tf.nn.max_pool2d, ksize=2, strides=2, padding="VALID")  # 4-layer
+
+
 def conv_initializer():
     return keras.initializers.TruncatedNormal(stddev=0.1)
 
@@ -210,9 +215,7 @@ class ResNet(Backbone):
             x = tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([aligned, aligned]), align_corners=True, half_pixel_centers=False)
         new_moments = {}
         # Max-pool before the batch norm and the ReLU (the same values: see ConvBN.call).
-        x = tf.nn.relu(self._apply(self.stem, x, training, moments, new_moments,
-                                   pool=functools.partial(tf.nn.max_pool2d, ksize=3, strides=2,
-                                                          padding="SAME")))
+        x = tf.nn.relu(self._apply(self.stem, x, training, moments, new_moments, pool=STEM_POOL))
         for conv1, conv2, projection in self.block_layers:
             h = tf.nn.relu(self._apply(conv1, x, training, moments, new_moments))
             h = self._apply(conv2, h, training, moments, new_moments)
@@ -246,12 +249,12 @@ class FourLayerConvNet(Backbone):
     def call(self, images, training=None, moments=None):
         x = self._check_images(images, self.name)
         new_moments = {}
-        pool = functools.partial(tf.nn.max_pool2d, ksize=2, strides=2, padding="VALID")
         for conv_bn in self.layers_:
             # conv -> max-pool -> batch norm -> ReLU: the official conv -> BN -> ReLU -> pool
             # values (ConvBN.call), with the elementwise work on the pooled tensor, a quarter
             # of the largest tensors of the step.
-            x = tf.nn.relu(self._apply(conv_bn, x, training, moments, new_moments, pool=pool))
+            x = tf.nn.relu(self._apply(conv_bn, x, training, moments, new_moments,
+                                       pool=LAYER_POOL))
         if not self.keep_spatial_dims:
             x = tf.reshape(x, [tf.shape(x)[0], math.prod(x.shape[1:]) if x.shape[1:].is_fully_defined() else -1])
         return x, new_moments

@@ -101,12 +101,12 @@ def test_pooled_conv_bn_matches_the_official_order_with_gradients(rng_seed, case
 
         def run(images, training, moments=None):
             given = None if moments is None else moments["stem"]
-            out, found = stem(images, training=training, moments=given,
-                              pool=lambda t: tf.nn.max_pool2d(t, 3, 2, "SAME"))
+            out, found = stem(images, training=training, moments=given, pool=backbones.STEM_POOL)
             return tf.nn.relu(out), {"stem": found}
     support = rng.uniform(-1, 1, (3, size, size, 3))
     query = rng.uniform(-1, 1, (2, size, size, 3))
-    run(tf.constant(support, tf.float32), training=True)  # build
+    support_t, query_t = tf.constant(support, tf.float32), tf.constant(query, tf.float32)
+    out_shape = run(support_t, training=True)[0].shape  # builds the layers
     params = []
     for layer in layers:
         w = layer.kernel.numpy().astype(np.float64)
