@@ -114,15 +114,11 @@ def test_pooled_conv_bn_matches_the_official_order_with_gradients(rng_seed, case
         beta = rng.normal(0.0, 0.3, w.shape[-1])
         layer.bn.scale.assign(gamma.reshape(1, 1, 1, -1))
         layer.bn.offset.assign(beta.reshape(1, 1, 1, -1))
-        for v in (layer.bn.mean_ema, layer.bn.var_ema):
-            v.assign(tf.zeros_like(v) if v is layer.bn.mean_ema else tf.ones_like(v))
         params.append([w, layer.bn.scale.numpy().astype(np.float64).reshape(-1),
                        layer.bn.offset.numpy().astype(np.float64).reshape(-1)])
-    support_t, query_t = tf.constant(support, tf.float32), tf.constant(query, tf.float32)
-    out_shape = run(support_t, training=True)[0].shape
     gs = rng.standard_normal(out_shape)
     gq = rng.standard_normal([2] + list(out_shape[1:]))
-    for layer in layers:  # the build call above moved the EMAs
+    for layer in layers:  # the build call moved the EMAs
         layer.bn.mean_ema.assign(tf.zeros_like(layer.bn.mean_ema))
         layer.bn.var_ema.assign(tf.ones_like(layer.bn.var_ema))
     variables = [v for layer in layers for v in (layer.kernel, layer.bn.scale, layer.bn.offset)]
