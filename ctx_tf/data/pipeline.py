@@ -73,6 +73,13 @@ def _check_seed(seed):
     return int(seed)
 
 
+def sampler_seed(seed, source_index):
+    """The seed of the `numpy.random.RandomState` drawing source `source_index`'s episode
+    descriptions in a pipeline seeded with `seed` (the official sampler given a RandomState of
+    this seed draws the same descriptions)."""
+    return _derive_seed(seed, source_index, _SAMPLER) % 2**32
+
+
 def _class_seeds(seed, source_index, num_classes):
     if seed is None:
         return None
@@ -172,7 +179,7 @@ def _source_reader(dataset_spec, use_dag_ontology, use_bilevel_ontology, split,
     classes = reader_lib.check_split_files(dataset_spec, split, validate_records, num_to_take)
     where = f"source {dataset_spec.name!r} split {reader_lib.split_name(split)}"
     sampler_rng = None if seed is None else np.random.RandomState(
-        _derive_seed(seed, source_index, _SAMPLER) % 2**32)
+        sampler_seed(seed, source_index))
     try:
         sampler = sampling.EpisodeDescriptionSampler(
             reader_lib.limited_spec(dataset_spec, num_to_take), split, episode_descr_config,

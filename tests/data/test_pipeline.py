@@ -97,6 +97,26 @@ def test_seeded_pipelines_repeat_and_unseeded_differ(toy):
                for (x, _), (y, _) in zip(u, v))
 
 
+def test_sampler_seed_gives_the_descriptions_of_a_seeded_pipeline(toy, rng_seed):
+    """A sampler on a RandomState of `sampler_seed(seed, 0)` (what benchmarks/train_step.py
+    hands the official trainer's sampler) describes the seeded pipeline's episodes in order."""
+    variable = config()  # variable ways, shots and queries: the sizes tell episodes apart
+    sampler = sampling.EpisodeDescriptionSampler(
+        toy, Split.TRAIN, variable, rng=np.random.RandomState(pipeline.sampler_seed(rng_seed, 0)))
+    expected = [sampler.sample_episode_description() for _ in range(4)]
+    for (episode, _), description in zip(
+            episodes_of(one_source(toy, episode_config=variable, seed=rng_seed), 4), expected):
+        classes = toy.get_classes(Split.TRAIN)
+        ids = [classes[c] for c, _, _ in description]
+        for got, column in ((episode.support_class_ids, 1), (episode.query_class_ids, 2)):
+            np.testing.assert_array_equal(
+                got, np.repeat(ids, [d[column] for d in description]))
+    other = sampling.EpisodeDescriptionSampler(
+        toy, Split.TRAIN, variable,
+        rng=np.random.RandomState(pipeline.sampler_seed(rng_seed + 1, 0)))
+    assert [other.sample_episode_description() for _ in range(4)] != expected
+
+
 def _coded_source(root, name, code, counts, classes_per_split):
     """Class c of this source shows class band c + code (so sources are told apart)."""
     def record(class_id, index):
