@@ -44,7 +44,7 @@ setuptools.setup(
         "google-crc32c>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"],
     },
     entry_points={},
 )
