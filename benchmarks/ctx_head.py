@@ -21,6 +21,9 @@ Methods:
 `--policies` runs `ours` under each Keras mixed-precision policy (layer built under it,
 float32 variables and statistics; the inputs stay float32 and `project()` casts them);
 `official 1q` always runs in float32, as officially. The in-run matmul rate is float32.
+With `--official_python` (and `--official_path`), a row `official code` times the unmodified
+official head itself (`official_head.py`, its own Python environment and TensorFlow, a TF1
+graph session) on the same episode sizes, in every round.
 (Until the blocked head, `baseline` was the layer itself with `query_chunk_size=1`, which then
 ran exactly the official strategy; `official 1q` keeps that computation fixed.)
 For the largest episode only `--max_queries` queries are timed (the chunks are independent, so
@@ -158,12 +161,19 @@ def useful_flops(support, queries):
 
 
 def run_case(support, ways, queries, method, chunk, budget_mb, block_mb, repeats,
-             policy="float32"):
+             policy="float32", official=None):
+    """One child's RESULT; `official` = (python, PYTHONPATH) runs official_head.py instead."""
     cfg = dict(support=support, ways=ways, queries=queries, method=method, chunk=chunk,
                budget_mb=budget_mb, block_mb=block_mb, repeats=repeats, policy=policy)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(cfg)], capture_output=True,
-                          text=True, env=env)
+    if official:
+        env["PYTHONPATH"] = official[1]
+        cmd = [official[0], os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "official_head.py"), f"--support={support}",
+               f"--ways={ways}", f"--queries={queries}", f"--repeats={repeats}"]
+    else:
+        cmd = [sys.executable, "-c", _CHILD, json.dumps(cfg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -177,10 +187,16 @@ def run_row(args, name, support, ways, queries, method, key, chunk, policy, ours
     run_queries = queries
     if support == 500:
         run_queries = min(queries, max_queries)
-    if key != "ours" and queries > 50:
+    # The one-query methods run a subset of a large episode's queries (extrapolated); the
+    # official code runs every query but the maximal episode's (its loop grows its gradients by
+    # concatenation, so the extrapolation flatters it there).
+    if (key in ("ours1q", "official") and queries > 50
+            or key == "official_code" and support == 500):
         run_queries = min(run_queries, args.baseline_queries)
     result = run_case(support, ways, run_queries, key, chunk, args.memory_budget_mb,
-                      args.block_mb, repeats, policy)
+                      args.block_mb, repeats, policy,
+                      (args.official_python, args.official_path) if key == "official_code"
+                      else None)
     seconds = result["seconds"] * queries / run_queries  # extrapolated when subset
     rate = useful_flops(support, queries) / seconds / 1e9
     note = "" if run_queries == queries else "*"
@@ -228,6 +244,11 @@ def main():
                         help="run the methods of each episode this many times, interleaved, "
                              "and report the official / ours ratio of each round (the machine's "
                              "speed drifts between processes)")
+    parser.add_argument("--official_python", default=None,
+                        help="also time the unmodified official head (official_head.py) with "
+                             "this Python, in every round")
+    parser.add_argument("--official_path", default="",
+                        help="PYTHONPATH for --official_python (see official_trainer.py)")
     parser.add_argument("--policies", default="float32",
                         help="comma-separated Keras policies for `ours` (e.g. "
                              "float32,mixed_bfloat16)")
@@ -252,6 +273,8 @@ def main():
     short = {"float32": "", "mixed_bfloat16": " bf16", "mixed_float16": " fp16"}
     methods = [(name + short[policy], key, chunk, policy) for name, key, chunk in methods
                for policy in (args.policies.split(",") if key == "ours" else ["float32"])]
+    if args.official_python:
+        methods.append(("official code", "official_code", 1, "float32"))
     checks, logit_diffs = [], {}
     for name, support, ways, queries in selected:
         ratios = {}  # method -> official time / its time, one per round
@@ -261,15 +284,16 @@ def main():
                 rows[method] = run_row(args, name, support, ways, queries, method, key, chunk,
                                        policy, rows.get("ours (blocked)"), max_queries,
                                        repeats, logit_diffs)
-            official = rows.get("official 1q recompute")
-            for method, seconds in rows.items():
-                if official and method.startswith("ours (blocked)"):
-                    ratios.setdefault(method, []).append(official / seconds)
+            for reference in ("official 1q recompute", "official code"):
+                for method, seconds in rows.items():
+                    if reference in rows and method.startswith("ours (blocked)"):
+                        ratios.setdefault((reference, method), []).append(
+                            rows[reference] / seconds)
         if name in logit_diffs:
             checks.append(f"{name}: official vs ours, max |logit difference| / max |logit| = "
                           f"{logit_diffs[name]:.1e}")
-        for method, values in ratios.items():
-            checks.append(f"{name}: official 1q time / {method} time = "
+        for (reference, method), values in ratios.items():
+            checks.append(f"{name}: {reference} time / {method} time = "
                           + ", ".join(f"{r:.2f}x" for r in values)
                           + (f" (median {statistics.median(values):.2f}x)"
                              if len(values) > 1 else ""))
