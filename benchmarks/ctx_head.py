@@ -277,7 +277,7 @@ def main():
         methods.append(("official code", "official_code", 1, "float32"))
     checks, logit_diffs = [], {}
     for name, support, ways, queries in selected:
-        ratios = {}  # method -> official time / its time, one per round
+        ratios = {}  # (reference, ours method) -> reference time / ours time, one per round
         for _ in range(args.rounds):
             rows = {}
             for method, key, chunk, policy in methods:
