@@ -2,7 +2,9 @@
 
 import json
 import os
+import pathlib
 import shutil
+import tempfile
 
 import pytest
 import tensorflow as tf
@@ -144,7 +146,8 @@ def test_random_image_bytes_in_the_writer_are_written_skipped_or_refused(tmp_pat
     valid = _png_bytes(0)
     contents = data.draw(st.one_of(st.binary(max_size=300),
                                    st.integers(0, len(valid) - 1).map(lambda n: valid[:n])))
-    case = tmp_path / f"case{data.draw(st.integers(0, 10 ** 9))}"
+    # tmp_path is shared by the examples: a fresh folder for each (a drawn name can repeat).
+    case = pathlib.Path(tempfile.mkdtemp(prefix="case", dir=tmp_path))
     images = case / "images"
     for c in range(3):
         (images / f"class_{c}").mkdir(parents=True)
