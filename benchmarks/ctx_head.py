@@ -285,8 +285,10 @@ def main():
                                        policy, rows.get("ours (blocked)"), max_queries,
                                        repeats, logit_diffs)
             for reference in ("official 1q recompute", "official code"):
+                if reference not in rows:
+                    continue
                 for method, seconds in rows.items():
-                    if reference in rows and method.startswith("ours (blocked)"):
+                    if method.startswith("ours (blocked)"):
                         ratios.setdefault((reference, method), []).append(
                             rows[reference] / seconds)
         if name in logit_diffs:

@@ -21,21 +21,7 @@ import json
 import resource
 import time
 
-
-def matmul_rate(tf, np):
-    """GFLOP/s of a 2048^3 float32 matmul in a graph session (best of 3 after a warm-up)."""
-    with tf.Graph().as_default(), tf.Session() as sess:
-        # A variable: the graph optimizer would fold a product of constants.
-        a = tf.Variable(np.random.RandomState(0).randn(2048, 2048).astype(np.float32))
-        total = tf.reduce_sum(tf.matmul(a, a))
-        sess.run(a.initializer)
-        sess.run(total)
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            sess.run(total)
-            best = min(best, time.perf_counter() - start)
-    return 2 * 2048 ** 3 / best / 1e9
+from official_trainer import matmul_rate  # this folder is the script's sys.path[0]
 
 
 def main():
@@ -51,7 +37,7 @@ def main():
     from meta_dataset.learners import metric_learners
 
     tf.disable_v2_behavior()  # the official code builds TF1 graphs
-    rate = matmul_rate(tf, np)
+    rate = matmul_rate()
     rng = np.random.RandomState(0)
     labels = rng.permutation(np.arange(args.support) % args.ways)
     with tf.Graph().as_default():

@@ -104,9 +104,9 @@ def test_sampler_seed_gives_the_descriptions_of_a_seeded_pipeline(toy, rng_seed)
     sampler = sampling.EpisodeDescriptionSampler(
         toy, Split.TRAIN, variable, rng=np.random.RandomState(pipeline.sampler_seed(rng_seed, 0)))
     expected = [sampler.sample_episode_description() for _ in range(4)]
+    classes = toy.get_classes(Split.TRAIN)
     for (episode, _), description in zip(
             episodes_of(one_source(toy, episode_config=variable, seed=rng_seed), 4), expected):
-        classes = toy.get_classes(Split.TRAIN)
         ids = [classes[c] for c, _, _ in description]
         for got, column in ((episode.support_class_ids, 1), (episode.query_class_ids, 2)):
             np.testing.assert_array_equal(
