@@ -1,5 +1,5 @@
-"""What every source converter shares: its errors, the checks of expected raw files, the official
-seeded class split and the official folder listing.
+"""What every source converter shares: its errors (defined in `errors`), the checks of expected
+raw files, the official seeded class split and the official folder listing.
 
 The official converter creates a split by reseeding NumPy's global generator with the
 converter's `random_seed` (22 unless changed) and drawing class indices; here the same draws
@@ -11,15 +11,8 @@ import os
 
 import numpy as np
 
+from ctx_tf.data.sources.errors import MissingRawFileError, SourceConversionError
 from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
-from ctx_tf.errors import UserError
-
-class SourceConversionError(UserError, ValueError):
-    """Bad raw data or a bad conversion request; the message names the path, class or flag."""
-
-
-class MissingRawFileError(SourceConversionError, FileNotFoundError):
-    """An expected file or folder of a download is absent; the message names it."""
 
 
 def require_file(path, what):

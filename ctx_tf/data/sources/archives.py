@@ -1,0 +1,165 @@
+"""Raw files read in place from the archives users download: zip members and tar members.
+
+`read(path, member, span)` is the one way a converter reads a raw file's bytes: a plain file,
+a member of a zip file (Omniglot's and MSCOCO's zips), or a byte span of an uncompressed tar.
+A tar stores each member's data contiguously, also inside a tar that is itself a member (the
+1000 `<synset>.tar` inside ILSVRC2012_img_train.tar), so `tar_of_tars` indexes every image's
+offset and size once, in the planning process, and a worker reads one image with one `pread`
+instead of scanning the archive. Open zip files and file descriptors are kept once per process.
+"""
+
+import functools
+import os
+import re
+import tarfile
+import zipfile
+import zlib
+
+import numpy as np
+
+from ctx_tf.data.sources.errors import SourceConversionError
+
+_BLOCK = tarfile.BLOCKSIZE
+
+
+@functools.lru_cache(maxsize=8)
+def open_zip(zip_path):
+    """The opened zip file `zip_path`, once per process (its directory is read once)."""
+    try:
+        return zipfile.ZipFile(zip_path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise SourceConversionError(f"{zip_path}: not a readable zip file ({e})") from e
+
+
+@functools.lru_cache(maxsize=8)
+def _descriptor(path):
+    return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+
+def read_span(path, offset, size):
+    """`size` bytes of the file `path` from `offset`; an OSError if the file ends before."""
+    fd = _descriptor(os.fspath(path))
+    chunks, done = [], 0
+    while done < size:
+        chunk = os.pread(fd, size - done, offset + done)
+        if not chunk:
+            raise OSError(f"{path} ends at byte {offset + done}, {size - done} bytes short "
+                          "(truncated download?)")
+        chunks.append(chunk)
+        done += len(chunk)
+    return b"".join(chunks)
+
+
+def read(path, member=None, span=None):
+    """The bytes of a raw file: `path` itself, its zip `member`, or its byte `span`
+    `(offset, size)` (a member of an uncompressed tar; `member` then only names it)."""
+    if span is not None:
+        return read_span(path, *span)
+    if member is not None:
+        try:
+            return open_zip(path).read(member)
+        except (zipfile.BadZipFile, zlib.error, KeyError) as e:
+            raise OSError(f"{member} of {path} cannot be read ({e})") from e
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def zip_names(zip_path):
+    """The member names of a zip file (a one-line error if it is not one)."""
+    return open_zip(os.fspath(zip_path)).namelist()
+
+
+# ------------------------------------------------------------------ tars read in place
+
+
+class TarEntries:
+    """The regular files of one tar inside an outer tar, in archive order.
+
+    names: member names (a leading "./" removed); offsets: where each member's data starts in
+    the OUTER file; sizes: its length in bytes; folders: names of folder members.
+    """
+
+    __slots__ = ("names", "offsets", "sizes", "folders")
+
+    def __init__(self, names, offsets, sizes, folders):
+        self.names = tuple(names)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.folders = tuple(folders)
+
+
+def _end_is_clean(tar, size, read_block):
+    """True when a tar listing stopped at its end-of-archive block (or its last byte), not at
+    a damaged header, which `tarfile` takes silently for the end."""
+    if tar.offset >= size:
+        return True
+    return tar.offset + _BLOCK <= size and read_block(tar.offset) == bytes(_BLOCK)
+
+
+def _open_tar(fileobj, name):
+    try:
+        return tarfile.open(fileobj=fileobj, mode="r:")
+    except tarfile.ReadError as e:
+        raise SourceConversionError(f"{name}: not an uncompressed tar archive ({e})") from e
+
+
+def _list_inner(outer, member, path):
+    """The `TarEntries` of the tar stored as `member` of the open outer tar `outer`."""
+    where = f"{path}:{member.name}"
+    start, size = member.offset_data, member.size
+    inner = _open_tar(outer.extractfile(member), where)
+    names, offsets, sizes, folders = [], [], [], []
+    try:
+        for entry in inner:
+            name = entry.name[2:] if entry.name.startswith("./") else entry.name
+            if entry.isdir():
+                if name not in ("", "."):
+                    folders.append(name.rstrip("/"))
+                continue
+            if not entry.isfile():
+                continue
+            if entry.offset_data + entry.size > size:
+                raise SourceConversionError(
+                    f"{where}: member {name} runs past the end of the tar (damaged)")
+            names.append(name)
+            offsets.append(start + entry.offset_data)
+            sizes.append(entry.size)
+        if not _end_is_clean(inner, size, lambda at: read_span(path, start + at, _BLOCK)):
+            raise SourceConversionError(
+                f"{where}: damaged tar header at byte {inner.offset} of the member")
+    except tarfile.TarError as e:
+        raise SourceConversionError(f"{where}: damaged tar ({e})") from e
+    return TarEntries(names, offsets, sizes, folders)
+
+
+def tar_of_tars(path, member_pattern, what):
+    """{outer member name: `TarEntries`} of an uncompressed tar whose members are tars.
+
+    Every member must match `member_pattern` (a regular expression); else a one-line
+    `SourceConversionError` says the file is not `what`. Reads only the headers, a few bytes
+    per image; a member cut short by the end of the file, or a damaged header inside an inner
+    tar, is an error naming the member.
+    """
+    path = os.fspath(path)
+    pattern = re.compile(member_pattern)
+    file_size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        outer = _open_tar(f, path)
+        out = {}
+        try:
+            for member in outer:
+                if not (member.isfile() and pattern.fullmatch(member.name)):
+                    kind = "folder" if member.isdir() else "member"
+                    raise SourceConversionError(
+                        f"{path}: {kind} {member.name} is not a {what}")
+                if member.offset_data + member.size > file_size:
+                    raise SourceConversionError(
+                        f"{path}:{member.name}: cut short by the end of the file (an "
+                        "incomplete download?)")
+                out[member.name] = _list_inner(outer, member, path)
+            if not _end_is_clean(outer, file_size, lambda at: read_span(path, at, _BLOCK)):
+                raise SourceConversionError(
+                    f"{path}: damaged tar header at byte {outer.offset}")
+        except tarfile.TarError as e:
+            raise SourceConversionError(f"{path}: damaged tar ({e})") from e
+    return out
