@@ -22,23 +22,40 @@ from ctx_tf.data.sources.errors import SourceConversionError
 _BLOCK = tarfile.BLOCKSIZE
 
 
+def _version(path):
+    """What tells a file from the one that was at `path` before (a replaced download)."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 @functools.lru_cache(maxsize=8)
-def open_zip(zip_path):
-    """The opened zip file `zip_path`, once per process (its directory is read once)."""
+def _open_zip(zip_path, version):  # pylint: disable=unused-argument  # the cache key
     try:
         return zipfile.ZipFile(zip_path)
     except (OSError, zipfile.BadZipFile) as e:
         raise SourceConversionError(f"{zip_path}: not a readable zip file ({e})") from e
 
 
+def open_zip(zip_path):
+    """The opened zip file `zip_path`, once per process and file version (its directory is
+    read once)."""
+    zip_path = os.fspath(zip_path)
+    try:
+        version = _version(zip_path)
+    except OSError as e:
+        raise SourceConversionError(f"{zip_path}: not a readable zip file ({e})") from e
+    return _open_zip(zip_path, version)
+
+
 @functools.lru_cache(maxsize=8)
-def _descriptor(path):
+def _descriptor(path, version):  # pylint: disable=unused-argument  # the cache key
     return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
 
 def read_span(path, offset, size):
     """`size` bytes of the file `path` from `offset`; an OSError if the file ends before."""
-    fd = _descriptor(os.fspath(path))
+    path = os.fspath(path)
+    fd = _descriptor(path, _version(path))
     chunks, done = [], 0
     while done < size:
         chunk = os.pread(fd, size - done, offset + done)
@@ -66,7 +83,7 @@ def read(path, member=None, span=None):
 
 def zip_names(zip_path):
     """The member names of a zip file (a one-line error if it is not one)."""
-    return open_zip(os.fspath(zip_path)).namelist()
+    return open_zip(zip_path).namelist()
 
 
 # ------------------------------------------------------------------ tars read in place
@@ -96,11 +113,20 @@ def _end_is_clean(tar, size, read_block):
     return tar.offset + _BLOCK <= size and read_block(tar.offset) == bytes(_BLOCK)
 
 
-def _open_tar(fileobj, name):
+# The first bytes of the compressed files users may hold instead of a plain tar.
+_MAGIC = ((b"\x1f\x8b", "gzip-compressed"), (b"BZh", "bzip2-compressed"),
+          (b"\xfd7zXZ", "xz-compressed"), (b"PK\x03\x04", "a zip file"))
+
+
+def _open_tar(fileobj, name, expected=""):
     try:
         return tarfile.open(fileobj=fileobj, mode="r:")
     except tarfile.ReadError as e:
-        raise SourceConversionError(f"{name}: not an uncompressed tar archive ({e})") from e
+        fileobj.seek(0)
+        head = fileobj.read(8)
+        reason = next((kind for magic, kind in _MAGIC if head.startswith(magic)), str(e))
+        raise SourceConversionError(f"{name}: not an uncompressed tar archive ({reason})"
+                                    + (f"; expected {expected}" if expected else "")) from e
 
 
 def _list_inner(outer, member, path):
@@ -132,26 +158,28 @@ def _list_inner(outer, member, path):
     return TarEntries(names, offsets, sizes, folders)
 
 
-def tar_of_tars(path, member_pattern, what):
+def tar_of_tars(path, member_pattern, member_what, expected):
     """{outer member name: `TarEntries`} of an uncompressed tar whose members are tars.
 
     Every member must match `member_pattern` (a regular expression); else a one-line
-    `SourceConversionError` says the file is not `what`. Reads only the headers, a few bytes
-    per image; a member cut short by the end of the file, or a damaged header inside an inner
-    tar, is an error naming the member.
+    `SourceConversionError` says it is not a `member_what` and that `expected` was expected,
+    as for a file that is no uncompressed tar. Reads only the headers, a few bytes per image;
+    a member cut short by the end of the file, or a damaged header inside an inner tar, is an
+    error naming the member.
     """
     path = os.fspath(path)
     pattern = re.compile(member_pattern)
     file_size = os.path.getsize(path)
     with open(path, "rb") as f:
-        outer = _open_tar(f, path)
+        outer = _open_tar(f, path, expected)
         out = {}
         try:
             for member in outer:
                 if not (member.isfile() and pattern.fullmatch(member.name)):
                     kind = "folder" if member.isdir() else "member"
                     raise SourceConversionError(
-                        f"{path}: {kind} {member.name} is not a {what}")
+                        f"{path}: {kind} {member.name} is not a {member_what}; expected "
+                        f"{expected}")
                 if member.offset_data + member.size > file_size:
                     raise SourceConversionError(
                         f"{path}:{member.name}: cut short by the end of the file (an "

@@ -135,9 +135,8 @@ class _Tar:
     def __init__(self, tar_path, official):
         self.tar_path = tar_path
         members = archives.tar_of_tars(
-            tar_path, r"n\d{8}\.tar",
-            f"<synset>.tar; expected {TRAIN_TAR}, whose members are the 1000 <synset>.tar "
-            "of the training images")
+            tar_path, r"n\d{8}\.tar", "<synset>.tar",
+            f"{TRAIN_TAR}, whose members are the 1000 <synset>.tar of the training images")
         self.entries = {name[:-len(".tar")]: entries for name, entries in members.items()}
         unknown = sorted(set(self.entries) - set(official))
         if unknown:
