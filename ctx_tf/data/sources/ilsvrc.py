@@ -19,6 +19,7 @@ with one positioned read. A `<synset>.tar` that cannot be listed is an error nam
 
 import functools
 import os
+import re
 
 from ctx_tf.data import facts
 from ctx_tf.data.sources import archives
@@ -108,10 +109,6 @@ class _Folders:
             raise SourceConversionError(
                 f"{raw_dir}: {len(unknown)} folder(s) are not ILSVRC-2012 synsets of the "
                 f"official spec: {', '.join(unknown[:5])}")
-        if not present and os.path.isfile(os.path.join(raw_dir, TRAIN_TAR)):
-            raise SourceConversionError(
-                f"{raw_dir}: holds {TRAIN_TAR} but no synset folders; pass "
-                f"--raw_dir={os.path.join(raw_dir, TRAIN_TAR)} to read it in place")
         self.present = present
 
     def where(self, synset):
@@ -162,16 +159,30 @@ class _Tar:
         return images, len(kept), skipped
 
 
+def _tar_path(raw_dir):
+    """The train tar to read in place: `raw_dir` itself, or the download in a folder without
+    synset folders; None to read the folders."""
+    if os.path.isfile(raw_dir):
+        return raw_dir
+    inside = os.path.join(raw_dir, TRAIN_TAR)
+    if os.path.isfile(inside) and not any(
+            e.is_dir() and re.fullmatch(r"n\d{8}", e.name) for e in os.scandir(raw_dir)):
+        return inside
+    return None
+
+
 def _raw_form(raw_dir, official):
-    return (_Tar if os.path.isfile(raw_dir) else _Folders)(raw_dir, official)
+    tar_path = _tar_path(raw_dir)
+    return _Folders(raw_dir, official) if tar_path is None else _Tar(tar_path, official)
 
 
 def describe_raw(raw_dir):
     """One line naming the raw form read."""
-    if os.path.isfile(raw_dir):
-        return (f"ILSVRC-2012 train tar {raw_dir} (read in place; indexing the images of its "
-                "synset tars)")
-    return f"ILSVRC-2012 train folders in {raw_dir}"
+    tar_path = _tar_path(os.fspath(raw_dir))
+    if tar_path is None:
+        return f"ILSVRC-2012 train folders in {raw_dir}"
+    return (f"ILSVRC-2012 train tar {tar_path} (read in place; indexing the images of its "
+            "synset tars)")
 
 
 def plan(raw_dir, name=NAMES[0], allow_missing_classes=False):

@@ -152,8 +152,15 @@ def test_an_archive_that_is_not_the_train_tar_is_one_line(forms, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"lacks 996 of the 1000 ILSVRC-2012 synset "
                                                 r"tars of ilsvrc_2012"):
         ilsvrc.plan(str(forms[1]))
+
+
+def test_a_folder_holding_only_the_train_tar_reads_the_tar(forms, tmp_path):
+    tree, tar = forms
     (tmp_path / "holder").mkdir()
-    os.rename(forms[1], tmp_path / "holder" / ilsvrc.TRAIN_TAR)
-    with pytest.raises(SourceConversionError, match="pass --raw_dir=.*ILSVRC2012_img_train.tar "
-                                                    "to read it in place"):
-        ilsvrc.plan(str(tmp_path / "holder"))
+    os.rename(tar, tmp_path / "holder" / ilsvrc.TRAIN_TAR)
+    tar = tmp_path / "holder" / ilsvrc.TRAIN_TAR
+    plan = ilsvrc.plan(str(tmp_path / "holder"), allow_missing_classes=True)
+    assert next(plan.classes[0].images()).where.startswith(f"{tar}:n01440764.tar/")
+    assert ilsvrc.describe_raw(str(tmp_path / "holder")).startswith(
+        f"ILSVRC-2012 train tar {tar} (read in place")
+    assert ilsvrc.describe_raw(str(tree)) == f"ILSVRC-2012 train folders in {tree}"
