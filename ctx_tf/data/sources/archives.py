@@ -129,15 +129,19 @@ def _open_tar(fileobj, name, expected=""):
                                     + (f"; expected {expected}" if expected else "")) from e
 
 
-def _list_inner(outer, member, path):
-    """The `TarEntries` of the tar stored as `member` of the open outer tar `outer`."""
-    where = f"{path}:{member.name}"
+def _name(member):
+    return member.name[2:] if member.name.startswith("./") else member.name
+
+
+def _list_inner(outer, member, path, where):
+    """The `TarEntries` of the tar stored as `member` of the open outer tar `outer`, which is
+    the file `path`; `where` names the member in messages."""
     start, size = member.offset_data, member.size
     inner = _open_tar(outer.extractfile(member), where)
     names, offsets, sizes, folders = [], [], [], []
     try:
         for entry in inner:
-            name = entry.name[2:] if entry.name.startswith("./") else entry.name
+            name = _name(entry)
             if entry.isdir():
                 if name not in ("", "."):
                     folders.append(name.rstrip("/"))
@@ -175,16 +179,18 @@ def tar_of_tars(path, member_pattern, member_what, expected):
         out = {}
         try:
             for member in outer:
-                if not (member.isfile() and pattern.fullmatch(member.name)):
+                name = _name(member)
+                if member.isdir() and name in ("", "."):
+                    continue
+                if not (member.isfile() and pattern.fullmatch(name)):
                     kind = "folder" if member.isdir() else "member"
                     raise SourceConversionError(
-                        f"{path}: {kind} {member.name} is not a {member_what}; expected "
-                        f"{expected}")
+                        f"{path}: {kind} {name} is not a {member_what}; expected {expected}")
                 if member.offset_data + member.size > file_size:
                     raise SourceConversionError(
-                        f"{path}:{member.name}: cut short by the end of the file (an "
-                        "incomplete download?)")
-                out[member.name] = _list_inner(outer, member, path)
+                        f"{path}:{name}: cut short by the end of the file (an incomplete "
+                        "download?)")
+                out[name] = _list_inner(outer, member, path, f"{path}:{name}")
             if not _end_is_clean(outer, file_size, lambda at: read_span(path, at, _BLOCK)):
                 raise SourceConversionError(
                     f"{path}: damaged tar header at byte {outer.offset}")

@@ -164,3 +164,17 @@ def test_a_folder_holding_only_the_train_tar_reads_the_tar(forms, tmp_path):
     assert ilsvrc.describe_raw(str(tmp_path / "holder")).startswith(
         f"ILSVRC-2012 train tar {tar} (read in place")
     assert ilsvrc.describe_raw(str(tree)) == f"ILSVRC-2012 train folders in {tree}"
+
+
+def test_members_written_with_a_leading_dot_slash_are_read(forms, tmp_path):
+    tree, _ = forms
+    path = tmp_path / "dotted.tar"
+    with tarfile.open(path, "w") as tar:
+        tar.add(tree, arcname=".", recursive=False)
+        for synset in sorted(os.listdir(tree)):
+            _add(tar, f"./{synset}.tar", _inner_tar(tree / synset))
+    dotted = ilsvrc.plan(str(path), allow_missing_classes=True)
+    plain = ilsvrc.plan(str(forms[1]), allow_missing_classes=True)
+    assert [c.num_images for c in dotted.classes] == [c.num_images for c in plain.classes]
+    assert [[i.read() for i in c.images()] for c in dotted.classes] == [
+        [i.read() for i in c.images()] for c in plain.classes]
