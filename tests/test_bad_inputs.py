@@ -138,6 +138,10 @@ CASES = {
         "--output_dir={w}/a_file is a file, not a folder"),
     "simclr_preview: unknown dataset": (
         "data.simclr_preview", ["--records_root_dir={w}/records", "--dataset=nope"], "nope"),
+    "sources: --raw_dir file that is not the ILSVRC train tar": (
+        "data.sources", ["--source=ilsvrc_2012", "--raw_dir={w}/a_file",
+                         "--records_root_dir={w}/out"],
+        "{w}/a_file: not an uncompressed tar archive"),
 }
 # A representative set runs unmarked (about 20 s a process on a loaded machine).
 FAST = {"train: negative update count", "evaluate: output folder is a file",
