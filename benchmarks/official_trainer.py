@@ -14,7 +14,10 @@ runs on Python 3.11 in an environment such as:
     python -m venv official && official/bin/pip install "tensorflow==2.15.1" \
         "tensorflow-probability==0.23.0" "tensorflow-addons==0.23.0" tensorflow-hub \
         "tensorflow-datasets==4.9.3" "tensorflow-metadata<1.16" "protobuf<5" \
-        "googleapis-common-protos<1.64" gin-config six scipy pillow
+        "googleapis-common-protos<1.64" gin-config six "scipy<1.12" "numpy<1.24" pillow
+
+(numpy below 1.24: the official DAG sampler hands `RandomState.choice` a ragged list of
+lists, which newer numpy refuses.)
 
 What runs is the official `train.py` main and its `Trainer` training loop with the
 CrossTransformer learner on Omniglot TRAIN episodes of the variable-way/shot configuration,
