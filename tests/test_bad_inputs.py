@@ -149,6 +149,10 @@ CASES = {
                      "--output_dir={w}/out"],
         "unknown sources 'omniglot', 'aircraft', 'cu_birds', 'dtd', 'quickdraw', 'fungi', "
         "'traffic_sign', 'mscoco': no {w}/records/<name>/dataset_spec.json"),
+    "sources: --raw_dir file that is not the ILSVRC train tar": (
+        "data.sources", ["--source=ilsvrc_2012", "--raw_dir={w}/a_file",
+                         "--records_root_dir={w}/out"],
+        "{w}/a_file: not an uncompressed tar archive"),
 }
 # A representative set runs unmarked (about 20 s a process on a loaded machine).
 FAST = {"train: negative update count", "evaluate: output folder is a file",
