@@ -4,7 +4,7 @@ Numbers are percent accuracies with their 95% confidence intervals over 600 test
 published in the leaderboard of google-research/meta-dataset (tables in `README.md`, generated
 by `Leaderboard.ipynb`). Each row records where it was read.
 
-Ranking (protocol §6, `Leaderboard.ipynb`): for each test source, repeatedly take the remaining
+Ranking (docs/protocol.md §8.4, `Leaderboard.ipynb`): for each test source, repeatedly take the remaining
 model with the best mean; every remaining model m with
 `|mu_best - mu_m| <= 1.96 * sqrt(sd_best**2 / n_best + sd_m**2 / n_m)`, where
 `sd = ci95 * sqrt(n) / 1.96`, is tied with it; the k tied models occupy the next k ranks and
