@@ -1,4 +1,4 @@
-"""Strategies and the episode split/gather helpers (meta-dataset protocol §5.5).
+"""Strategies and the episode split/gather helpers (docs/protocol.md §7.2).
 
 An episode is split over replicas in contiguous chunks of `ceil(N / num_replicas)` images
 (support and query separately; later chunks may be shorter or empty). Each replica embeds its

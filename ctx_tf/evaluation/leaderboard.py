@@ -7,7 +7,7 @@ measured on: all of them are Meta-Dataset v1 results (the leaderboard has no Met
 table, so no v2 CTX row is published there), and a result is set beside rows of its own version
 only.
 
-Ranking (protocol §6, `Leaderboard.ipynb`): for each test source, repeatedly take the remaining
+Ranking (docs/protocol.md §8.4, `Leaderboard.ipynb`): for each test source, repeatedly take the remaining
 model with the best mean; every remaining model m with
 `|mu_best - mu_m| <= 1.96 * sqrt(sd_best**2 / n_best + sd_m**2 / n_m)`, where
 `sd = ci95 * sqrt(n) / 1.96`, is tied with it; the k tied models occupy the next k ranks and

@@ -1,4 +1,4 @@
-"""The official Meta-Dataset test protocol, run on a learner (protocol §6).
+"""The official Meta-Dataset test protocol, run on a learner (docs/protocol.md §8).
 
 For each source: `num_episodes` (600) episodes of its TEST (or VALID) classes, sampled with the
 un-scoped `EpisodeDescriptionConfig` (variable way and shot by default) with

@@ -1,4 +1,4 @@
-"""The training loop: when to train, validate, checkpoint and summarise (protocol §5.5, §6).
+"""The training loop: when to train, validate, checkpoint and summarise (docs/protocol.md §7).
 
 `Trainer` is the gin-configured entry point with the official names (`Trainer.num_updates`,
 `Trainer.learning_rate`, `Trainer.decay_every`, `Trainer.train_learner_class`, ...). Behind

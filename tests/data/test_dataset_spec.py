@@ -9,7 +9,7 @@ from ctx_tf.data import dataset_spec as ds
 from ctx_tf.data.dataset_spec import Split
 from tests.conftest import shared_path
 
-# name -> (spec class, (train, valid, test) classes, (min, max) images per class); §1.3.
+# name -> (spec class, (train, valid, test) classes, (min, max) images per class); docs/protocol.md §1.3.
 OFFICIAL = {
     "ilsvrc_2012": ("HierarchicalDatasetSpecification", (712, 158, 130), (732, 1300)),
     "ilsvrc_2012_v2": ("HierarchicalDatasetSpecification", (1000, 0, 0), (732, 1300)),
