@@ -7,6 +7,7 @@ open file descriptors and its peak resident memory. Standard library and TensorF
 ctx_tf), so the official code's environment can import it too.
 """
 
+import json
 import os
 import platform
 import resource
@@ -109,6 +110,29 @@ def _status_bytes(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     raise OSError(f"no {field} in /proc/self/status")
+
+
+def measure_episodes(job, build):
+    """Prints `RESULT <json>` of one pipeline row: `build()` (called now) returns an iterator of
+    `(support, query)` sizes; seconds from the call to the first episode, then episodes/s and
+    images/s over `job["episodes"]` more, the peak resident memory (and the memory before the
+    call), the most open file descriptors."""
+    baseline = Peak.rss_bytes()
+    peak = Peak()
+    start = time.perf_counter()
+    episodes = build()
+    next(episodes)
+    first = time.perf_counter() - start
+    images, start = 0, time.perf_counter()
+    for _ in range(job["episodes"]):
+        support, query = next(episodes)
+        images += support + query
+    elapsed = time.perf_counter() - start
+    peak.stop()
+    print("RESULT " + json.dumps(dict(
+        first_s=first, episodes_per_s=job["episodes"] / elapsed, images_per_s=images / elapsed,
+        peak_rss=Peak.peak_rss_bytes(), baseline_rss=baseline,
+        most_descriptors=peak.most_descriptors)), flush=True)
 
 
 def set_open_file_limit(limit):

@@ -14,7 +14,6 @@ Prints one line `RESULT <json>` like scale.py's own children.
 import json
 import os
 import sys
-import time
 
 import machine  # benchmarks/ is on this child's path (scale.py puts it there)
 
@@ -61,22 +60,7 @@ def main():
     machine.set_open_file_limit(job.get("nofile"))
     import tensorflow as tf  # pylint: disable=import-outside-toplevel,unused-import
 
-    baseline = machine.Peak.rss_bytes()
-    peak = machine.Peak()
-    start = time.perf_counter()
-    episodes = official_episodes(job)
-    next(episodes)
-    first = time.perf_counter() - start
-    images, start = 0, time.perf_counter()
-    for _ in range(job["episodes"]):
-        support, query = next(episodes)
-        images += support + query
-    elapsed = time.perf_counter() - start
-    peak.stop()
-    print("RESULT " + json.dumps(dict(
-        first_s=first, episodes_per_s=job["episodes"] / elapsed, images_per_s=images / elapsed,
-        peak_rss=machine.Peak.peak_rss_bytes(), baseline_rss=baseline,
-        most_descriptors=peak.most_descriptors)), flush=True)
+    machine.measure_episodes(job, lambda: official_episodes(job))
 
 
 if __name__ == "__main__":

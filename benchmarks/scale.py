@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 import machine  # noqa: E402  (this folder is the script's sys.path[0])
@@ -117,27 +116,7 @@ def child(job):
     from ctx_tf import cli  # pylint: disable=import-outside-toplevel
 
     cli.import_configurables(cli.CONFIGURABLE_MODULES)
-    baseline = machine.Peak.rss_bytes()
-    peak = machine.Peak()
-    start = time.perf_counter()
-    episodes = _ctx_episodes(job)
-    next(episodes)
-    first = time.perf_counter() - start
-    report(job, episodes, first, baseline, peak)
-
-
-def report(job, episodes, first, baseline, peak):
-    """Times `job["episodes"]` more episodes and prints the row's RESULT line."""
-    images, start = 0, time.perf_counter()
-    for _ in range(job["episodes"]):
-        support, query = next(episodes)
-        images += support + query
-    elapsed = time.perf_counter() - start
-    peak.stop()
-    print("RESULT " + json.dumps(dict(
-        first_s=first, episodes_per_s=job["episodes"] / elapsed, images_per_s=images / elapsed,
-        peak_rss=machine.Peak.peak_rss_bytes(), baseline_rss=baseline,
-        most_descriptors=peak.most_descriptors)), flush=True)
+    machine.measure_episodes(job, lambda: _ctx_episodes(job))
 
 
 def run_row(job, python=sys.executable, script=__file__, path=None):
