@@ -24,6 +24,7 @@ from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation.progress import format_duration
 from ctx_tf.keras import keras
 from ctx_tf.seeds import derive_seed
@@ -154,7 +155,8 @@ class Trainer:
             records_root_dir=records_root_dir, sources=list(eval_dataset_list),
             num_episodes=num_eval_episodes,
             seed=int(eval_seed), data_config=data_config, episode_config=eval_episode_config,
-            episodes_fn=eval_episodes_fn)
+            episodes_fn=eval_episodes_fn,
+            benchmark=benchmark_versions.of_training(self.train_dataset_list))
         self._train_specs = None
         self._build()
 
