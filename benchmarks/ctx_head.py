@@ -23,7 +23,8 @@ Rows (methods):
                   layer's blocking: one query image at a time, a dense per-query forward (the
                   layer's `rematerialize=False` formulation: all support positions, per-image
                   max, segment ops per class), and a backward pass that recomputes each query's
-                  forward and differentiates it with autodiff (float32, eager TF2 function);
+                  forward and differentiates it with autodiff (float32, a TF2 function; no
+                  stand-in for the official code: some rounds faster than it, some slower);
   official code   with `--official_python` (and `--official_path`): the unmodified official
                   head (`official_head.py`, its own environment: TF 2.15.1, graph mode as its
                   trainer runs it), `rematerialize=True` (its default, one query at a time) and
