@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import re
-import sys
 
 import pytest
 
@@ -69,25 +68,3 @@ def rng_seed():
     print(f"random seed for this test: {seed} (replay: {SEED_VARIABLE}={seed})")
     return seed
 
-
-
-_EXIT_STATUS = []
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS.append(int(exitstatus))
-
-
-def pytest_unconfigure(config):
-    """Ends the test process once pytest has reported, skipping interpreter finalization.
-
-    A test process builds hundreds of tf.data pipelines whose Python generators run in
-    tf.data threads; at interpreter exit TensorFlow can wait forever for one of those threads
-    while the exiting thread holds the interpreter (seen once: a finished suite, "629 passed",
-    that never exited). The commands themselves exit normally (their subprocess tests have
-    timeouts); only this long-lived process is cut short, with pytest's own exit status.
-    """
-    if _EXIT_STATUS and not hasattr(config, "workerinput"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS[-1])
