@@ -5,7 +5,7 @@ about 400x350 px with the project writer, then times variable-way / variable-sho
 (the official defaults) through:
 
   id stream      the numpy sampler + the Python flush|support|query id generator alone
-  read           + tf.data: per-class TFRecord streams, choose_from_datasets, batching
+  read           + the episode reader (records read by offset in the generator), tf.data
   StringDecoder  + parsing the Examples (no image decoding)
   ImageDecoder   + JPEG decoding, align_corners resize to 84 / 224, scaling
 
@@ -175,8 +175,7 @@ def main():
     for t in threads:
         sampler = sampling.EpisodeDescriptionSampler(spec, Split.TRAIN, episode_config, rng=0)
         raw = reader_lib.EpisodeReader(
-            spec, Split.TRAIN, data_config.shuffle_buffer_size,
-            data_config.read_buffer_size_bytes, data_config.num_prefetch
+            spec, Split.TRAIN, data_config.shuffle_buffer_size
         ).episode_dataset(reader_lib.DescriptionSource(sampler), sampler.compute_chunk_sizes())
         eps, ips = _time(iter(_with_threads(raw, t)), args.episodes,
                          _raw_images(sampler.compute_chunk_sizes()[0]))

@@ -275,7 +275,7 @@ def restore_learner(learner, checkpoint_path):
 
 
 def restore_backbone(learner, checkpoint_path):
-    """Initializes `learner.backbone` only from another run's checkpoint (§5.6)."""
+    """Initializes `learner.backbone` only from another run's checkpoint (docs/protocol.md §7.5)."""
     path, _ = resolve_checkpoint(checkpoint_path)
     backbone = getattr(learner, "backbone", None)
     if backbone is None:

@@ -1,4 +1,4 @@
-"""Strategies and the episode split/gather helpers (meta-dataset protocol §5.5).
+"""Strategies and the episode split/gather helpers (docs/protocol.md §7.2).
 
 An episode is split over replicas in contiguous chunks of `ceil(N / num_replicas)` images
 (support and query separately; later chunks may be shorter or empty). Each replica embeds its
@@ -21,23 +21,25 @@ class DistributeError(UserError, RuntimeError):
     """A strategy cannot be created as configured."""
 
 
-def make_strategy(distribute=False, tpu=None, devices=None):
+def make_strategy(distribute=False, tpu=None, devices=None, cluster=True):
     """The tf.distribute strategy for a run.
 
-    * `TF_CONFIG` set in the environment (with more than one task): MultiWorkerMirroredStrategy
-      (each worker mirrors over its own visible GPUs, or its CPU);
+    * `TF_CONFIG` set in the environment (with more than one task) and `cluster`:
+      MultiWorkerMirroredStrategy (each worker mirrors over its own visible GPUs, or its CPU);
     * `tpu` (a TPU name or address, '' for the local TPU): TPUStrategy;
     * `distribute=True`: MirroredStrategy over `devices`, else over all visible GPUs (also a
-      single GPU, as officially); without GPUs, the default strategy on the CPU;
+      single GPU, as officially), else over the logical CPU devices when the process split
+      its CPU into several (`tf.config.set_logical_device_configuration`, as the tests do);
+      otherwise the default strategy on the CPU;
     * otherwise the default strategy.
     """
-    tf_config = os.environ.get("TF_CONFIG")
+    tf_config = os.environ.get("TF_CONFIG") if cluster else None
     if tf_config:
         try:
-            cluster = json.loads(tf_config).get("cluster", {})
+            cluster_spec = json.loads(tf_config).get("cluster", {})
         except ValueError as e:
             raise DistributeError(f"TF_CONFIG is not valid JSON: {e}") from e
-        if sum(len(v) for v in cluster.values()) > 1:
+        if sum(len(v) for v in cluster_spec.values()) > 1:
             return tf.distribute.MultiWorkerMirroredStrategy()
     if tpu is not None:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
@@ -50,6 +52,9 @@ def make_strategy(distribute=False, tpu=None, devices=None):
         gpus = tf.config.list_logical_devices("GPU")
         if gpus:
             return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
+        cpus = tf.config.list_logical_devices("CPU")
+        if len(cpus) > 1:
+            return tf.distribute.MirroredStrategy(devices=[d.name for d in cpus])
     return tf.distribute.get_strategy()
 
 

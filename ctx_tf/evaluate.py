@@ -5,6 +5,13 @@
         --records_root_dir=/data/records --datasets=ilsvrc_2012,omniglot,aircraft \
         --split=test --num_episodes=600 --seed=0 --output_dir=/tmp/ctx/eval
 
+`--benchmark=md_v1|md_v2` names the benchmark version (`ctx_tf.evaluation.benchmark_versions`):
+without `--datasets` its test sources are evaluated (md_v1: ten, md_v2: eight). The default
+version is the one the run trained for (its run manifest, else the gin configuration's
+`benchmark.train_datasets`: `ilsvrc_2012_v2` is md_v2, `ilsvrc_2012` md_v1); a run on
+neither evaluates its own eval datasets under md_v1. Sources the version holds out, or a
+version other than the run's, are refused. Published rows are compared within their version.
+
 Per source: 600 episodes of its TEST classes (official variable way and shot, DAG sampling for
 ilsvrc_2012*, bi-level for omniglot, uniform elsewhere, no SimCLR episodes, no
 hierarchy-ignoring episodes), batch norm in evaluation mode, mean accuracy and
@@ -28,12 +35,14 @@ import ctx_tf
 from ctx_tf import checkpoints
 from ctx_tf import cli
 from ctx_tf import cli_flags
+from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
 from ctx_tf.data import config as config_lib
 from ctx_tf.data import demo
 from ctx_tf.data import sampling
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import journal as journal_lib
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import progress as progress_lib
@@ -46,7 +55,11 @@ FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
 
 cli_flags.define_model_episode_flags()
-flags.DEFINE_list("datasets", None, "Sources to evaluate, e.g. ilsvrc_2012,omniglot,aircraft.")
+flags.DEFINE_list("datasets", None, "Sources to evaluate, e.g. ilsvrc_2012,omniglot,aircraft "
+                  "(default: the --benchmark version's test sources).")
+flags.DEFINE_enum("benchmark", None, list(benchmark_versions.VERSIONS),
+                  "Meta-Dataset version: md_v1 (ten test sources) or md_v2 (eight: no ILSVRC, "
+                  "no VGG Flower). Default: the version the run trained for, else md_v1.")
 flags.DEFINE_integer("num_episodes", 600, "Episodes per source (the protocol uses 600).")
 flags.DEFINE_string("compare_with", None,
                     "A previous results.json (or its directory) evaluated with the same seed: "
@@ -72,19 +85,19 @@ def tf_exists(path):
 
 
 def _from_run_manifest(train_checkpoint_dir, given, log):
-    """The flags `given` (a mapping of run_evaluation's arguments) with the unset ones taken
-    from the training run's run_manifest.json; explicit values win."""
+    """`(filled, manifest)`: the flags `given` (a mapping of run_evaluation's arguments) with
+    the unset ones taken from the training run's run_manifest.json (explicit values win), and
+    the manifest (None when the run has none)."""
 
     manifest = checkpoints.read_run_manifest(train_checkpoint_dir) if train_checkpoint_dir else None
     if manifest is None:
-        return given
+        return given, None
     filled = dict(given)
     if not filled["records_root_dir"]:
         root = manifest.get("records_root_dir")
         if manifest.get("demo_source") and not (root and tf_exists(root)):
             root = demo.ensure_demo_source(print_fn=log)  # the built-in demo regenerates
         filled["records_root_dir"] = root
-    filled["datasets"] = filled["datasets"] or manifest.get("eval_datasets")
     filled["image_size"] = filled["image_size"] or manifest.get("image_size")
     operative = os.path.join(str(train_checkpoint_dir), checkpoints.OPERATIVE_CONFIG)
     if not filled["gin_config"] and not tf_exists(operative):  # else run_evaluation takes it
@@ -96,32 +109,153 @@ def _from_run_manifest(train_checkpoint_dir, given, log):
     if taken:
         log(f"from {os.path.join(str(train_checkpoint_dir), checkpoints.RUN_MANIFEST)}: "
             + ", ".join(f"{name}={filled[name]}" for name in taken))
-    return filled
+    return filled, manifest
+
+
+def _bound(name, default=None):
+    """The value gin binds to `name` in the parsed configuration, else `default`."""
+    try:
+        return gin.query_parameter(name)
+    except ValueError:
+        return default
+
+
+def _names(value):
+    return [n.strip() for n in value.split(",") if n.strip()] if isinstance(value, str) else []
+
+
+def _run_sources(manifest, train_checkpoint_dir):
+    """`(version trained for or None, where that was read, the run's own eval datasets)`, from
+    the run manifest, else from the parsed gin configuration's `benchmark` bindings."""
+    if manifest is not None:
+        where = f"the training run {train_checkpoint_dir}"
+        trained_for = manifest.get("benchmark") if "benchmark" in manifest else (
+            benchmark_versions.of_training(manifest.get("train_datasets") or [], where))
+        return trained_for, where, list(manifest.get("eval_datasets") or [])
+    train = _bound("benchmark.train_datasets")
+    where = f"the gin configuration (benchmark.train_datasets = {train!r})"
+    return (benchmark_versions.of_training(_names(train), where), where,
+            _names(_bound("benchmark.eval_datasets")))
+
+
+def resolve_benchmark(requested, datasets, manifest, train_checkpoint_dir):
+    """`(BenchmarkVersion, sources, why those sources)`: the version evaluated (`requested`,
+    else the run's, else md_v1) and the sources (`datasets`, else the version's test sources
+    when a version was asked for or the run trained for one, else the run's own eval
+    datasets, else md_v1's test sources). Raises `BenchmarkError` for a version other than
+    the run's or a source the version holds out."""
+    trained_for, where, own = _run_sources(manifest, train_checkpoint_dir)
+    benchmark_versions.check_run(requested, trained_for, where)
+    version = benchmark_versions.get(requested or trained_for or benchmark_versions.DEFAULT)
+    if datasets:
+        sources, why = list(datasets), "--datasets"
+    elif requested or trained_for or not own:
+        sources, why = list(version.test_sources), f"the {version.name} test sources"
+    else:
+        sources, why = own, "the run's eval datasets"
+    benchmark_versions.check_evaluation(version, sources,
+                                        "--datasets" if datasets else f"{why} ({where})")
+    origin = ("--benchmark" if requested else f"the version {where} trained for" if trained_for
+              else "the default")
+    return version, sources, f"{version.title} ({version.name}: {origin}); sources: {why}"
+
+
+def _evaluate_model(setup, prefix, info, output_dir, floor_only, model_name, gin_config,
+                    gin_bindings, progress_every_seconds, log):
+    """Builds the learner from `prefix` (none with `floor_only`) and runs the protocol on
+    `setup`, resuming from the journal in `output_dir`; returns the results (with the model)
+    and the journal (None on remote file systems).
+
+    Runs under the strategy of the run's `Trainer.distribute`: all visible GPUs (or the
+    logical CPU devices a process configured), as training did; never multi-worker."""
+    strategy = distribute_lib.make_strategy(distribute=bool(_bound("Trainer.distribute")),
+                                            cluster=False)
+    if strategy.num_replicas_in_sync > 1:
+        log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
+            "replicas")
+    learner = None
+    with strategy.scope():
+        if not floor_only:
+            learner = learners.build_learner(training=False, image_size=setup.image_size)
+            loaded = checkpoints.load_learner_weights(learner, prefix)
+            if loaded.startswith("official"):
+                log(loaded)
+        results, journal = _run_protocol(learner, setup, prefix, info, output_dir,
+                                         floor_only, gin_config, gin_bindings,
+                                         progress_every_seconds, log)
+    results["model"] = {
+        "name": FLOOR_NAME if floor_only else model_name,
+        "learner": None if floor_only else type(learner).__name__,
+        "checkpoint": prefix,
+        "checkpoint_info": info,
+        "gin_config": [str(c) for c in gin_config],
+        "gin_bindings": list(gin_bindings),
+    }
+    if floor_only:
+        results["model"]["floor_only"] = True
+    return results, journal
+
+
+def _run_protocol(learner, setup, prefix, info, output_dir, floor_only, gin_config,
+                  gin_bindings, progress_every_seconds, log):
+    """The protocol's results of `setup`, resumed from and recorded in the journal of
+    `output_dir` (local file systems only); returns them and the journal (or None)."""
+    journal = None
+    if "://" not in str(output_dir):  # appends are durable on local file systems only
+        identity = dict(protocol.run_identity(setup), floor_only=bool(floor_only),
+                        checkpoint=prefix, checkpoint_step=info.get("step"),
+                        gin_config=[str(c) for c in gin_config],
+                        gin_bindings=list(gin_bindings))
+        journal = journal_lib.Journal(
+            os.path.join(str(output_dir), journal_lib.JOURNAL_NAME), identity)
+    progress = progress_lib.Progress(stream=sys.stdout, every_seconds=progress_every_seconds)
+    results = protocol.evaluate(learner, setup, progress=progress, log=log, floor=True,
+                                floor_only=floor_only, journal=journal)
+    return results, journal
+
+
+def _write_outputs(results, output_dir, published_rows, journal, log):
+    """Writes the operative config and the results files (results.json last), removes the
+    journal and prints the table; returns the results with their comparisons."""
+    results = {k: results[k] for k in ("format", "model", "protocol", "sources", "comparison",
+                                       "environment") if k in results}
+    results = results_lib.with_comparisons(results, published_rows)
+    tf.io.gfile.makedirs(str(output_dir))
+    files.atomic_write(os.path.join(str(output_dir), "operative_config.gin")
+                       if "://" not in str(output_dir)
+                       else f"{str(output_dir).rstrip('/')}/operative_config.gin",
+                       gin.operative_config_str())
+    # results.json last: what is there is complete.
+    paths = results_lib.write_results(output_dir, results, published=published_rows)
+    if journal is not None:
+        journal.remove()  # results.json now holds every episode
+    log("")
+    log(results_lib.results_markdown(results, published_rows).split("## Per source")[0])
+    log("wrote " + ", ".join(paths.values()))
+    return results
 
 
 def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkpoint_dir=None,
                    records_root_dir=None, datasets=None, split="test", num_episodes=600,
                    seed=0, output_dir=None, compare_with=None, published_rows=("CTX",),
                    model_name="ctx_tf", image_size=None, progress_every_seconds=10.0,
-                   floor_only=False, log=print):
+                   floor_only=False, benchmark=None, log=print):
     """Everything `python -m ctx_tf.evaluate` does; returns the results mapping.
 
     The arguments are the flags'. The global gin configuration is replaced by the parsed
     `gin_config` + `gin_bindings`. Raises `UsageError`, `EvaluationError`, `CheckpointError`,
-    `ResultsError`, `LearnerError` or data errors, each naming the
+    `ResultsError`, `LearnerError`, `BenchmarkError` or data errors, each naming the
     flag, file or variable at fault.
     """
 
-
-    given = _from_run_manifest(train_checkpoint_dir, dict(
-        records_root_dir=records_root_dir, datasets=datasets, image_size=image_size,
+    given, manifest = _from_run_manifest(train_checkpoint_dir, dict(
+        records_root_dir=records_root_dir, image_size=image_size,
         gin_config=list(gin_config), output_dir=output_dir, split=split, seed=seed), log)
-    records_root_dir, datasets, image_size, gin_config, output_dir = (
-        given["records_root_dir"], given["datasets"], given["image_size"],
-        given["gin_config"], given["output_dir"])
-    required = (("--records_root_dir", records_root_dir), ("--datasets", datasets),
-                ("--output_dir", output_dir)) + (() if floor_only else
-                                                 (("--checkpoint", checkpoint),))
+    records_root_dir, image_size, gin_config, output_dir = (
+        given["records_root_dir"], given["image_size"], given["gin_config"],
+        given["output_dir"])
+    required = (("--records_root_dir", records_root_dir), ("--output_dir", output_dir)) + (
+        () if floor_only else (("--checkpoint", checkpoint),))
     for name, value in required:
         if not value:
             raise UsageError(f"{name} is required (or --train_checkpoint_dir of a run with a "
@@ -144,10 +278,13 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         raise UsageError("--gin_config is required (or --train_checkpoint_dir with an "
                          "operative_config.gin)")
     cli.parse_gin(gin_config, gin_bindings)
+    version, datasets, described = resolve_benchmark(benchmark, datasets, manifest,
+                                                     train_checkpoint_dir)
     data_config = config_lib.DataConfig()
     image_size = image_size or data_config.image_height
     split_enum = protocol.dataset_spec_lib.as_split(split)
 
+    log(f"benchmark: {described}")
     log(f"records: {records_root_dir}; sources: {', '.join(datasets)}; split: {split_enum.name}; "
         f"{num_episodes} episodes per source; seed: {seed}; image size: {image_size}")
     # Every source is checked before the model is built or any episode drawn.
@@ -162,42 +299,17 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
             log(f"note: {info['note']}")
     log(f"output: {output_dir}")
 
-    if not floor_only:
-        learner = learners.build_learner(training=False, image_size=image_size)
-        loaded = checkpoints.load_learner_weights(learner, prefix)
-        if loaded.startswith("official"):
-            log(loaded)
-
     setup = protocol.EvaluationSetup(
         records_root=str(records_root_dir), sources=tuple(datasets), split=split_enum,
         num_episodes=num_episodes, seed=seed, image_size=image_size,
         shuffle_buffer_size=data_config.shuffle_buffer_size,
         read_buffer_size_bytes=data_config.read_buffer_size_bytes,
         num_prefetch=data_config.num_prefetch,
-        episode_config=sampling.EpisodeDescriptionConfig())
-    journal = None
-    if "://" not in str(output_dir):  # appends are durable on local file systems only
-        identity = dict(protocol.run_identity(setup), floor_only=bool(floor_only),
-                        checkpoint=prefix, checkpoint_step=info.get("step"),
-                        gin_config=[str(c) for c in gin_config],
-                        gin_bindings=list(gin_bindings))
-        journal = journal_lib.Journal(
-            os.path.join(str(output_dir), journal_lib.JOURNAL_NAME), identity)
-    progress = progress_lib.Progress(stream=sys.stdout, every_seconds=progress_every_seconds)
-    results = protocol.evaluate(learner, setup, progress=progress, log=log, floor=True,
-                                floor_only=floor_only, journal=journal)
-    results["model"] = {
-        "name": FLOOR_NAME if floor_only else model_name,
-        "learner": None if floor_only else type(learner).__name__,
-        "checkpoint": prefix,
-        "checkpoint_info": info,
-        "gin_config": [str(c) for c in gin_config],
-        "gin_bindings": list(gin_bindings),
-    }
-    if floor_only:
-        results["model"]["floor_only"] = True
-
-
+        episode_config=sampling.EpisodeDescriptionConfig(), benchmark=version.name)
+    results, journal = _evaluate_model(setup, prefix, info, output_dir, floor_only=floor_only,
+                                       model_name=model_name, gin_config=gin_config,
+                                       gin_bindings=gin_bindings,
+                                       progress_every_seconds=progress_every_seconds, log=log)
     results["environment"] = {"tensorflow": tf.__version__, "ctx_tf": ctx_tf.__version__}
     if previous is not None:
         results["comparison"] = {
@@ -205,22 +317,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
             "against_model": previous.get("model", {}).get("name"),
             "paired_difference": stats.paired_difference(results, previous),
         }
-    results = {k: results[k] for k in ("format", "model", "protocol", "sources", "comparison",
-                                       "environment") if k in results}
-    results = results_lib.with_comparisons(results, tuple(published_rows))
-    tf.io.gfile.makedirs(str(output_dir))
-    files.atomic_write(os.path.join(str(output_dir), "operative_config.gin")
-                             if "://" not in str(output_dir)
-                             else f"{str(output_dir).rstrip('/')}/operative_config.gin",
-                             gin.operative_config_str())
-    # results.json last: what is there is complete.
-    paths = results_lib.write_results(output_dir, results, published=tuple(published_rows))
-    if journal is not None:
-        journal.remove()  # results.json now holds every episode
-    log("")
-    log(results_lib.results_markdown(results, tuple(published_rows)).split("## Per source")[0])
-    log("wrote " + ", ".join(paths.values()))
-    return results
+    return _write_outputs(results, output_dir, tuple(published_rows), journal, log)
 
 
 def main(argv):
@@ -234,7 +331,7 @@ def main(argv):
         output_dir=FLAGS.output_dir, compare_with=FLAGS.compare_with,
         published_rows=FLAGS.published_rows, model_name=FLAGS.model_name,
         image_size=FLAGS.image_size, progress_every_seconds=FLAGS.progress_every_seconds,
-        floor_only=FLAGS.floor_only)
+        floor_only=FLAGS.floor_only, benchmark=FLAGS.benchmark)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 `episode` is a `ctx_tf.data.episode.Episode`. The support pass of the backbone computes the
 batch-norm moments (training) or reads the EMA (evaluation); the query pass reuses them
-(meta-dataset protocol §5.2). `loss` = mean softmax cross-entropy over the queries + every L2
+(docs/protocol.md §6.2). `loss` = mean softmax cross-entropy over the queries + every L2
 term registered by the backbone and head (`learner.losses`). A learner is a Keras model: its
 variables are listed by `trainable_variables`, saved by `tf.train.Checkpoint(learner=...)`, and
 it can be called inside `tf.function`.

@@ -12,7 +12,8 @@ wins), `--records_root_dir`, `--train_checkpoint_dir`, `--summary_dir`. Datasets
 configuration is parsed (unknown names fail) and the Trainer's bound arguments checked, the
 records of every dataset are located and their specs loaded, and the output locations are
 checked; no folder is created until all of it passed. Beside the checkpoints the run writes
-`run_manifest.json` (records root, sources, image size, gin files, seeds), from which
+`run_manifest.json` (records root, sources, benchmark version, image size, gin files, seeds),
+from which
 `python -m ctx_tf.evaluate --checkpoint=best --train_checkpoint_dir=<dir>` takes its inputs.
 
 The demo (`benchmark.train_datasets = 'demo_glyphs'` without `--records_root_dir`) generates
@@ -39,6 +40,7 @@ from ctx_tf import files
 from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data import demo
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.training import episodes as episodes_lib
 from ctx_tf.training import final_test as final_test_lib
 from ctx_tf.training import loop
@@ -91,12 +93,16 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
         raise LaunchError("no --gin_config given (e.g. --gin_config=gin/demo.gin)")
     cli.parse_gin(configs, bindings)
     train_names, eval_names = episodes_lib.benchmark()
+    version = benchmark_versions.of_training(train_names)
+    benchmark_versions.check_evaluation(version or benchmark_versions.DEFAULT, eval_names,
+                                        "benchmark.eval_datasets")
     loop.check_configuration()
     test_config = final_test_lib.final_test()
     if test_config["enabled"] and len(eval_names) != 1:
         raise LaunchError(
             "the final test evaluation takes exactly one dataset; bind benchmark.eval_datasets "
-            f"to one name (got {eval_names}) or set final_test.enabled = False")
+            f"to one name (got {eval_names}) or set final_test.enabled = False and test with "
+            "python -m ctx_tf.evaluate --checkpoint=best --train_checkpoint_dir=<this run>")
     if test_config["enabled"] and not test_config["num_episodes"] >= 1:
         raise LaunchError(f"final_test.num_episodes must be >= 1, got "
                           f"{test_config['num_episodes']!r} (or set final_test.enabled = False)")
@@ -116,13 +122,15 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
     train_summary = check_records(records_root_dir, train_names, "benchmark.train_datasets")
     eval_summary = check_records(records_root_dir, eval_names, "benchmark.eval_datasets")
     say(f"Records: {records_root_dir}")
+    if version:
+        say(f"Benchmark: {benchmark_versions.get(version).title} ({version})")
     say(f"Training on: {', '.join(train_summary)}")
     say(f"Validating/testing on: {', '.join(eval_summary)}")
     say(f"Checkpoints: {os.path.abspath(train_checkpoint_dir)}")
     say(f"Summaries:   {os.path.abspath(summary_dir)}")
     manifest = dict(
         records_root_dir=os.path.abspath(records_root_dir), demo_source=demo_source,
-        train_datasets=train_names, eval_datasets=eval_names,
+        train_datasets=train_names, eval_datasets=eval_names, benchmark=version,
         gin_config=[os.path.abspath(path) for path in configs], gin_bindings=list(bindings),
         final_test=test_config)
 

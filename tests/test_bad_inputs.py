@@ -138,6 +138,21 @@ CASES = {
         "--output_dir={w}/a_file is a file, not a folder"),
     "simclr_preview: unknown dataset": (
         "data.simclr_preview", ["--records_root_dir={w}/records", "--dataset=nope"], "nope"),
+    "evaluate: md_v2 for a run that trained for md_v1": (
+        "evaluate", [f"--gin_config={REPO_ROOT / 'gin' / 'ctx.gin'}", "--benchmark=md_v2",
+                     "--records_root_dir={w}/records", "--checkpoint=x",
+                     "--output_dir={w}/out"],
+        "--benchmark=md_v2, but the gin configuration (benchmark.train_datasets = "
+        "'ilsvrc_2012') trained for md_v1"),
+    "evaluate: md_v2 test sources missing from the records root": (
+        "evaluate", ["--floor_only", "--benchmark=md_v2", "--records_root_dir={w}/records",
+                     "--output_dir={w}/out"],
+        "unknown sources 'omniglot', 'aircraft', 'cu_birds', 'dtd', 'quickdraw', 'fungi', "
+        "'traffic_sign', 'mscoco': no {w}/records/<name>/dataset_spec.json"),
+    "sources: --raw_dir file that is not the ILSVRC train tar": (
+        "data.sources", ["--source=ilsvrc_2012", "--raw_dir={w}/a_file",
+                         "--records_root_dir={w}/out"],
+        "{w}/a_file: not an uncompressed tar archive"),
 }
 # A representative set runs unmarked (about 20 s a process on a loaded machine).
 FAST = {"train: negative update count", "evaluate: output folder is a file",

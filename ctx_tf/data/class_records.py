@@ -1,23 +1,29 @@
-"""One class file read as the official shuffled, repeated class stream, in plain Python.
+"""One class file read as the official shuffled, repeated class stream, by record offset.
 
 A tf.data shuffle's output order depends only on its seed, buffer size and input length,
 never on the elements. So `index_epochs` gives each epoch's order of record indices as
-`range(n).shuffle(...)` with the class's seed would -- the permutation `reader.class_stream`
-applies to the records -- computed without TensorFlow by `shuffle_order.ShuffleOrders`
-(verified against TensorFlow by tests). `ClassRecords` reads the file sequentially with
-`records.read_tfrecord` (checksums verified), keeping records read ahead of their turn (at
-most a shuffle buffer's worth). Reading runs no TensorFlow: local files are opened by
-Python, remote ones (gs://...) through `tf.io.gfile.GFile`, a plain file object. Damaged
-or miscounted files raise `RecordsError` naming the file, its source and the `--check`
-command.
+`range(n).shuffle(...)` with the class's seed would -- the permutation the official per-class
+stream applies to the records -- computed without TensorFlow by `shuffle_order.ShuffleOrders`
+(verified against TensorFlow by tests). `ClassRecords` then reads exactly the records it is
+asked for: the first time a class is used its file's record offsets are read from the record
+headers (`RecordIndex`, 8 bytes a record), and each record is read by offset through the
+process's bounded pool of open files (`open_files.OPEN_FILES`). Nothing is read ahead or kept,
+so memory and open files do not grow with the classes a run touches.
+
+Reading runs no TensorFlow for local files (remote ones, gs://..., go through
+`tf.io.gfile.GFile`). A damaged or miscounted file raises `RecordsError` naming the file, its
+source and the `--check` command; a file the operating system refuses (missing, permissions,
+too many open files, I/O error) raises `RecordFileError`, which says what it is.
 """
 
+import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data.records import TFRecordDamage, read_tfrecord
+from ctx_tf.data.open_files import OPEN_FILES
+from ctx_tf.data.records import (FRAMING_BYTES, HEADER_BYTES, TFRecordDamage, record_length,
+                                 unframe)
 from ctx_tf.data.shuffle_order import ShuffleOrders
 from ctx_tf.errors import UserError
-from ctx_tf.files import is_remote
 
 
 class ReaderError(UserError, ValueError):
@@ -26,6 +32,10 @@ class ReaderError(UserError, ValueError):
 
 class RecordsError(ReaderError):
     """An empty, truncated, corrupt or miscounted class file (the message names it)."""
+
+
+class RecordFileError(ReaderError):
+    """A class file the operating system would not open or read (the message names it)."""
 
 
 def check_hint(directory):
@@ -39,6 +49,18 @@ def records_error(dataset_spec, path, class_id, problem):
                         f"{problem}; {check_hint(dataset_spec.path)}")
 
 
+def file_error(dataset_spec, path, class_id, error):
+    """A `RecordFileError` for an operating-system (or remote file system) error."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    advice = "check that the file exists and is readable"
+    if getattr(error, "errno", None) == 24:  # EMFILE
+        advice = ("the process has reached its open-file limit: raise it (`ulimit -n`); "
+                  "ctx_tf itself keeps at most "
+                  f"{OPEN_FILES.max_open} class files open")
+    return RecordFileError(f"{path} (class id {class_id} of source {dataset_spec.name!r}): "
+                           f"cannot read the file: {text}; {advice}")
+
+
 def effective_num_images(num_images, num_to_take):
     """Images a class stream yields per epoch when limited to `num_to_take` (-1/None: all)."""
     if num_to_take is None or num_to_take < 0:
@@ -46,66 +68,137 @@ def effective_num_images(num_images, num_to_take):
     return min(num_images, num_to_take)
 
 
-class ClassRecords:
-    """One class's stream, read in Python: `take(count)` -> `[(record_index, record)]`.
+class RecordIndex:
+    """Where each of a class file's first `num_images` records starts and ends.
 
-    Same order as `class_stream` with the same arguments (see the module docstring). The
-    epoch orders come from `index_epochs`, a `ShuffleOrders` shared by all readers of the
-    class, so that a second iteration of a pipeline continues the reshuffling as
-    `class_stream` does.
+    Built from the record headers alone (payloads are skipped). With `exact`, the file must
+    hold exactly `num_images` records; otherwise it may hold more (only the first are used).
     """
 
-    def __init__(self, dataset_spec, class_id, num_to_take, index_epochs):
+    def __init__(self, dataset_spec, class_id, num_images, exact, files=OPEN_FILES):
         self.dataset_spec = dataset_spec
         self.class_id = class_id
         self.path = dataset_spec.record_path(class_id)
+        self.files = files
+        self.offsets = self._scan(num_images, exact)  # int64 [num_images + 1]
+
+    def fail(self, problem):
+        raise records_error(self.dataset_spec, self.path, self.class_id, problem) from None
+
+    def read(self, offset, size):
+        try:
+            return self.files.read(self.path, offset, size)
+        except (OSError, tf.errors.OpError) as e:
+            self.files.forget(self.path)
+            raise file_error(self.dataset_spec, self.path, self.class_id, e) from None
+
+    def _header(self, offset, size, count):
+        """The payload length of the record at `offset`, or None at the end of the file."""
+        if offset == size:
+            return None
+        header = self.read(offset, HEADER_BYTES)
+        if len(header) < HEADER_BYTES:
+            self.fail(f"damaged after {count} readable records (truncated record header at "
+                      f"byte {offset})")
+        length = record_length(header)
+        if length is None:
+            self.fail(f"damaged after {count} readable records (corrupt length checksum at "
+                      f"byte {offset})")
+        if offset + FRAMING_BYTES + length > size:
+            self.fail(f"damaged after {count} readable records (truncated record at byte "
+                      f"{offset})")
+        return length
+
+    def _scan(self, num_images, exact):
+        try:
+            size = self.files.size(self.path)
+        except (OSError, tf.errors.OpError) as e:
+            self.files.forget(self.path)
+            raise file_error(self.dataset_spec, self.path, self.class_id, e) from None
+        offsets = np.empty(num_images + 1, np.int64)
+        offset = 0
+        for count in range(num_images):
+            offsets[count] = offset
+            length = self._header(offset, size, count)
+            if length is None:
+                self.fail(f"holds {count} records but dataset_spec.json says {num_images}")
+            offset += FRAMING_BYTES + length
+        offsets[num_images] = offset
+        if exact and self._header(offset, size, num_images) is not None:
+            self.fail(f"holds more than the {num_images} records dataset_spec.json says")
+        return offsets
+
+    def record(self, index):
+        """The payload of record `index` (checksums verified)."""
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        try:
+            return unframe(self.read(start, end - start), self.path, start)
+        except TFRecordDamage as e:
+            self.fail(f"record {index} is damaged ({e.problem})")
+
+
+class ClassIndices:
+    """The `RecordIndex` of each class of a list, built the first time it is asked for and
+    kept (8 bytes a record), shared by the episode and batch readers of one source."""
+
+    def __init__(self, dataset_spec, class_ids, num_to_take):
+        self.dataset_spec = dataset_spec
+        self.class_ids = list(class_ids)
+        self.num_to_take = -1 if num_to_take is None else num_to_take
+        self._indices = {}
+
+    def num_images(self, i):
+        """Records per epoch of relative class `i`."""
+        return effective_num_images(
+            self.dataset_spec.get_total_images_per_class(self.class_ids[i]), self.num_to_take)
+
+    def __getitem__(self, i):
+        index = self._indices.get(i)
+        if index is None:
+            class_id = self.class_ids[i]
+            spec_count = self.dataset_spec.get_total_images_per_class(class_id)
+            # A file must hold exactly its spec count unless only its first records are taken.
+            exact = self.num_to_take < 0 or self.num_to_take >= spec_count
+            index = RecordIndex(self.dataset_spec, class_id, self.num_images(i), exact)
+            self._indices[i] = index
+        return index
+
+
+class ClassRecords:
+    """One class's stream: `take(count)` -> `[(record_index, record)]`.
+
+    The same records, in the same order, as the official per-class stream (`take` ->
+    shuffle -> `repeat()`) with the same arguments (see the module docstring). The epoch
+    orders come from `index_epochs` (a `ShuffleOrders`, or None: file order) and the offsets
+    from `record_index` (a `RecordIndex`, or a function building it on first use), both
+    shared by all readers of the class, so that a second iteration of a pipeline continues
+    the reshuffling without re-reading the headers.
+    """
+
+    def __init__(self, dataset_spec, class_id, num_to_take, index_epochs, record_index=None):
+        self.dataset_spec = dataset_spec
+        self.class_id = class_id
         spec_count = dataset_spec.get_total_images_per_class(class_id)
         self.num_images = effective_num_images(spec_count, num_to_take)
-        # A file must hold exactly its spec count unless only its first records are taken.
-        self._exact = num_to_take is None or num_to_take < 0 or num_to_take >= spec_count
+        if record_index is None:
+            # A file must hold exactly its spec count unless only its first records are taken.
+            exact = num_to_take is None or num_to_take < 0 or num_to_take >= spec_count
+            record_index = lambda: RecordIndex(dataset_spec, class_id, self.num_images, exact)
+        self._record_index = record_index
         self._epochs = None if index_epochs is None else iter(index_epochs)
-        self._order, self._position = [], 0
-        self._file, self._read, self._ahead = None, 0, {}
-
-    def _fail(self, problem):
-        raise records_error(self.dataset_spec, self.path, self.class_id, problem) from None
+        self._order, self._position = np.zeros(0, np.int32), 0
 
     def _next_epoch(self):
         if self._epochs is None:
-            self._order = list(range(self.num_images))
+            self._order = np.arange(self.num_images, dtype=np.int32)
         else:
-            self._order = next(self._epochs)
+            self._order = np.asarray(next(self._epochs), dtype=np.int32)
         self._position = 0
-        self._file, self._read, self._ahead = None, 0, {}
 
-    def _next_record(self):
-        try:
-            return next(self._file)
-        except StopIteration:
-            return None
-        except TFRecordDamage as e:
-            self._fail(f"damaged after {self._read} readable records ({e.problem})")
-        except (OSError, tf.errors.OpError) as e:  # local or remote (GFile) file errors
-            self._fail(f"unreadable after {self._read} records ({str(e).splitlines()[0]})")
-
-    def _record(self, index):
-        if index in self._ahead:
-            return self._ahead.pop(index)
-        if self._file is None:
-            self._file = read_tfrecord(open_records(self.path), name=self.path)
-        while True:
-            record = self._next_record()
-            if record is None:
-                self._fail(f"holds {self._read} records but dataset_spec.json says "
-                           f"{self.num_images}")
-            self._read += 1
-            if self._read - 1 == index:
-                break
-            self._ahead[self._read - 1] = record
-        if self._read == self.num_images and self._exact and self._next_record() is not None:
-            self._fail(f"holds more than the {self.num_images} records dataset_spec.json "
-                       f"says")
-        return record
+    def _index(self):
+        if callable(self._record_index):
+            self._record_index = self._record_index()
+        return self._record_index
 
     def take(self, count, read=True):
         """The next `count` elements; with `read=False` the records are b'' (not read)."""
@@ -113,18 +206,10 @@ class ClassRecords:
         for _ in range(count):
             if self._position == len(self._order):
                 self._next_epoch()
-            index = self._order[self._position]
+            index = int(self._order[self._position])
             self._position += 1
-            out.append((index, self._record(index) if read else b""))
+            out.append((index, self._index().record(index) if read else b""))
         return out
-
-
-def open_records(path):
-    """What `read_tfrecord` reads `path` from: the path itself when local, else an opener of a
-    `tf.io.gfile.GFile` (the only way to reach gs:// and other remote file systems)."""
-    if is_remote(path):
-        return lambda: tf.io.gfile.GFile(path, "rb")
-    return path
 
 
 def current_global_seed():
@@ -137,8 +222,9 @@ def current_global_seed():
 def index_epochs(num_images, shuffle_buffer_size, shuffle_seed, global_seed):
     """Shuffled epochs of `range(num_images)`, one list each (None: no shuffle).
 
-    The shuffle is the one `class_stream` applies to the records, with the same seed, as
-    built under TensorFlow global seed `global_seed` (see `current_global_seed`).
+    The shuffle is the one the official per-class stream applies to the records, with the
+    same seed, as built under TensorFlow global seed `global_seed` (see
+    `current_global_seed`).
     """
     buffer_size = min(num_images, shuffle_buffer_size or 0)
     if buffer_size <= 1:

@@ -17,10 +17,11 @@ import weakref
 import tensorflow as tf
 
 from ctx_tf.data import class_records
-from ctx_tf.data.class_records import RecordsError
+from ctx_tf.data.class_records import RecordFileError, RecordsError
 
-# How a `RecordsError` raised inside the episode generator appears in TensorFlow's message.
-_RECORDS_ERROR_IN_MESSAGE = re.compile(r"RecordsError: (.+)")
+# How a `RecordsError` or `RecordFileError` raised inside a reader's generator appears in
+# TensorFlow's message.
+_RECORDS_ERROR_IN_MESSAGE = re.compile(r"(RecordsError|RecordFileError): (.+)")
 _READ_ERRORS = (tf.errors.DataLossError, tf.errors.FailedPreconditionError,
                 tf.errors.InvalidArgumentError)
 
@@ -29,7 +30,8 @@ def _records_error(error, dataset_specs, split):
     """The `RecordsError` behind a TensorFlow read error, or None."""
     found = _RECORDS_ERROR_IN_MESSAGE.search(error.message)
     if found:
-        return RecordsError(found.group(1).strip())
+        kind = RecordsError if found.group(1) == "RecordsError" else RecordFileError
+        return kind(found.group(2).strip())
     first_line = error.message.splitlines()[0] if error.message else type(error).__name__
     for spec in dataset_specs:
         # The decoders name the file of a bad record (see the module docstring).

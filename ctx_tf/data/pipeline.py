@@ -41,6 +41,7 @@ import tensorflow as tf
 from ctx_tf.data import decoder as decoder_lib
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
+from ctx_tf.data.batch_reader import BatchReader
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.class_records import ReaderError
 from ctx_tf.data.seeds import episode_seed
@@ -172,9 +173,8 @@ def _check_pool(pool):
 
 
 def _source_reader(dataset_spec, use_dag_ontology, use_bilevel_ontology, split,
-                   episode_descr_config, shuffle_buffer_size, read_buffer_size_bytes,
-                   num_prefetch, num_to_take, ignore_hierarchy_probability, seed,
-                   source_index, validate_records):
+                   episode_descr_config, shuffle_buffer_size, num_to_take,
+                   ignore_hierarchy_probability, seed, source_index, validate_records):
     """`(raw episode dataset, chunk sizes)` of one source."""
     classes = reader_lib.check_split_files(dataset_spec, split, validate_records, num_to_take)
     where = f"source {dataset_spec.name!r} split {reader_lib.split_name(split)}"
@@ -197,8 +197,8 @@ def _source_reader(dataset_spec, use_dag_ontology, use_bilevel_ontology, split,
                           f"{e}") from e
     chunk_sizes = tuple(sampler.compute_chunk_sizes())
     episode_reader = reader_lib.EpisodeReader(
-        dataset_spec, split, shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
-        num_to_take, class_seeds=_class_seeds(seed, source_index, len(classes)))
+        dataset_spec, split, shuffle_buffer_size, num_to_take,
+        class_seeds=_class_seeds(seed, source_index, len(classes)))
     return episode_reader, episode_reader.episode_dataset(descriptions, chunk_sizes), chunk_sizes
 
 
@@ -218,8 +218,8 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
       episode_descr_config: `EpisodeDescriptionConfig`.
       pool: must be None (example-level pools are unsupported, as officially).
       shuffle_buffer_size: per-class shuffle buffer (None or 0: no shuffling).
-      read_buffer_size_bytes: `TFRecordDataset` buffer size (None: TF default).
-      num_prefetch: records prefetched per class stream.
+      read_buffer_size_bytes, num_prefetch: accepted as in the official signature; records
+        are read by offset (see `ctx_tf.data.reader`), so they change nothing.
       image_size: side of the decoded images (`DataConfig.image_height`).
       num_to_take: read only this many records per class (None: all); the sampler also
         sees the reduced counts.
@@ -234,9 +234,8 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
     _check_simclr(simclr_episode_fraction, support_decoder, query_decoder)
     episode_reader, raw, chunk_sizes = _source_reader(
         dataset_spec, use_dag_ontology, use_bilevel_ontology, split, episode_descr_config,
-        shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
-        -1 if num_to_take is None else num_to_take, ignore_hierarchy_probability, seed, 0,
-        validate_records)
+        shuffle_buffer_size, -1 if num_to_take is None else num_to_take,
+        ignore_hierarchy_probability, seed, 0, validate_records)
     process = _episode_processor(
         chunk_sizes, support_decoder, query_decoder, _path_lookup([dataset_spec]),
         simclr_episode_fraction, None if seed is None else _derive_seed(seed, 0, _SIMCLR))
@@ -277,8 +276,8 @@ def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
     for i, spec in enumerate(dataset_spec_list):
         episode_reader, raw, sizes = _source_reader(
             spec, use_dag_ontology_list[i], use_bilevel_ontology_list[i], split,
-            episode_descr_config, shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
-            takes[i], 0.0, seed, i, validate_records)
+            episode_descr_config, shuffle_buffer_size, takes[i], 0.0, seed, i,
+            validate_records)
         if chunk_sizes is not None and sizes != chunk_sizes:
             raise ValueError(f"sources have different episode chunk sizes: {chunk_sizes} and "
                              f"{sizes} ({spec.name})")
@@ -307,16 +306,14 @@ def _batch_processor(decoder, path_lookup):
     return process
 
 
-def _batch_source(dataset_spec, split, batch_size, shuffle_buffer_size, read_buffer_size_bytes,
-                  num_prefetch, num_to_take, label_offset, seed, source_index,
-                  validate_records):
+def _batch_source(dataset_spec, split, batch_size, shuffle_buffer_size, num_to_take,
+                  label_offset, seed, source_index, validate_records):
+    """`(BatchReader, raw batch dataset)` of one source."""
     reader_lib.check_split_files(dataset_spec, split, validate_records, num_to_take)
-    batch_reader = reader_lib.EpisodeReader(
-        dataset_spec, split, shuffle_buffer_size, read_buffer_size_bytes, num_prefetch,
-        num_to_take)
-    return batch_reader.batch_dataset(
+    batch_reader = BatchReader(dataset_spec, split, shuffle_buffer_size, num_to_take)
+    return batch_reader, batch_reader.batch_dataset(
         batch_size, label_offset=label_offset,
-        shuffle_seed=None if seed is None else _derive_seed(seed, source_index, _BATCH))
+        seed=None if seed is None else _derive_seed(seed, source_index, _BATCH))
 
 
 def _check_batch_size(batch_size):
@@ -339,14 +336,13 @@ def make_one_source_batch_pipeline(dataset_spec, split, batch_size, pool=None,
     _check_pool(pool)
     _check_batch_size(batch_size)
     seed = _check_seed(seed)
-    raw = _batch_source(dataset_spec, split, batch_size, shuffle_buffer_size,
-                        read_buffer_size_bytes, num_prefetch,
-                        -1 if num_to_take is None else num_to_take, 0, seed, 0,
-                        validate_records)
+    batch_reader, raw = _batch_source(dataset_spec, split, batch_size, shuffle_buffer_size,
+                                      -1 if num_to_take is None else num_to_take, 0, seed, 0,
+                                      validate_records)
     process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
                                _path_lookup([dataset_spec]))
     dataset = tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(0).repeat()))
-    return dataset.map(process).prefetch(1)
+    return with_episode_readers(dataset.map(process).prefetch(1), [batch_reader])
 
 
 def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
@@ -368,11 +364,11 @@ def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
     if num_to_take is not None and len(num_to_take) != n:
         raise ValueError(f"num_to_take has {len(num_to_take)} entries for {n} sources")
     takes = [-1] * n if num_to_take is None else [-1 if t is None else t for t in num_to_take]
-    sources, offset = [], 0
+    sources, offset, batch_readers = [], 0, []
     for i, spec in enumerate(dataset_spec_list):
-        raw = _batch_source(spec, split, batch_size, shuffle_buffer_size,
-                            read_buffer_size_bytes, num_prefetch, takes[i], offset, seed, i,
-                            validate_records)
+        batch_reader, raw = _batch_source(spec, split, batch_size, shuffle_buffer_size,
+                                          takes[i], offset, seed, i, validate_records)
+        batch_readers.append(batch_reader)
         sources.append(tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(i).repeat())))
         if add_dataset_offset:
             offset += len(spec.get_classes(split))
@@ -380,4 +376,4 @@ def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
         sources, seed=None if seed is None else _derive_seed(seed, n, _SOURCE_CHOICE))
     process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
                                _path_lookup(dataset_spec_list))
-    return dataset.map(process).prefetch(1)
+    return with_episode_readers(dataset.map(process).prefetch(1), batch_readers)

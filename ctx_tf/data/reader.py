@@ -4,20 +4,18 @@ The official per-class stream is: the class file's records in file order -> opti
 -> shuffle (buffer `min(n_c, shuffle_buffer_size)`, only if > 1) -> `repeat()`. Shuffling
 *before* repeating gives clean epochs: every record of an epoch is emitted before any record
 of the next one. Elements carry `record_index`, the record's position in its file (used by
-the decoder's error messages and by tests). `class_stream` builds it as a tf.data pipeline
-(used by the batch pipelines, which read every class at once).
+the decoder's error messages and by tests).
 
-Episodes read the same streams without building one tf.data pipeline per class (which cost
-~25 ms per class, ~24 s for Omniglot), and without running TensorFlow at all: a shuffle's
-output order depends only on its seed, buffer size and input length, never on the elements,
-so `class_records.ClassRecords` takes each epoch's order of record indices from
-`shuffle_order.ShuffleOrders` -- the very permutation `range(n).shuffle(...)` with the
-class's seed (and the global seed in force when the reader was built) would produce,
-computed in Python and tested bit for bit against TensorFlow -- and reads the class file
-sequentially in Python (`records.read_tfrecord`), keeping records read ahead of their turn
-(at most the shuffle buffer's worth). Everything is built the first time a class is used, so
-the first episode only pays for its own classes. Damaged or miscounted files raise
-`RecordsError` naming the file, the source and `--check`.
+Episodes read these streams without TensorFlow: a shuffle's output order depends only on its
+seed, buffer size and input length, never on the elements, so `class_records.ClassRecords`
+takes each epoch's order of record indices from `shuffle_order.ShuffleOrders` -- the very
+permutation `range(n).shuffle(...)` with the class's seed (and the global seed in force when
+the reader was built) would produce, computed in Python and tested bit for bit against
+TensorFlow -- and reads exactly the records an episode needs, by offset, through the
+process's bounded pool of open files. A class's offsets and epoch order are built the first
+time it is used, so the first episode only pays for its own classes; memory grows by 12 bytes
+per record of the classes touched, and open files not at all. Damaged or miscounted files
+raise `RecordsError` naming the file, the source and `--check`.
 
 A pure-Python generator turns sampled episode descriptions into a fixed-size
 `flush | support | query` list of `(stream index, count)` pairs. A cursor per class (position
@@ -38,8 +36,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data.class_records import (ClassRecords, ReaderError, current_global_seed,
-                                      effective_num_images, index_epochs, records_error)
+from ctx_tf.data.class_records import (ClassIndices, ClassRecords, ReaderError,
+                                      current_global_seed, effective_num_images, index_epochs,
+                                      records_error)
 from ctx_tf.data.decoder import parse_record
 
 PLACEHOLDER_CLASS_ID = -1
@@ -51,48 +50,6 @@ def sample_from_datasets(datasets, weights=None, seed=None):
     if sample is None:
         sample = tf.data.experimental.sample_from_datasets
     return sample(datasets, weights=weights, seed=seed)
-
-
-def class_stream(path, class_id, num_images, shuffle_buffer_size=None,
-                 read_buffer_size_bytes=None, num_prefetch=0, num_to_take=-1,
-                 shuffle_seed=None, repeat=True):
-    """The stream of one class file: `((record_index, record), class_id)` elements.
-
-    Args:
-      path: the class's TFRecord file (any `tf.io.gfile` filesystem).
-      class_id: absolute class id (int64 in the stream).
-      num_images: the spec's image count; each epoch must hold exactly
-        `min(num_images, num_to_take)` records, otherwise reading fails with a
-        `FailedPreconditionError` "Input dataset was expected to contain N elements but
-        contained only M" when the end of the file is reached (no extra reading cost).
-      shuffle_buffer_size: None or 0: no shuffling; else buffer `min(n, shuffle_buffer_size)`.
-      read_buffer_size_bytes: `TFRecordDataset` buffer size (None: TF's default).
-      num_prefetch: records to prefetch (< 1: none).
-      num_to_take: read only the first records of the file (-1/None: all).
-      shuffle_seed: op seed of the shuffle (None: unseeded).
-      repeat: repeat forever (episodes) or read one epoch (batches).
-    """
-    expected = effective_num_images(num_images, num_to_take)
-    records = tf.data.TFRecordDataset(path, buffer_size=read_buffer_size_bytes)
-    if num_to_take is not None and num_to_take >= 0:
-        records = records.take(num_to_take)
-    # Cheap lazy count check (no traced function: building hundreds of class streams is
-    # dominated by per-dataset overhead). TensorFlow's message names both counts but not the
-    # file; `validate_records=True` in the pipelines checks every file up front by name.
-    records = records.apply(tf.data.experimental.assert_cardinality(expected))
-    records = tf.data.Dataset.zip(
-        (records.enumerate(),
-         tf.data.Dataset.from_tensors(tf.constant(class_id, tf.int64)).repeat()))
-    if num_prefetch and num_prefetch > 0:
-        records = records.prefetch(num_prefetch)
-    if shuffle_buffer_size and shuffle_buffer_size > 0:
-        buffer_size = min(expected, shuffle_buffer_size)
-        if buffer_size > 1:
-            records = records.shuffle(buffer_size, seed=shuffle_seed,
-                                      reshuffle_each_iteration=True)
-    if repeat:
-        records = records.repeat()
-    return records
 
 
 class DescriptionSource:
@@ -213,47 +170,30 @@ class EpisodeReader:
     Args:
       dataset_spec: spec of the source (`path` = its records directory).
       split: `Split`.
-      shuffle_buffer_size, read_buffer_size_bytes, num_prefetch, num_to_take: per-class
-        stream settings (see `class_stream`; episodes read files in Python, so the buffer
-        and prefetch settings only apply to batches).
+      shuffle_buffer_size: per-class shuffle buffer (None or 0: file order).
+      num_to_take: read only the first records of each class file (-1/None: all).
       class_seeds: None (unseeded shuffles) or one shuffle seed per class of the split.
     """
 
-    def __init__(self, dataset_spec, split, shuffle_buffer_size=None, read_buffer_size_bytes=None,
-                 num_prefetch=0, num_to_take=-1, class_seeds=None):
+    def __init__(self, dataset_spec, split, shuffle_buffer_size=None, num_to_take=-1,
+                 class_seeds=None):
         self.dataset_spec = dataset_spec
         self.split = split
         self.class_set = list(dataset_spec.get_classes(split))
         self.num_classes = len(self.class_set)
         self.shuffle_buffer_size = shuffle_buffer_size
-        self.read_buffer_size_bytes = read_buffer_size_bytes
-        self.num_prefetch = num_prefetch
         self.num_to_take = -1 if num_to_take is None else num_to_take
         if class_seeds is not None and len(class_seeds) != self.num_classes:
             raise ValueError(f"{len(class_seeds)} shuffle seeds for {self.num_classes} classes")
         self.class_seeds = class_seeds
-        self.num_images = [
-            effective_num_images(dataset_spec.get_total_images_per_class(c), self.num_to_take)
-            for c in self.class_set]
+        self.indices = ClassIndices(dataset_spec, self.class_set, self.num_to_take)
+        self.num_images = [self.indices.num_images(i) for i in range(self.num_classes)]
         self._generation = 0  # see stop()
         self._index_epochs = {}  # relative class id -> ShuffleOrders, built on first use
         # tf.data mixes TensorFlow's global seed into every seeded shuffle. The epoch orders
         # are built lazily, on first use, when the caller may have set another global seed
         # (training does): they use the one in force now, when the pipeline is built.
         self._global_seed = current_global_seed()
-
-    def class_streams(self, shuffle=True, repeat=True):
-        streams = []
-        for i, class_id in enumerate(self.class_set):
-            streams.append(class_stream(
-                self.dataset_spec.record_path(class_id), class_id,
-                self.dataset_spec.get_total_images_per_class(class_id),
-                shuffle_buffer_size=self.shuffle_buffer_size if shuffle else 0,
-                read_buffer_size_bytes=self.read_buffer_size_bytes,
-                num_prefetch=self.num_prefetch, num_to_take=self.num_to_take,
-                shuffle_seed=None if self.class_seeds is None else self.class_seeds[i],
-                repeat=repeat))
-        return streams
 
     def class_records(self, i):
         """A fresh `ClassRecords` of relative class `i` (its epochs continue across readers)."""
@@ -262,7 +202,7 @@ class EpisodeReader:
                 self.num_images[i], self.shuffle_buffer_size,
                 None if self.class_seeds is None else self.class_seeds[i], self._global_seed)
         return ClassRecords(self.dataset_spec, self.class_set[i], self.num_to_take,
-                            self._index_epochs[i])
+                            self._index_epochs[i], lambda: self.indices[i])
 
     def episodes(self, descriptions, chunk_sizes):
         """Yields raw episodes `(records, class_ids, record_indices)` (numpy, see the module)."""
@@ -308,25 +248,6 @@ class EpisodeReader:
             output_signature=(tf.TensorSpec([size], tf.string),
                               tf.TensorSpec([size], tf.int64),
                               tf.TensorSpec([size], tf.int64))).prefetch(1)
-
-    def batch_dataset(self, batch_size, label_offset=0, shuffle_seed=None):
-        """Batches over all classes of the split: `(records, labels, class_ids, indices)`.
-
-        Every class is read once per epoch without its own shuffle (to keep epochs clean),
-        classes are interleaved in proportion to their sizes, mixed in one shuffle buffer of
-        `shuffle_buffer_size`, batched (last batch of an epoch may be smaller), repeated.
-        Labels are `class_id - first class of the split + label_offset` (int64).
-        """
-        streams = self.class_streams(shuffle=False, repeat=False)
-        counts = np.asarray(self.num_images, dtype=np.float64)
-        weights = (counts / counts.sum()).tolist()
-        records = sample_from_datasets(streams, weights=weights, seed=shuffle_seed)
-        if self.shuffle_buffer_size and self.shuffle_buffer_size > 0:
-            records = records.shuffle(self.shuffle_buffer_size, seed=shuffle_seed,
-                                      reshuffle_each_iteration=True)
-        shift = int(label_offset) - int(self.class_set[0])
-        records = records.batch(batch_size, drop_remainder=False).repeat()
-        return records.map(lambda ir, c: (ir[1], c + shift, c, ir[0])).prefetch(1)
 
 
 # ----------------------------------------------------------------------------- up-front checks

@@ -112,25 +112,47 @@ def read_tfrecord(source, verify=True, name=None):
         yield from _read_records(source, verify, name or getattr(source, "name", "TFRecord file"))
 
 
+HEADER_BYTES = 12  # length (8) and its masked CRC (4)
+FRAMING_BYTES = 16  # header and the payload's masked CRC (4)
+
+
+def record_length(header, verify=True):
+    """The payload length of a 12-byte record header; None when (with `verify`) its checksum
+    is wrong."""
+    (length,) = struct.unpack("<Q", header[:8])
+    if verify and struct.unpack("<I", header[8:12])[0] != masked_crc32c(header[:8]):
+        return None
+    return length
+
+
+def unframe(framed, name, offset, verify=True):
+    """The payload of one whole framed record (`framed`, read from byte `offset` of file
+    `name`); raises TFRecordDamage when it is cut short or (with `verify`) a checksum is wrong."""
+    if len(framed) < HEADER_BYTES:
+        raise TFRecordDamage(name, f"truncated record header at byte {offset}")
+    length = record_length(framed, verify)
+    if length is None:
+        raise TFRecordDamage(name, f"corrupt length checksum at byte {offset}")
+    if len(framed) < FRAMING_BYTES + length:
+        raise TFRecordDamage(name, f"truncated record at byte {offset}")
+    payload = framed[HEADER_BYTES:HEADER_BYTES + length]
+    footer = framed[HEADER_BYTES + length:FRAMING_BYTES + length]
+    if verify and struct.unpack("<I", footer)[0] != masked_crc32c(payload):
+        raise TFRecordDamage(name, f"corrupt data checksum at byte {offset}")
+    return payload
+
+
 def _read_records(f, verify, name):
     offset = 0
     while True:
-        header = f.read(12)
+        header = f.read(HEADER_BYTES)
         if not header:
             return
-        if len(header) < 12:
-            raise TFRecordDamage(name, f"truncated record header at byte {offset}")
-        (length,) = struct.unpack("<Q", header[:8])
-        if verify and struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
-            raise TFRecordDamage(name, f"corrupt length checksum at byte {offset}")
-        payload = f.read(length)
-        footer = f.read(4)
-        if len(payload) < length or len(footer) < 4:
-            raise TFRecordDamage(name, f"truncated record at byte {offset}")
-        if verify and struct.unpack("<I", footer)[0] != masked_crc32c(payload):
-            raise TFRecordDamage(name, f"corrupt data checksum at byte {offset}")
+        length = record_length(header, verify) if len(header) == HEADER_BYTES else 0
+        rest = f.read(length + 4) if length is not None else b""
+        payload = unframe(header + rest, name, offset, verify)
         yield payload
-        offset += 16 + length
+        offset += FRAMING_BYTES + len(payload)
 
 
 def count_records(path):

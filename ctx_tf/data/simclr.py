@@ -1,4 +1,4 @@
-"""SimCLR episodes: the episode conversion of CrossTransformers (protocol spec, section 4).
+"""SimCLR episodes: the episode conversion of CrossTransformers (docs/protocol.md §5).
 
 A SimCLR episode turns a normal few-shot episode into an instance-discrimination task: every
 support image becomes its own class and the queries are differently augmented copies of some of
@@ -57,7 +57,7 @@ def simclr_query_sources(support_labels, query_labels):
 
 @no_autograph
 def to_simclr_episode(episode, color_jitter_strength=None, seed=None, augment=True):
-    """Converts an episode into a SimCLR episode (protocol spec, section 4.1).
+    """Converts an episode into a SimCLR episode (docs/protocol.md §5.1).
 
     * new queries: copies of the first k_c support images of every class c (k_c = the number of
       queries of c; all support images of c if it has fewer), in support order;

@@ -2,9 +2,12 @@
 
 Numbers are percent accuracies with their 95% confidence intervals over 600 test episodes, as
 published in the leaderboard of google-research/meta-dataset (tables in `README.md`, generated
-by `Leaderboard.ipynb`). Each row records where it was read.
+by `Leaderboard.ipynb`). Each row records where it was read, and the benchmark version it was
+measured on: all of them are Meta-Dataset v1 results (the leaderboard has no Meta-Dataset v2
+table, so no v2 CTX row is published there), and a result is set beside rows of its own version
+only.
 
-Ranking (protocol §6, `Leaderboard.ipynb`): for each test source, repeatedly take the remaining
+Ranking (docs/protocol.md §8.4, `Leaderboard.ipynb`): for each test source, repeatedly take the remaining
 model with the best mean; every remaining model m with
 `|mu_best - mu_m| <= 1.96 * sqrt(sd_best**2 / n_best + sd_m**2 / n_m)`, where
 `sd = ci95 * sqrt(n) / 1.96`, is tied with it; the k tied models occupy the next k ranks and
@@ -22,14 +25,12 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 from ctx_tf.data import facts
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import comparability
 from ctx_tf.evaluation import stats
 
 # The ten test sources of Meta-Dataset (v1), in the leaderboard's column order.
-TEST_SOURCES = (
-    "ilsvrc_2012", "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi",
-    "vgg_flower", "traffic_sign", "mscoco",
-)
+TEST_SOURCES = benchmark_versions.VERSIONS[benchmark_versions.MD_V1].test_sources
 
 # Leaderboard column titles.
 COLUMN_TITLES = {
@@ -85,6 +86,8 @@ class PublishedRow:
       description: what the model is.
       image_size: the image height and width the row was measured at (None: unknown); what
         `comparability.check_protocol(published_image_size=...)` compares a run with.
+      benchmark: the benchmark version (`ctx_tf.evaluation.benchmark_versions`) the row was
+        measured on; results are set beside rows of their own version only.
     """
 
     name: str
@@ -95,6 +98,7 @@ class PublishedRow:
     read_from: str
     description: str = ""
     image_size: Optional[int] = None
+    benchmark: str = benchmark_versions.MD_V1
 
 
 def _row(values):

@@ -1,4 +1,4 @@
-"""The official Meta-Dataset test protocol, run on a learner (protocol §6).
+"""The official Meta-Dataset test protocol, run on a learner (docs/protocol.md §8).
 
 For each source: `num_episodes` (600) episodes of its TEST (or VALID) classes, sampled with the
 un-scoped `EpisodeDescriptionConfig` (variable way and shot by default) with
@@ -29,6 +29,7 @@ from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import comparability
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import leaderboard
@@ -134,20 +135,24 @@ def load_sources(records_root, source_names, split):
     duplicates = sorted({s for s in source_names if list(source_names).count(s) > 1})
     if duplicates:
         raise EvaluationError(f"sources listed more than once: {duplicates}")
+    missing = [name for name in source_names if not tf.io.gfile.exists(
+        _join(_join(records_root, name), dataset_spec_lib.SPEC_FILENAME))]
+    if missing:
+        available = _available_sources(records_root)
+        if available is None:
+            raise EvaluationError(f"records root {records_root} does not exist")
+        known = ", ".join(leaderboard.TEST_SOURCES)
+        names = ", ".join(repr(name) for name in missing)
+        where = (f"{_join(records_root, missing[0])}/{dataset_spec_lib.SPEC_FILENAME}"
+                 if len(missing) == 1 else
+                 f"{_join(records_root, '<name>')}/{dataset_spec_lib.SPEC_FILENAME}")
+        raise EvaluationError(
+            f"unknown source{'s' if len(missing) > 1 else ''} {names}: no {where}. "
+            f"Sources under {records_root}: {', '.join(available) or 'none'}. "
+            f"Meta-Dataset test sources: {known}")
     specs = {}
-    available = None
     for name in source_names:
         directory = _join(records_root, name)
-        if not tf.io.gfile.exists(_join(directory, dataset_spec_lib.SPEC_FILENAME)):
-            if available is None:
-                available = _available_sources(records_root)
-            if available is None:
-                raise EvaluationError(f"records root {records_root} does not exist")
-            known = ", ".join(leaderboard.TEST_SOURCES)
-            raise EvaluationError(
-                f"unknown source {name!r}: no {directory}/{dataset_spec_lib.SPEC_FILENAME}. "
-                f"Sources under {records_root}: {', '.join(available) or 'none'}. "
-                f"Meta-Dataset test sources: {known}")
         spec = dataset_spec_lib.load_dataset_spec(directory)
         classes = list(spec.get_classes(split))
         if not classes:
@@ -264,6 +269,7 @@ class EvaluationSetup:
     read_buffer_size_bytes: int = None
     num_prefetch: int = 0
     episode_config: object = None
+    benchmark: str = benchmark_versions.DEFAULT
 
 
 @contextlib.contextmanager
@@ -395,6 +401,7 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
     return {
         "format": results_lib.FORMAT,
         "protocol": {
+            "benchmark": setup.benchmark,
             "split": split.name,
             "num_episodes": setup.num_episodes,
             "seed": setup.seed,

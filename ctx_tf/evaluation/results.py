@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from ctx_tf import files
 from ctx_tf.data import facts
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import comparability
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import leaderboard
@@ -172,6 +173,24 @@ def _protocol_reasons(results, rows):
     return reasons
 
 
+def benchmark_of(results):
+    """The benchmark version `results` were measured under (`md_v1` when unrecorded)."""
+    return results.get("protocol", {}).get("benchmark") or benchmark_versions.DEFAULT
+
+
+def _version_reason(results, rows):
+    """Why `results` cannot stand beside published `rows` of another benchmark version."""
+    version = benchmark_of(results)
+    other = [row for row in rows if row.benchmark != version]
+    if not other:
+        return ""
+    names = ", ".join(row.name for row in other)
+    theirs = ", ".join(sorted({row.benchmark for row in other}))
+    return (f"an {version} result; the published {names} "
+            f"{'row is' if len(other) == 1 else 'rows are'} {theirs} and no {version} "
+            f"{names} row is published")
+
+
 def comparison_verdicts(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
     """`{source: comparability}`: the per-source `comparability` entry of results.json.
 
@@ -179,10 +198,12 @@ def comparison_verdicts(results, published=("CTX",), setting=leaderboard.IMAGENE
     `matches`, `summary`, `differences`: `comparability.SourceCheck.to_json`); this adds
     `published_rows` (the rows it was set against), `comparable` and `withheld` (the one
     line saying why not, empty when comparable). A Meta-Dataset name whose spec was never
-    checked (episodes fed in by a test or a caller) is not comparable either.
+    checked (episodes fed in by a test or a caller) is not comparable either, and no result
+    is comparable with a published row of another benchmark version.
     """
     rows = [leaderboard.published_row(name, setting) for name in published]
     protocol_reasons = _protocol_reasons(results, rows)
+    version_reason = _version_reason(results, rows)
     verdicts = {}
     for source, entry in results["sources"].items():
         recorded = entry.get("comparability")
@@ -195,6 +216,8 @@ def comparison_verdicts(results, published=("CTX",), setting=leaderboard.IMAGENE
         else:
             check = comparability.SourceCheck.from_json(source, recorded)
         comparable, reason = comparability.comparison_verdict(check, protocol_reasons)
+        if version_reason:
+            comparable, reason = False, f"{source}: {version_reason}"
         verdicts[source] = dict(check.to_json(), published_rows=[r.name for r in rows],
                                 comparable=comparable and bool(rows), withheld=reason)
     return verdicts
@@ -249,7 +272,9 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
     model = results.get("model", {})
     table, sources, withheld, published_names = comparison_table(results, published, setting)
     rankable = bool(published_names) and len(withheld) < len(sources)
+    version = benchmark_versions.get(benchmark_of(results))
     lines = [f"# Meta-Dataset evaluation: {_model_name(results)}", ""]
+    lines.append(f"- benchmark: {version.title} (`{version.name}`)")
     lines.append(f"- split: {protocol.get('split')}, {protocol.get('num_episodes')} episodes per "
                  f"source, seed {protocol.get('seed')}, image size {protocol.get('image_size')}")
     if model.get("checkpoint"):
@@ -270,7 +295,7 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
             f"Accuracy in percent ± 95% CI (rank). Ranks follow the official leaderboard rule "
             f"among the rows shown, over the {ranked} source(s) compared; published rows "
             f"({', '.join(published_names)}) are the google-research/meta-dataset leaderboard "
-            f"numbers (trained on {trained_on}).")
+            f"numbers ({version.title}, trained on {trained_on}).")
     elif published_names:
         lines.append("Accuracy in percent ± 95% CI. Not ranked: the comparison with the "
                      "published rows is withheld on every source (reasons above).")

@@ -1,4 +1,4 @@
-"""Episode statistics of the official Meta-Dataset protocol (protocol §6).
+"""Episode statistics of the official Meta-Dataset protocol (docs/protocol.md §8.2).
 
 Per episode, accuracy = fraction of its query images whose arg-max logit is the true label.
 Per source, mean = average of the per-episode accuracies (episodes weighted equally) and

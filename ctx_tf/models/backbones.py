@@ -1,4 +1,4 @@
-"""Embedding networks with episodic batch norm (meta-dataset protocol §5.1).
+"""Embedding networks with episodic batch norm (docs/protocol.md §6.1).
 
 Every backbone is a Keras layer called as
 

@@ -1,4 +1,4 @@
-"""Episodic batch normalization (the official `bn`, meta-dataset protocol §5.2).
+"""Episodic batch normalization (the official `bn`, docs/protocol.md §6.2).
 
 Keras' BatchNormalization cannot express the episodic protocol, so this is a separate layer:
 

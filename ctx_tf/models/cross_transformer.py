@@ -1,4 +1,4 @@
-"""The CrossTransformer head (CTX, meta-dataset protocol §5.3-5.4).
+"""The CrossTransformer head (CTX, docs/protocol.md §6.3-6.4).
 
     logits = CrossTransformer(query_dim=128, val_dim=128)(support_features, support_labels,
                                                           query_features)

@@ -1,4 +1,4 @@
-"""The training loop: when to train, validate, checkpoint and summarise (protocol §5.5, §6).
+"""The training loop: when to train, validate, checkpoint and summarise (docs/protocol.md §7).
 
 `Trainer` is the gin-configured entry point with the official names (`Trainer.num_updates`,
 `Trainer.learning_rate`, `Trainer.decay_every`, `Trainer.train_learner_class`, ...). Behind
@@ -24,6 +24,7 @@ from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation.progress import format_duration
 from ctx_tf.keras import keras
 from ctx_tf.seeds import derive_seed
@@ -154,7 +155,8 @@ class Trainer:
             records_root_dir=records_root_dir, sources=list(eval_dataset_list),
             num_episodes=num_eval_episodes,
             seed=int(eval_seed), data_config=data_config, episode_config=eval_episode_config,
-            episodes_fn=eval_episodes_fn)
+            episodes_fn=eval_episodes_fn,
+            benchmark=benchmark_versions.of_training(self.train_dataset_list))
         self._train_specs = None
         self._build()
 

@@ -1,4 +1,4 @@
-"""The learning-rate schedule of a run (§5.6), defined once for the optimizer and the logs."""
+"""The learning-rate schedule of a run (docs/protocol.md §7.4), defined once for the optimizer and the logs."""
 
 from ctx_tf.keras import keras
 

@@ -1,4 +1,4 @@
-"""The replicated update of one episode (meta-dataset protocol §5.5, §5.6).
+"""The replicated update of one episode (docs/protocol.md §7.2, §7.3).
 
 Every replica receives the whole episode, keeps its contiguous chunks of the support and query
 sets and calls the learner's own forward pass, `learner.episode_logits(chunk, training,
@@ -29,7 +29,7 @@ def global_norm_squared(gradients):
 
 
 def normalize_gradients(gradients):
-    """Divides every gradient by `sqrt(max(sum of squares of all gradients, 1e-5))` (§5.6).
+    """Divides every gradient by `sqrt(max(sum of squares of all gradients, 1e-5))` (docs/protocol.md §7.3).
 
     Returns (normalized gradients, the norm used)."""
     norm = tf.sqrt(tf.maximum(global_norm_squared(gradients), 1e-5))
@@ -98,7 +98,7 @@ def _gradients(learner, episode, optimizer=None):
                  for g, v in zip(gradients, variables)]
     if scaling:
         gradients = optimizer.get_unscaled_gradients(gradients)
-    # Cross-replica sum first: the norm is that of the episode gradient (§5.5).
+    # Cross-replica sum first: the norm is that of the episode gradient (docs/protocol.md §7.2).
     return out, distribute_lib.all_reduce_sum(gradients)
 
 

@@ -13,6 +13,7 @@ from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data.config import DataConfig
 from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import attention_figure
+from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import protocol
 from ctx_tf.evaluation import results as results_lib
 
@@ -36,7 +37,7 @@ class Validation:
     """
 
     def __init__(self, records_root_dir, sources, num_episodes, seed, data_config=None,
-                 episode_config=None, episodes_fn=None):
+                 episode_config=None, episodes_fn=None, benchmark=None):
         self.records_root_dir = records_root_dir
         # Injected episodes without dataset names are one source.
         self.sources = list(sources) or (["episodes"] if episodes_fn is not None else [])
@@ -45,6 +46,7 @@ class Validation:
         self.data_config = data_config or DataConfig()
         self.episode_config = episode_config
         self.episodes_fn = episodes_fn
+        self.benchmark = benchmark or benchmark_versions.DEFAULT  # named in the results
         self._figure_episode = None
 
     def check(self, split="valid"):
@@ -62,7 +64,8 @@ class Validation:
             seed=self.seed if seed is None else seed, image_size=data.image_height,
             shuffle_buffer_size=data.shuffle_buffer_size,
             read_buffer_size_bytes=data.read_buffer_size_bytes,
-            num_prefetch=data.num_prefetch, episode_config=self.episode_config)
+            num_prefetch=data.num_prefetch, episode_config=self.episode_config,
+            benchmark=self.benchmark)
 
     def run(self, predict_fn, split="valid", num_episodes=None, seed=None, floor=False,
             log=None, progress=None):

@@ -12,7 +12,7 @@ from tests.conftest import official_spec_dir
 # All cheap: the TensorFlow 2.15.1 job (`-m compat`) runs every test here.
 pytestmark = pytest.mark.compat
 
-# name -> (spec class, (train, valid, test) classes, (min, max) images per class); §1.3.
+# name -> (spec class, (train, valid, test) classes, (min, max) images per class); docs/protocol.md §1.3.
 OFFICIAL = {
     "ilsvrc_2012": ("HierarchicalDatasetSpecification", (712, 158, 130), (732, 1300)),
     "ilsvrc_2012_v2": ("HierarchicalDatasetSpecification", (1000, 0, 0), (732, 1300)),

@@ -80,6 +80,25 @@ def write_source(root, name, counts, classes_per_split, fmt="JPEG", record_fn=No
     return dataset_spec_lib.load_dataset_spec(directory)
 
 
+def class_stream(path, class_id, num_images, shuffle_buffer_size=None, num_to_take=-1,
+                 shuffle_seed=None):
+    """The official per-class stream in tf.data, the reference `ClassRecords` must follow:
+    `((record_index, record), class_id)` elements of the file's records -> `take` -> shuffle
+    (buffer `min(n, shuffle_buffer_size)`, only if > 1) -> `repeat()`."""
+    expected = class_records.effective_num_images(num_images, num_to_take)
+    records = tf.data.TFRecordDataset(path)
+    if num_to_take is not None and num_to_take >= 0:
+        records = records.take(num_to_take)
+    records = records.apply(tf.data.experimental.assert_cardinality(expected))
+    records = tf.data.Dataset.zip(
+        (records.enumerate(),
+         tf.data.Dataset.from_tensors(tf.constant(class_id, tf.int64)).repeat()))
+    if shuffle_buffer_size and min(expected, shuffle_buffer_size) > 1:
+        records = records.shuffle(min(expected, shuffle_buffer_size), seed=shuffle_seed,
+                                  reshuffle_each_iteration=True)
+    return records.repeat()
+
+
 def config(**kwargs):
     return sampling.EpisodeDescriptionConfig(**kwargs)
 
@@ -230,7 +249,7 @@ def test_episodes_follow_descriptions_without_duplicates(toy_source, split, kwar
 
 def test_shuffle_before_repeat_gives_clean_epochs(tmp_path):
     spec = write_source(tmp_path, "one", [7, 7, 7, 7, 7], (5, 0, 0))
-    stream = reader_lib.class_stream(spec.record_path(2), 2, 7, shuffle_buffer_size=1000,
+    stream = class_stream(spec.record_path(2), 2, 7, shuffle_buffer_size=1000,
                                      shuffle_seed=3)
     indices = [int(i) for (i, _), _ in stream.take(7 * 4)]
     epochs = [indices[7 * e: 7 * e + 7] for e in range(4)]
@@ -283,10 +302,18 @@ def test_short_class_file_fails_with_both_counts(tmp_path):
     with tf.io.TFRecordWriter(spec.record_path(3)) as w:  # 4 records instead of 6
         for i in range(4):
             w.write(example(encode(band_image(3, i), "PNG"), 3))
-    stream = reader_lib.class_stream(spec.record_path(3), 3, 6, shuffle_buffer_size=100)
-    with pytest.raises(tf.errors.FailedPreconditionError,
-                       match="expected to contain 6 elements but contained only 4"):
-        list(stream.take(6))
+    records = class_records.ClassRecords(spec, 3, -1, None)
+    with pytest.raises(class_records.RecordsError,
+                       match=r"3\.tfrecords \(class id 3 of source 'short'\): holds 4 records "
+                             r"but dataset_spec.json says 6"):
+        records.take(1)
+    # Taking only the first records of a longer file is fine; more than the spec is not.
+    assert len(class_records.ClassRecords(spec, 3, 3, None).take(5)) == 5
+    with tf.io.TFRecordWriter(spec.record_path(3)) as w:
+        for i in range(7):
+            w.write(example(encode(band_image(3, i), "PNG"), 3))
+    with pytest.raises(class_records.RecordsError, match="holds more than the 6 records"):
+        class_records.ClassRecords(spec, 3, -1, None).take(1)
 
 
 @pytest.mark.parametrize("count, buffer_size, num_to_take, seed", [
@@ -300,8 +327,8 @@ def test_class_records_follow_the_class_stream(tmp_path, count, buffer_size, num
     # The episode reader's Python streams must give exactly the tf.data stream's records.
     spec = write_source(tmp_path, "one", [count] * 2, (2, 0, 0), fmt="PNG")
     n = count if num_to_take < 0 else num_to_take
-    stream = reader_lib.class_stream(spec.record_path(1), 1, count, buffer_size,
-                                     num_to_take=num_to_take, shuffle_seed=seed)
+    stream = class_stream(spec.record_path(1), 1, count, buffer_size,
+                          num_to_take=num_to_take, shuffle_seed=seed)
     expected = [(int(i), r.numpy()) for (i, r), _ in stream.take(4 * n)]
     records = class_records.ClassRecords(
         spec, 1, num_to_take, class_records.index_epochs(n, buffer_size, seed,
@@ -311,3 +338,34 @@ def test_class_records_follow_the_class_stream(tmp_path, count, buffer_size, num
     assert got == expected
     if buffer_size > 1:
         assert [i for i, _ in got[:n]] != list(range(n))
+
+
+def test_batch_epochs_interleave_in_proportion_and_repeat_with_their_seed(tmp_path, rng_seed):
+    from ctx_tf.data.batch_reader import BatchReader
+
+    spec = write_source(tmp_path, "sizes", [40, 10, 10, 20], (4, 0, 0), fmt="PNG")
+    reader = BatchReader(spec, Split.TRAIN, shuffle_buffer_size=0)
+    rng = np.random.RandomState(rng_seed)
+    first_halves = np.zeros(4)
+    for _ in range(200):
+        order = list(reader.epoch_order(rng))
+        assert sorted(order) == sorted((c, i) for c, n in enumerate([40, 10, 10, 20])
+                                       for i in range(n))
+        for c in range(4):  # file order within a class
+            assert [i for k, i in order if k == c] == list(range([40, 10, 10, 20][c]))
+        first_halves += np.bincount([c for c, _ in order[:40]], minlength=4)
+    # Classes are drawn in proportion to their sizes while they have records left.
+    np.testing.assert_allclose(first_halves / first_halves.sum(), [0.5, 0.125, 0.125, 0.25],
+                               atol=0.03)
+    shuffled = BatchReader(spec, Split.TRAIN, shuffle_buffer_size=25)
+
+    def batches(seed, n):
+        generator = shuffled.batches(32, np.random.RandomState(seed))
+        return [next(generator) for _ in range(n)]
+
+    a, b, c = batches(rng_seed, 6), batches(rng_seed, 6), batches(rng_seed + 1, 6)
+    assert [len(x[0]) for x in a] == [32, 32, 16, 32, 32, 16]  # an epoch of 80 records
+    assert all((x[2] == y[2]).all() and (x[0] == y[0]).all() for x, y in zip(a, b))
+    assert any((x[2] != y[2]).any() for x, y in zip(a, c))
+    epoch = np.concatenate([np.stack([x[1], x[2]], 1) for x in a[:3]])
+    assert len({tuple(p) for p in epoch.tolist()}) == 80

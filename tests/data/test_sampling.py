@@ -1,4 +1,4 @@
-"""Tests of the episode-description sampler: §2 and §10 of the protocol document."""
+"""Tests of the episode-description sampler: docs/protocol.md §2 (its invariants: §2.7)."""
 
 import math
 
@@ -397,7 +397,7 @@ def test_hierarchy_preconditions(real_specs):
 
 def reference_description(rng, spec, split, config, hierarchy, eligible_nodes=None,
                           superclasses=None, ignore_probability=0.0):
-    """The draw sequence of §2.4–2.5 written out step by step from the protocol document."""
+    """The draw sequence of docs/protocol.md §2.3–2.5 written out step by step."""
     classes = spec.get_classes(split)
     counts = np.array([spec.num_images(c) for c in classes])
     chosen = None

@@ -82,7 +82,7 @@ def test_learning_rate_schedule_is_staircase_exponential():
     expected = [6e-4, 6e-4, 6e-4 * 0.915193802145601, 6e-4 * 0.915193802145601,
                 6e-4 * 0.915193802145601 ** 2, 6e-4 * 0.915193802145601 ** 50]
     np.testing.assert_allclose(rates, expected, rtol=1e-12)
-    assert abs(rates[-1] - 7.1e-6) < 1e-7  # §5.6: final CTX lr ~ 7.1e-6
+    assert abs(rates[-1] - 7.1e-6) < 1e-7  # docs/protocol.md §7.4: final CTX lr ~ 7.1e-6
     # The optimizer's schedule is the same decay (float32).
     keras_schedule = schedule.for_optimizer()
     np.testing.assert_allclose([float(keras_schedule(s)) for s in (0, 1999, 2000, 100000)],

@@ -1,5 +1,5 @@
-"""What every source converter shares: its errors, the checks of expected raw files, the official
-seeded class split and the official folder listing.
+"""What every source converter shares: its errors (defined in `errors`), the checks of expected
+raw files, the official seeded class split and the official folder listing.
 
 The official converter creates a split by reseeding NumPy's global generator with the
 converter's `random_seed` (22 unless changed) and drawing class indices; here the same draws
@@ -11,15 +11,8 @@ import os
 
 import numpy as np
 
+from ctx_tf.data.sources.errors import MissingRawFileError, SourceConversionError
 from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
-from ctx_tf.errors import UserError
-
-class SourceConversionError(UserError, ValueError):
-    """Bad raw data or a bad conversion request; the message names the path, class or flag."""
-
-
-class MissingRawFileError(SourceConversionError, FileNotFoundError):
-    """An expected file or folder of a download is absent; the message names it."""
 
 
 def require_file(path, what):
@@ -83,34 +76,46 @@ def require(path, holds):
     return path
 
 
-def list_class_folder(directory, files_to_skip=()):
+def select_class_files(entries, files_to_skip, where):
     """The files of a class folder as `write_tfrecord_from_directory` takes them.
 
-    Sorted by name; `files_to_skip` names and subfolders are left out. Returns
-    `(paths, skipped)` with `skipped` as `(path, reason)` pairs.
+    entries: {name: is_folder} of the folder (on disk or inside an archive); where(name): how
+    the skipped entries are named. Returns the kept names sorted, and `(where(name), reason)`
+    of the `files_to_skip` names and subfolders left out.
     """
-    require(directory, "the images of one class")
-    paths, skipped = [], []
-    for filename in sorted(os.listdir(directory)):
-        path = os.path.join(directory, filename)
-        if filename in files_to_skip:
-            skipped.append((path, "not an image; the official converter skips it"))
-        elif os.path.isdir(path):
-            skipped.append((path, "a folder inside a class folder; the official converter "
-                                  "skips it"))
+    names, skipped = [], []
+    for name in sorted(entries):
+        if name in files_to_skip:
+            skipped.append((where(name), "not an image; the official converter skips it"))
+        elif entries[name]:
+            skipped.append((where(name), "a folder inside a class folder; the official "
+                                         "converter skips it"))
         else:
-            paths.append(path)
-    return paths, skipped
+            names.append(name)
+    return names, skipped
 
 
-def _refs(paths, crops):
+def list_class_folder(directory, files_to_skip=()):
+    """`select_class_files` of a folder on disk: `(paths, skipped)`, both named by path."""
+    require(directory, "the images of one class")
+    with os.scandir(directory) as it:
+        entries = {e.name: e.is_dir() for e in it}
+    names, skipped = select_class_files(entries, files_to_skip,
+                                        lambda name: os.path.join(directory, name))
+    return [os.path.join(directory, name) for name in names], skipped
+
+
+def _refs(paths, crops, archive):
     for i, path in enumerate(paths):
-        yield ImageRef(path, crop=None if crops is None else crops[i])
+        crop = None if crops is None else crops[i]
+        yield (ImageRef(path, crop=crop) if archive is None
+               else ImageRef(archive, crop=crop, member=path))
 
 
-def files_class(name, paths, crops=None):
-    """A `ClassPlan` of image files in write order, with optional PIL crop boxes."""
+def files_class(name, paths, crops=None, archive=None):
+    """A `ClassPlan` of image files in write order, with optional PIL crop boxes; with
+    `archive` (a zip file), `paths` are its member names, read in place."""
     paths = tuple(paths)
     crops = None if crops is None else tuple(tuple(box) for box in crops)
-    return ClassPlan(name=name, images=functools.partial(_refs, paths, crops),
+    return ClassPlan(name=name, images=functools.partial(_refs, paths, crops, archive),
                      num_images=len(paths))

@@ -9,18 +9,29 @@ occur in CUB-200 / Caltech-101 / Caltech-256); the spec counts only names ending
 case), so other files are left out here too. `images_per_class` of the spec maps every node of a
 split's subgraph to the images of the leaves it spans, from those listings. Nothing is cropped;
 the one PNG and the CMYK JPEGs of the download are re-encoded by the engine's general rule.
+
+Two raw forms give the same records: the extracted train folder (`<synset>/` folders, what the
+official converter reads) and the download ILSVRC2012_img_train.tar itself, whose 1000
+`<synset>.tar` members are read in place: planning indexes the offset and size of every image
+(`archives.tar_of_tars`, headers only) and the plan carries them, so a worker reads an image
+with one positioned read. A `<synset>.tar` that cannot be listed is an error naming it.
 """
 
 import functools
 import os
+import re
 
 from ctx_tf.data import facts
+from ctx_tf.data.sources import archives
+from ctx_tf.data.sources.errors import MissingRawFileError, SourceConversionError
 from ctx_tf.data.sources.spec import spanning_counts
 from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
 
 NAMES = ("ilsvrc_2012", "ilsvrc_2012_v2")
+TRAIN_TAR = "ILSVRC2012_img_train.tar"
 RAW_EXPECTS = ("--raw_dir: the ILSVRC-2012 train folder (as the official "
-               "--ilsvrc_2012_data_root); reads its 1000 <synset>/ folders of .JPEG images")
+               "--ilsvrc_2012_data_root) with its 1000 <synset>/ folders of .JPEG images, or "
+               f"the download {TRAIN_TAR} itself (its 1000 <synset>.tar read in place)")
 SPLITS = ("TRAIN", "VALID", "TEST")
 
 
@@ -57,38 +68,129 @@ def _refs(paths):
         yield ImageRef(path)
 
 
-def _list_class(class_dir, synset, duplicates):
-    paths, skipped = [], []
-    for filename in sorted(os.listdir(class_dir)):
-        path = os.path.join(class_dir, filename)
-        if f"{synset}/{filename}" in duplicates:
-            skipped.append((path, "also in CUB-200 / Caltech-101 / Caltech-256 (official "
-                                  "ImageNet duplicate lists)"))
-        elif os.path.isdir(path):
-            skipped.append((path, "a folder inside a synset folder"))
-        elif not filename.lower().endswith("jpeg"):
-            skipped.append((path, "not a .JPEG file; the official image count leaves it out"))
+def _tar_refs(tar_path, synset, names, offsets, sizes):
+    for name, offset, size in zip(names, offsets, sizes):
+        yield ImageRef(tar_path, member=f"{synset}.tar/{name}", span=(int(offset), int(size)))
+
+
+def _select(synset, files, folders, duplicates, where, unit):
+    """The image names of a class by the official rules, sorted, and the skipped
+    `(where(name), reason)`: `files` and `folders` are the names of the files and folders
+    in the synset's `unit` (folder or tar)."""
+    kept, skipped = [], []
+    for name in sorted(set(files) | set(folders)):
+        if f"{synset}/{name}" in duplicates:
+            skipped.append((where(name), "also in CUB-200 / Caltech-101 / Caltech-256 "
+                                         "(official ImageNet duplicate lists)"))
+        elif name in folders:
+            skipped.append((where(name), f"a folder inside a synset {unit}"))
+        elif not name.lower().endswith("jpeg"):
+            skipped.append((where(name), "not a .JPEG file; the official image count leaves "
+                                         "it out"))
         else:
-            paths.append(path)
-    return paths, skipped
+            kept.append(name)
+    return kept, skipped
 
 
-def _synset_folders(raw_dir, official):
-    if not os.path.isdir(raw_dir):
-        raise FileNotFoundError(f"{raw_dir} is missing: it should hold the ILSVRC-2012 train "
-                                "folders, one <synset>/ folder per class")
-    present = {e for e in os.listdir(raw_dir) if os.path.isdir(os.path.join(raw_dir, e))}
-    unknown = sorted(present - set(official))
-    if unknown:
-        raise ValueError(f"{raw_dir}: {len(unknown)} folder(s) are not ILSVRC-2012 synsets "
-                         f"of the official spec: {', '.join(unknown[:5])}")
-    return present
+class _Folders:
+    """The extracted train folder: one `<synset>/` folder of images per class."""
+
+    unit = "folder"
+
+    def __init__(self, raw_dir, official):
+        if not os.path.isdir(raw_dir):
+            raise MissingRawFileError(
+                f"{raw_dir} is missing: it should hold the ILSVRC-2012 train folders, one "
+                f"<synset>/ folder per class, or be the {TRAIN_TAR} download")
+        self.raw_dir = raw_dir
+        present = {e for e in os.listdir(raw_dir) if os.path.isdir(os.path.join(raw_dir, e))}
+        unknown = sorted(present - set(official))
+        if unknown:
+            raise SourceConversionError(
+                f"{raw_dir}: {len(unknown)} folder(s) are not ILSVRC-2012 synsets of the "
+                f"official spec: {', '.join(unknown[:5])}")
+        self.present = present
+
+    def where(self, synset):
+        return lambda name: os.path.join(self.raw_dir, synset, name)
+
+    def images(self, synset, duplicates):
+        folder = os.path.join(self.raw_dir, synset)
+        names = os.listdir(folder)
+        folders = {n for n in names if os.path.isdir(os.path.join(folder, n))}
+        kept, skipped = _select(synset, set(names) - folders, folders, duplicates,
+                                self.where(synset), self.unit)
+        paths = tuple(os.path.join(folder, n) for n in kept)
+        return functools.partial(_refs, paths), len(paths), skipped
+
+
+class _Tar:
+    """ILSVRC2012_img_train.tar read in place: 1000 `<synset>.tar` members of images."""
+
+    unit = "tar"
+
+    def __init__(self, tar_path, official):
+        self.tar_path = tar_path
+        members = archives.tar_of_tars(
+            tar_path, r"n\d{8}\.tar", "<synset>.tar",
+            f"{TRAIN_TAR}, whose members are the 1000 <synset>.tar of the training images")
+        self.entries = {name[:-len(".tar")]: entries for name, entries in members.items()}
+        unknown = sorted(set(self.entries) - set(official))
+        if unknown:
+            raise SourceConversionError(
+                f"{tar_path}: {len(unknown)} member(s) are not ILSVRC-2012 synsets of the "
+                f"official spec: {', '.join(s + '.tar' for s in unknown[:5])}")
+        self.present = set(self.entries)
+
+    def where(self, synset):
+        return lambda name: f"{self.tar_path}:{synset}.tar/{name}"
+
+    def images(self, synset, duplicates):
+        entries = self.entries[synset]
+        # As extracted: the last of equal names; what lies in subfolders is a folder's.
+        index = {name: i for i, name in enumerate(entries.names) if "/" not in name}
+        folders = {n.split("/")[0] for n in entries.names + entries.folders
+                   if "/" in n or n in entries.folders}
+        kept, skipped = _select(synset, index, folders, duplicates, self.where(synset),
+                                self.unit)
+        rows = [index[n] for n in kept]
+        images = functools.partial(_tar_refs, self.tar_path, synset, tuple(kept),
+                                   entries.offsets[rows], entries.sizes[rows])
+        return images, len(kept), skipped
+
+
+def _tar_path(raw_dir):
+    """The train tar to read in place: `raw_dir` itself, or the download in a folder without
+    synset folders; None to read the folders."""
+    if os.path.isfile(raw_dir):
+        return raw_dir
+    inside = os.path.join(raw_dir, TRAIN_TAR)
+    if os.path.isfile(inside) and not any(
+            e.is_dir() and re.fullmatch(r"n\d{8}", e.name) for e in os.scandir(raw_dir)):
+        return inside
+    return None
+
+
+def _raw_form(raw_dir, official):
+    tar_path = _tar_path(raw_dir)
+    return _Folders(raw_dir, official) if tar_path is None else _Tar(tar_path, official)
+
+
+def describe_raw(raw_dir):
+    """One line naming the raw form read."""
+    tar_path = _tar_path(os.fspath(raw_dir))
+    if tar_path is None:
+        return f"ILSVRC-2012 train folders in {raw_dir}"
+    return (f"ILSVRC-2012 train tar {tar_path} (read in place; indexing the images of its "
+            "synset tars)")
 
 
 def plan(raw_dir, name=NAMES[0], allow_missing_classes=False):
     """The official ILSVRC-2012 (`name` in NAMES) classes, splits and images of `raw_dir`.
 
-    Every synset of the official spec must have its folder. With `allow_missing_classes`
+    `raw_dir` is the extracted train folder, or the download ILSVRC2012_img_train.tar read in
+    place (the records are the same). Every synset of the official spec must have its folder
+    (or `<synset>.tar`). With `allow_missing_classes`
     (small experiments, tests) the absent synsets are dropped instead: the classes are the
     present ones in the official order, and each split subgraph keeps only the nodes that are or
     span a present synset (`restrict`), so the written spec describes exactly those classes.
@@ -98,22 +200,22 @@ def plan(raw_dir, name=NAMES[0], allow_missing_classes=False):
     spec = facts.dataset_spec(name)
     split_classes = official_classes(spec)
     official = [s for split in SPLITS for s in split_classes[split]]
-    present = _synset_folders(raw_dir, official)
+    form = _raw_form(os.fspath(raw_dir), official)
+    present = form.present
     missing = [s for s in official if s not in present]
     if missing and (not allow_missing_classes or len(missing) == len(official)):
-        raise FileNotFoundError(
-            f"{raw_dir} lacks {len(missing)} of the {len(official)} ILSVRC-2012 synset folders "
-            f"of {name} (first: {', '.join(missing[:5])})")
+        raise MissingRawFileError(
+            f"{raw_dir} lacks {len(missing)} of the {len(official)} ILSVRC-2012 synset "
+            f"{form.unit}s of {name} (first: {', '.join(missing[:5])})")
     duplicates = facts.ilsvrc_duplicates()
     classes, skipped, counts = [], [], {}
     for synset in official:
         if synset not in present:
             continue
-        paths, left_out = _list_class(os.path.join(raw_dir, synset), synset, duplicates)
+        images, count, left_out = form.images(synset, duplicates)
         skipped.extend(left_out)
-        counts[synset] = len(paths)
-        classes.append(ClassPlan(name=synset, images=functools.partial(_refs, tuple(paths)),
-                                 num_images=len(paths)))
+        counts[synset] = count
+        classes.append(ClassPlan(name=synset, images=images, num_images=count))
     subgraphs = {split: restrict(spec["split_subgraphs"][split], set(counts))
                  for split in SPLITS}
     return SourcePlan(

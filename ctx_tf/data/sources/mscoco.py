@@ -10,6 +10,12 @@ the image for it, not the annotation's `width` / `height`); an annotation whose 
 after clipping is left out (`LeftOut`, counted in the report), and one whose image cannot be
 opened is an unreadable image (skipped and named, as the official converter skips it; refused
 with --strict).
+
+Raw forms: the images as the `train2017/` folder or the download `train2017.zip` (members
+`train2017/<image_id:012d>.jpg`), the annotations as `instances_train2017.json` in `raw_dir` (the
+official place), in `raw_dir/annotations/` (where the annotations zip unpacks) or inside the
+download `annotations_trainval2017.zip`; zips are read in place (`archives`), a folder is
+preferred to a zip when both are there. The records are the same for every form.
 """
 
 import collections
@@ -18,31 +24,77 @@ import functools
 import io
 import json
 import os
+from typing import Optional
 
 from PIL import Image
 
 from ctx_tf.data import image_encoding
-from ctx_tf.data.sources import common
+from ctx_tf.data.sources import archives, common
 from ctx_tf.data.sources.plan import ClassPlan, LeftOut
 
 NAME = "mscoco"
-RAW_EXPECTS = ("--raw_dir: the folder holding COCO 2017's train2017/ images and "
-               "instances_train2017.json (in the folder itself, as the official converter "
-               "reads it, or in its annotations/ subfolder)")
+RAW_EXPECTS = ("--raw_dir: the folder holding COCO 2017's train images (train2017/, or "
+               "train2017.zip read in place) and instances_train2017.json (in the folder "
+               "itself, as the official converter reads it, in its annotations/ subfolder, or "
+               "inside annotations_trainval2017.zip read in place)")
 NUM_TRAIN, NUM_VALID, NUM_TEST = 0, 40, 40
 BOX_SCALE_RATIO = 1.2
 _ANNOTATIONS = "instances_train2017.json"
+_ANNOTATIONS_ZIP = "annotations_trainval2017.zip"
+_IMAGES = "train2017"
 
 
-def annotation_path(raw_dir):
-    """instances_train2017.json in `raw_dir` (the official place) or in `raw_dir`/annotations."""
+def _annotations_source(raw_dir):
+    """(path, zip member or None) of instances_train2017.json: in `raw_dir` (the official
+    place), in `raw_dir/annotations/`, or inside annotations_trainval2017.zip."""
     for path in (os.path.join(raw_dir, _ANNOTATIONS),
                  os.path.join(raw_dir, "annotations", _ANNOTATIONS)):
         if os.path.exists(path):
-            return path
-    return common.require(os.path.join(raw_dir, _ANNOTATIONS),
-                          "the COCO 2017 train instance annotations (also looked for in "
-                          "annotations/)")
+            return path, None
+    zip_path = os.path.join(raw_dir, _ANNOTATIONS_ZIP)
+    if os.path.exists(zip_path):
+        member = f"annotations/{_ANNOTATIONS}"
+        if member not in archives.zip_names(zip_path):
+            raise common.SourceConversionError(
+                f"{zip_path}: holds no {member}; expected the COCO 2017 annotations download")
+        return zip_path, member
+    raise common.MissingRawFileError(
+        f"{os.path.join(raw_dir, _ANNOTATIONS)} is missing: it should hold the COCO 2017 train "
+        f"instance annotations (also looked for in annotations/ and in {_ANNOTATIONS_ZIP})")
+
+
+def _images_source(raw_dir):
+    """(the train2017/ folder, None) or (train2017.zip, its member prefix "train2017/")."""
+    folder = os.path.join(raw_dir, _IMAGES)
+    zip_path = folder + ".zip"
+    if os.path.isdir(folder) or not os.path.exists(zip_path):
+        return common.require(folder, "the COCO 2017 train images <image_id:012d>.jpg (or "
+                                      f"{_IMAGES}.zip holding them, read in place)"), None
+    prefix = _IMAGES + "/"
+    if not any(n.startswith(prefix) and not n.endswith("/")
+               for n in archives.zip_names(zip_path)):
+        raise common.SourceConversionError(
+            f"{zip_path}: holds no {prefix}<image_id:012d>.jpg member; expected the COCO 2017 "
+            "train images download")
+    return zip_path, prefix
+
+
+def _load_annotations(raw_dir):
+    """(where, the parsed instances_train2017.json)."""
+    path, member = _annotations_source(raw_dir)
+    if member is None:
+        with open(path, encoding="utf-8") as f:
+            return path, json.load(f)
+    with archives.open_zip(path).open(member) as f:
+        return f"{path}:{member}", json.load(f)
+
+
+def describe_raw(raw_dir):
+    """One line naming where the images and the annotations are read from."""
+    images, prefix = _images_source(raw_dir)
+    path, member = _annotations_source(raw_dir)
+    return (f"MSCOCO 2017 train images from {images}" + (" (in place)" if prefix else "")
+            + f", annotations from {path}" + (f":{member} (in place)" if member else ""))
 
 
 def split_categories(category_names):
@@ -75,19 +127,23 @@ def image_path(image_dir, image_id):
 
 @dataclasses.dataclass(frozen=True)
 class BoxCrop:
-    """One instance box of an image (a `plan` item); its crop box needs the image's size."""
+    """One instance box of an image (a `plan` item); its crop box needs the image's size.
+
+    path: the image file, or the zip holding it as `member`.
+    """
 
     path: str
     bbox: tuple
     box_scale_ratio: float = BOX_SCALE_RATIO
+    member: Optional[str] = None
 
     @property
     def where(self):
-        return f"{self.path} box {list(self.bbox)}"
+        image = self.path if self.member is None else f"{self.path}:{self.member}"
+        return f"{image} box {list(self.bbox)}"
 
     def encode(self) -> bytes:
-        with open(self.path, "rb") as f:
-            data = f.read()
+        data = archives.read(self.path, self.member)
         with Image.open(io.BytesIO(data)) as image:  # the header gives the size
             box = crop_box(self.bbox, image.size, self.box_scale_ratio)
         if box is None:
@@ -96,10 +152,15 @@ class BoxCrop:
         return image_encoding.encode_image_file(data, crop=box)
 
 
-def _crops(image_dir, boxes, box_scale_ratio):
-    """The records of one category: `boxes` is ((image_id, bbox), ...) in annotation order."""
+def _crops(images, prefix, boxes, box_scale_ratio):
+    """The records of one category: `boxes` is ((image_id, bbox), ...) in annotation order;
+    `images` is the image folder, or the zip holding the images under `prefix`."""
     for image_id, bbox in boxes:
-        yield BoxCrop(image_path(image_dir, image_id), bbox, box_scale_ratio)
+        if prefix is None:
+            yield BoxCrop(image_path(images, image_id), bbox, box_scale_ratio)
+        else:
+            yield BoxCrop(images, bbox, box_scale_ratio,
+                          member="%s%012d.jpg" % (prefix, image_id))
 
 
 def plan(raw_dir, name=NAME, box_scale_ratio=BOX_SCALE_RATIO):
@@ -110,11 +171,8 @@ def plan(raw_dir, name=NAME, box_scale_ratio=BOX_SCALE_RATIO):
     """
     if box_scale_ratio < 1.0:
         raise ValueError(f"box_scale_ratio must be at least 1.0, got {box_scale_ratio}")
-    image_dir = common.require(os.path.join(raw_dir, "train2017"),
-                               "the COCO 2017 train images <image_id:012d>.jpg")
-    path = annotation_path(raw_dir)
-    with open(path, encoding="utf-8") as f:
-        content = json.load(f)
+    images, prefix = _images_source(raw_dir)
+    path, content = _load_annotations(raw_dir)
     annotations, categories = content.get("annotations"), content.get("categories", [])
     if not annotations:
         raise ValueError(f"{path} holds no instance annotations")
@@ -129,7 +187,7 @@ def plan(raw_dir, name=NAME, box_scale_ratio=BOX_SCALE_RATIO):
         boxes[class_of[annotation["category_id"]]].append(
             (annotation["image_id"], tuple(annotation["bbox"])))
     classes = [ClassPlan(name=class_name,
-                         images=functools.partial(_crops, image_dir, tuple(boxes[i]),
+                         images=functools.partial(_crops, images, prefix, tuple(boxes[i]),
                                                   box_scale_ratio),
                          num_images=len(boxes[i]))
                for i, class_name in enumerate(names)]

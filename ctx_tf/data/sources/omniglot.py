@@ -175,19 +175,6 @@ def _npz_sizes(raw_dir, classes):
 
 
 @dataclasses.dataclass(frozen=True)
-class ZipImage:
-    """An original PNG read in place from its zip file."""
-
-    zip_path: str
-    member: str
-    where: str
-
-    def encode(self):
-        data = omniglot_raw.open_zip(self.zip_path).read(self.member)
-        return image_encoding.encode_image_file(data, invert=True)
-
-
-@dataclasses.dataclass(frozen=True)
 class ArrayImage:
     """One drawing of the packed arrays (True = white paper)."""
 
@@ -211,8 +198,8 @@ def _class_images(form, raw_dir, trees, c):
     parts = [(c.alphabet, c.character, f) for f in c.image_files]
     if form == "folders":
         images = tuple(ImageRef(tree.where(p), invert=True) for p in parts)
-    else:
-        images = tuple(ZipImage(str(tree.zip_path), tree.member(p), tree.where(p))
+    else:  # the PNG read in place from its zip file
+        images = tuple(ImageRef(str(tree.zip_path), invert=True, member=tree.member(p))
                        for p in parts)
     return functools.partial(iter, images)
 

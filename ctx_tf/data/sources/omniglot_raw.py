@@ -13,7 +13,6 @@ The folder-like forms are read through one tree interface (`entries`, `read`, `w
 packed arrays through a row stream that inflates an array only up to the rows asked for.
 """
 
-import functools
 import json
 import os
 import pathlib
@@ -336,12 +335,3 @@ def npz_row(npz_path, row):
             return drawings
     del _ROW_STREAMS[key]
     raise SourceConversionError(f"{npz_path}: no row {row} in field 'images'")
-
-
-@functools.lru_cache(maxsize=4)
-def open_zip(zip_path):
-    """The opened zip file `zip_path`, once per process (its directory is read once)."""
-    try:
-        return zipfile.ZipFile(zip_path)
-    except (OSError, zipfile.BadZipFile) as e:
-        raise SourceConversionError(f"{zip_path}: not a readable zip file ({e})") from e

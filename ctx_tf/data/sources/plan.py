@@ -11,9 +11,9 @@ The image of each record is an *item*: a picklable object with
   `encode() -> bytes`: the record's image bytes by the official rule. It raises `LeftOut` for
     a record the official rules leave out when they see the image (e.g. an MSCOCO box that is
     empty once clipped to the image), and any other exception for an unreadable image.
-`ImageRef` is the item of an image file or a `.npy` row; a source module defines its own item
-class when its images live elsewhere (inside a zip file, rows of a pickle, a box of an image
-whose size only the image tells).
+`ImageRef` is the item of an image file, read as a file or in place from a zip or tar
+archive (`archives.read`), or of a `.npy` row; a source module defines its own item class when
+its images live elsewhere (rows of a pickle, a box of an image whose size only the image tells).
 """
 
 import dataclasses
@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ctx_tf.data import image_encoding
+from ctx_tf.data.sources import archives
 
 SPEC_TYPES = ("flat", "bilevel", "hierarchical")
 
@@ -52,25 +53,37 @@ def check_complete_jpeg(data):
 class ImageRef:
     """The item of an image file or of a `.npy` row, and how the official converter derives it.
 
-    path: the raw image file, or (with `row`) the class's `.npy` array file.
+    path: the raw image file, the archive holding it (with `member`), or (with `row`) the
+      class's `.npy` array file.
     crop: a PIL crop box `(left, upper, right, lower)` applied after conversion to RGB.
     invert: black <-> white after cropping (Omniglot).
     row: the row of an `[N, side * side]` array in `path` (QuickDraw bitmaps).
+    member: the image's name inside the archive `path`: a zip member, or with `span` a tar
+      member (`<inner tar>/<file>` for a tar inside the tar).
+    span: `(offset, size)` of a tar member's bytes in `path` (`archives.tar_of_tars`).
     """
 
     path: str
     crop: Optional[Tuple[float, float, float, float]] = None
     invert: bool = False
     row: Optional[int] = None
+    member: Optional[str] = None
+    span: Optional[Tuple[int, int]] = None
 
     @property
     def where(self):
-        return self.path if self.row is None else f"{self.path}[row {self.row}]"
+        if self.row is not None:
+            return f"{self.path}[row {self.row}]"
+        return self.path if self.member is None else f"{self.path}:{self.member}"
+
+    def read(self) -> bytes:
+        """The raw file's bytes, as downloaded."""
+        return archives.read(self.path, self.member, self.span)
 
     def encode(self) -> bytes:
         if self.row is not None:
             return image_encoding.encode_bitmap_row(_bitmaps(self.path)[self.row])
-        data = image_encoding.encode_image_file(self.path, crop=self.crop, invert=self.invert)
+        data = image_encoding.encode_image_file(self.read(), crop=self.crop, invert=self.invert)
         check_complete_jpeg(data)
         return data
 

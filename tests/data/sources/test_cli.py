@@ -1,10 +1,12 @@
 """Tests of `python -m ctx_tf.data.sources`: flags, one-line errors, kill and resume."""
 
+import io
 import os
 import re
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -83,6 +85,24 @@ def test_user_mistake_is_one_line_and_exit_2(tmp_path):
         f"ctx_tf.data.sources: error: {tmp_path / 'nope'}: the Omniglot raw folder does not "
         "exist")
     assert "Traceback" not in err and not (tmp_path / "rec").exists()
+
+
+def test_an_archive_that_is_not_the_ilsvrc_train_tar_is_one_line(tmp_path):
+    val = tmp_path / "ILSVRC2012_img_val.tar"  # the validation download: JPEGs, no synset tars
+    with tarfile.open(val, "w") as tar:
+        info = tarfile.TarInfo("ILSVRC2012_val_00000001.JPEG")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"\xff\xd8\xff\xd9"))
+    before = sorted(os.listdir(tmp_path))
+    proc = _run("--source=ilsvrc_2012", f"--raw_dir={val}",
+                f"--records_root_dir={tmp_path / 'rec'}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines()[-1] == (
+        f"ctx_tf.data.sources: error: {val}: member ILSVRC2012_val_00000001.JPEG is not a "
+        "<synset>.tar; expected ILSVRC2012_img_train.tar, whose members are the 1000 "
+        "<synset>.tar of the training images")
+    assert "Traceback" not in err and sorted(os.listdir(tmp_path)) == before
 
 
 @pytest.mark.slow

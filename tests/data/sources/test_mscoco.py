@@ -2,12 +2,15 @@
 
 import io
 import json
+import os
 import pickle
+import zipfile
 
 import pytest
 from PIL import Image
 
-from ctx_tf.data.sources import mscoco
+from ctx_tf.data.sources import engine, mscoco
+from ctx_tf.data.sources.common import SourceConversionError
 from tests.data.sources.raw_trees import official
 
 # The categories of COCO 2017's instances_train2017.json, in the file's order, with their ids.
@@ -129,3 +132,75 @@ def test_wrong_category_count_or_ratio_is_an_error(tmp_path):
         mscoco.plan(str(raw))
     with pytest.raises(ValueError, match="box_scale_ratio"):
         mscoco.plan(str(raw), box_scale_ratio=0.9)
+
+
+def _zipped(raw, out):
+    """`out` holding the downloads train2017.zip and annotations_trainval2017.zip of `raw`
+    (a tree with annotations/), as cocodataset.org serves them."""
+    out.mkdir()
+    with zipfile.ZipFile(out / "train2017.zip", "w") as z:
+        z.writestr("train2017/", b"")
+        for path in sorted((raw / "train2017").iterdir()):
+            z.write(path, f"train2017/{path.name}")
+    with zipfile.ZipFile(out / "annotations_trainval2017.zip", "w",
+                         compression=zipfile.ZIP_DEFLATED) as z:
+        z.write(raw / "annotations" / "instances_train2017.json",
+                "annotations/instances_train2017.json")
+        z.writestr("annotations/instances_val2017.json", "{}")
+    return out
+
+
+def test_the_downloaded_zips_read_in_place_give_the_folders_records(tmp_path):
+    (tmp_path / "folders").mkdir()
+    raw = _raw_tree(tmp_path / "folders", annotations_dir="annotations")
+    zips = _zipped(raw, tmp_path / "zips")
+    folders, zipped = mscoco.plan(str(raw)), mscoco.plan(str(zips))
+    assert [(c.name, c.num_images) for c in zipped.classes] == [
+        (c.name, c.num_images) for c in folders.classes]
+    person = [c.name for c in zipped.classes].index("person")
+    assert [r.where for r in zipped.classes[person].images()][:1] == [
+        f"{zips / 'train2017.zip'}:train2017/000000000001.jpg box [2, 3, 10, 5]"]
+    pickle.loads(pickle.dumps(zipped))
+    assert mscoco.describe_raw(str(zips)) == (
+        f"MSCOCO 2017 train images from {zips / 'train2017.zip'} (in place), annotations from "
+        f"{zips / 'annotations_trainval2017.zip'}:annotations/instances_train2017.json "
+        "(in place)")
+    ids = [c.name for c in zipped.classes].index
+    ids = [ids("person"), ids("dog"), ids("bicycle")]  # the classes with boxes
+    reports = [engine.convert(plan, tmp_path / name, workers=1, class_ids=ids,
+                              log=lambda _: None)
+               for plan, name in ((folders, "a"), (zipped, "b"))]
+    assert [len(r.unreadable) for r in reports] == [1, 1]  # image 3 has no file in either
+    assert reports[1].unreadable[0][0] == (
+        f"{zips / 'train2017.zip'}:train2017/000000000003.jpg box [1, 1, 4, 4]")
+    assert [len(r.skipped) for r in reports] == [1, 1]  # the empty box
+    for class_id in ids:
+        name = f"{class_id}.tfrecords"
+        assert (tmp_path / "a" / "mscoco" / name).read_bytes() == (
+            tmp_path / "b" / "mscoco" / name).read_bytes(), name
+
+
+def test_zips_that_are_not_the_coco_downloads_are_named(tmp_path):
+    (tmp_path / "folders").mkdir()
+    raw = _raw_tree(tmp_path / "folders", annotations_dir="annotations")
+    zips = _zipped(raw, tmp_path / "zips")
+    images = zips / "train2017.zip"
+    os.rename(images, tmp_path / "kept.zip")
+    with zipfile.ZipFile(images, "w") as z:
+        z.writestr("val2017/000000000001.jpg", b"")
+    with pytest.raises(SourceConversionError, match=f"^{images}: holds no train2017/"):
+        mscoco.plan(str(zips))
+    images.write_text("not a zip")
+    with pytest.raises(SourceConversionError, match=f"^{images}: not a readable zip file"):
+        mscoco.plan(str(zips))
+    os.rename(tmp_path / "kept.zip", images)
+    annotations = zips / "annotations_trainval2017.zip"
+    with zipfile.ZipFile(annotations, "w") as z:
+        z.writestr("annotations/captions_train2017.json", "{}")
+    with pytest.raises(SourceConversionError,
+                       match=f"^{annotations}: holds no annotations/instances_train2017.json"):
+        mscoco.plan(str(zips))
+    annotations.unlink()
+    with pytest.raises(FileNotFoundError, match="also looked for in annotations/ and in "
+                                                "annotations_trainval2017.zip"):
+        mscoco.plan(str(zips))

@@ -2,12 +2,14 @@
 
 import io
 import pickle
+import zipfile
 
 import pytest
 from PIL import Image
 
 from ctx_tf.data import facts
-from ctx_tf.data.sources import traffic_sign
+from ctx_tf.data.sources import engine, traffic_sign
+from ctx_tf.data.sources.common import SourceConversionError
 from tests.data.sources.raw_trees import official, official_class_names
 
 # The permutation RandomState(23).shuffle gives 7 items: pinned, so a NumPy release that
@@ -68,3 +70,58 @@ def test_missing_class_folder_names_the_path(tmp_path):
     raw = _raw_tree(tmp_path, [2] * 42)
     with pytest.raises(FileNotFoundError, match="00042"):
         traffic_sign.plan(str(raw))
+
+
+def _zip_of(raw, path):
+    """The download GTSRB_Final_Training_Images.zip of the GTSRB folder `raw`."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("GTSRB/", b"")
+        z.writestr("GTSRB/Readme-Images.txt", "readme\n")
+        for file in sorted(raw.rglob("*")):
+            z.write(file, f"GTSRB/{file.relative_to(raw)}")
+    return path
+
+
+def test_the_downloaded_zip_read_in_place_gives_the_folders_records(tmp_path):
+    sizes = [7 if i % 2 else i % 5 + 1 for i in range(43)]
+    raw = _raw_tree(tmp_path / "GTSRB", sizes)
+    for k, path in enumerate(sorted(raw.rglob("*.ppm"))):  # every image its own bytes
+        buf = io.BytesIO()
+        Image.new("RGB", (5, 4), (k % 256, k // 256, 9)).save(buf, format="PPM")
+        path.write_bytes(buf.getvalue())
+    (raw / "Final_Training" / "Images" / "00004" / "extra").mkdir()
+    (tmp_path / "download").mkdir()
+    zip_path = _zip_of(raw, tmp_path / "download" / traffic_sign.ZIP_NAME)
+    folders = traffic_sign.plan(str(raw))
+    for raw_dir in (zip_path, zip_path.parent):  # the zip, or the folder it was saved in
+        zipped = traffic_sign.plan(str(raw_dir))
+        assert [(c.name, c.num_images) for c in zipped.classes] == [
+            (c.name, c.num_images) for c in folders.classes]
+        assert [w for w, _ in zipped.skipped] == [
+            w.replace(str(raw), f"{zip_path}:GTSRB") for w, _ in folders.skipped]
+        for a, b in zip(zipped.classes, folders.classes):
+            assert [r.read() for r in a.images()] == [r.read() for r in b.images()]
+    assert traffic_sign.describe_raw(str(zip_path.parent)) == (
+        f"GTSRB training images from {zip_path} (read in place)")
+    pickle.loads(pickle.dumps(zipped))
+    for plan, root in ((folders, "a"), (zipped, "b")):
+        engine.convert(plan, tmp_path / root, workers=1, spec_path="x", log=lambda _: None)
+    first, second = (tmp_path / root / "traffic_sign" for root in ("a", "b"))
+    names = sorted(p.name for p in first.iterdir() if p.suffix == ".tfrecords")
+    assert len(names) == 43
+    for name in names + ["dataset_spec.json"]:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_a_zip_without_the_training_images_is_named(tmp_path):
+    other = tmp_path / "GTSRB_Final_Test_Images.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("GTSRB/Final_Test/Images/00000.ppm", _ppm())
+    with pytest.raises(SourceConversionError,
+                       match=f"^{other}: holds no GTSRB/Final_Training/Images/ member"):
+        traffic_sign.plan(str(other))
+    raw = _raw_tree(tmp_path / "GTSRB", [2] * 42)
+    partial = _zip_of(raw, tmp_path / "partial.zip")
+    with pytest.raises(FileNotFoundError,
+                       match=f"^{partial}:GTSRB/Final_Training/Images/00042/ is missing"):
+        traffic_sign.plan(str(partial))
