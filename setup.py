@@ -44,7 +44,8 @@ setuptools.setup(
         "google-crc32c>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"],
+        # pytest-timeout: a deadlocked test fails with its threads' stacks instead of hanging CI.
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3", "pytest-timeout>=2.1"],
     },
     entry_points={},
 )

@@ -10,6 +10,10 @@ keys are variable-scope paths, e.g. for ResNet-34:
     tformer_keys/weight, tformer_values/weight              [1, 1, 512, query_dim/val_dim]
     global_step                                             int64 scalar
 
+and for the four-layer convnet (the official CTX config's backbone)
+`four_layer_convnet/layer_{0..3}/weight` `[3, 3, C_in, 64]` with their batch norms, and the
+projections `[1, 1, 64, ...]`.
+
 Training checkpoints also hold optimizer state (`<var>/Adam`, `<var>/Adam_1`, `beta1_power`,
 `beta2_power`) and per-replica copies (names containing `replica_`); these are not part of the
 model and are ignored (and reported) on loading.
@@ -34,8 +38,9 @@ import tensorflow as tf
 from ctx_tf.errors import UserError
 
 GLOBAL_STEP = "global_step"
-# The key whose presence identifies an official ResNet-34 checkpoint.
-OFFICIAL_MARKER_KEY = "resnet34/conv1/weight"
+# The keys whose presence identifies an official checkpoint: the first convolution of each
+# official backbone (ResNet-34, and the four-layer convnet of the official CTX config).
+OFFICIAL_MARKER_KEYS = ("resnet34/conv1/weight", "four_layer_convnet/layer_0/weight")
 # Not model variables: optimizer slots and accumulators, per-replica copies, and the object
 # graph a TF2 `tf.train.Checkpoint` would add.
 _OPTIMIZER_PATTERN = re.compile(
@@ -216,9 +221,10 @@ def save_official_checkpoint(learner, prefix, global_step=0):
 
 def is_official_checkpoint(prefix) -> bool:
     """True if `prefix` (or a directory's latest checkpoint) is an official TF1 CTX checkpoint
-    (it holds `resnet34/conv1/weight`); False if unreadable or in another layout."""
+    (it holds `resnet34/conv1/weight` or `four_layer_convnet/layer_0/weight`); False if
+    unreadable or in another layout."""
     try:
         reader = tf.train.load_checkpoint(str(prefix))
     except (tf.errors.OpError, ValueError):
         return False
-    return reader.has_tensor(OFFICIAL_MARKER_KEY)
+    return any(reader.has_tensor(key) for key in OFFICIAL_MARKER_KEYS)

@@ -1,19 +1,32 @@
-"""Official (TF1 name-based) CTX checkpoints: round trip, ignored optimizer state, errors."""
+"""Official (TF1 name-based) CTX checkpoints: one written by the official code, round trip,
+ignored optimizer state, errors."""
 
 import functools
+import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from ctx_tf import checkpoints
 from ctx_tf import official_checkpoint as oc
 from ctx_tf.data.episode import Episode
 from ctx_tf.learners import CrossTransformerLearner
 from ctx_tf.models import backbones
 from ctx_tf.learners import build_learner_variables
+from tests.conftest import REPO_ROOT
 
 IMAGE_SIZE = 32
 STAGES = {2: (3, 64), 3: (4, 128), 4: (6, 256), 5: (3, 512)}
+# Written by the unmodified official code (tools/make_official_checkpoint.py; its provenance
+# is provenance.json there).
+OFFICIAL_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "official_ctx_checkpoint"
+# float32 rounding (unit roundoff 2**-24 = 6e-8) of logits summed over 9 positions x 128
+# channels of features from four 3x3 convolutions (576-term sums) and batch norms, computed in
+# another order (ctx_tf pools before its batch norm and has its own attention kernel): about
+# sqrt(n) roundoffs per reduction, a few hundred in all. 1e-5 of the largest logit (170
+# roundoffs) bounds that; the spread of the logits over the classes of a query is 1e-2 to 1.
+LOGIT_RTOL = 1e-5
 
 
 def make_learner():
@@ -55,6 +68,49 @@ def random_episode(seed):
         support_class_ids=tf.constant([3, 7], tf.int64),
         query_images=images(2), query_labels=tf.constant([1, 0], tf.int32),
         query_class_ids=tf.constant([7, 3], tf.int64))
+
+
+def _official_fixture_episode():
+    data = np.load(OFFICIAL_FIXTURE / "episode.npz")
+    scaled = lambda pixels: tf.constant(pixels.astype(np.float32) / 127.5 - 1.0)  # as decoded
+    return Episode(
+        support_images=scaled(data["support_pixels"]),
+        support_labels=tf.constant(data["support_labels"]),
+        support_class_ids=tf.constant(data["support_labels"].astype(np.int64) + 10),
+        query_images=scaled(data["query_pixels"]),
+        query_labels=tf.constant(data["query_labels"]),
+        query_class_ids=tf.constant(data["query_labels"].astype(np.int64) + 10))
+
+
+@pytest.mark.compat
+def test_a_checkpoint_of_the_official_code_gives_the_official_logits():
+    provenance = json.loads((OFFICIAL_FIXTURE / "provenance.json").read_text())
+    assert provenance["official_code"]["commit"] == "167609505780a3dc604f50206253d65839093be9"
+    assert provenance["learner"]["embedding_fn"] == "four_layer_convnet"
+    prefix = str(OFFICIAL_FIXTURE / provenance["checkpoint"])
+    learner = CrossTransformerLearner(embedding_fn=backbones.four_layer_convnet,
+                                      query_dim=provenance["learner"]["query_dim"],
+                                      val_dim=provenance["learner"]["val_dim"])
+    build_learner_variables(learner, provenance["image_size"])
+    assert oc.is_official_checkpoint(prefix)
+    # The way the commands load a checkpoint of either layout.
+    assert checkpoints.load_learner_weights(learner, prefix).startswith(
+        "official TF1 checkpoint: loaded 22 variables")
+    report = oc.load_official_checkpoint(learner, prefix)
+    assert report.ok and report.ignored == [] and report.global_step == 5
+    assert sorted(report.loaded) == sorted(n for n in provenance["variables"]
+                                           if n != "global_step")
+    official = np.load(OFFICIAL_FIXTURE / "logits.npz")
+    episode = _official_fixture_episode()
+    # Evaluation first: a training-mode pass updates the moving averages.
+    for mode, training in (("eval", False), ("train", True)):
+        ours = learner(episode, training=training).logits.numpy()
+        assert ours.shape == official[mode].shape == (5, 3)
+        np.testing.assert_allclose(ours, official[mode], rtol=0,
+                                   atol=LOGIT_RTOL * np.abs(official[mode]).max())
+        np.testing.assert_array_equal(ours.argmax(1), official[mode].argmax(1))
+    # The two batch-norm modes give different logits, so each comparison checks its own mode.
+    assert np.abs(official["eval"] - official["train"]).min() > 0.1
 
 
 @pytest.fixture(scope="module")

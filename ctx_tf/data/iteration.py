@@ -3,9 +3,13 @@
 `iterate(dataset, dataset_specs, split)` is how consumers iterate the pipelines of
 `ctx_tf.data.pipeline` (re-exported there): read errors become `RecordsError` naming the
 class file, and when the consumer stops, the pipeline's episode generators are stopped and
-the iterator read to its end before it is released (see `_release`).
+the iterator read to its end before it is released (see `_release`). Iterations still open
+when the interpreter exits are released by an `atexit` hook, while Python still runs: an
+iterator deleted during interpreter finalization can wait for minutes, or forever, on
+TensorFlow threads that run or finalize the episode generators.
 """
 
+import atexit
 import re
 import time
 import weakref
@@ -47,10 +51,29 @@ _EPISODE_READERS = weakref.WeakKeyDictionary()
 _FINALIZE_GRACE_S = 0.2
 
 
+# The `iterate` generators started and not yet finished, for the exit hook.
+_OPEN_ITERATIONS = weakref.WeakSet()
+
+
 def with_episode_readers(dataset, episode_readers):
     """`dataset`, registered so that `iterate` can stop its `EpisodeReader`s."""
     _EPISODE_READERS[dataset] = list(episode_readers)
     return dataset
+
+
+def _episode_readers_of(dataset):
+    """The `EpisodeReader`s of `dataset` and of the datasets it is built on (a `take`, `map`
+    or `batch` of an episode pipeline still runs its generators)."""
+    readers, pending, seen = [], [dataset], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        readers.extend(_EPISODE_READERS.get(current, ()))
+        inputs = getattr(current, "_inputs", None)
+        pending.extend(inputs() if callable(inputs) else ())
+    return readers
 
 
 def _release(iterator, episode_readers, max_elements=1000):
@@ -88,10 +111,17 @@ def iterate(dataset, dataset_specs, split=None):
     `--check` command; when TensorFlow's message names no file, the sources' class files of
     `split` are re-read to find it. Other errors pass through unchanged.
 
-    When the consumer stops (the generator is closed or collected, or an error ends it), the
-    episode generators of an episode pipeline of `ctx_tf.data.pipeline` are stopped and the
-    iterator is read to its end before it is released (see `_release`).
+    When the consumer stops (the generator is closed or collected, an error ends it, or the
+    interpreter exits), the episode generators of an episode pipeline of
+    `ctx_tf.data.pipeline` (or of a dataset built on one) are stopped and the iterator is
+    read to its end before it is released (see `_release`).
     """
+    elements = _iterate(dataset, dataset_specs, split)
+    _OPEN_ITERATIONS.add(elements)
+    return elements
+
+
+def _iterate(dataset, dataset_specs, split):
     iterator = iter(dataset)
     try:
         while True:
@@ -106,5 +136,13 @@ def iterate(dataset, dataset_specs, split=None):
                 raise error from None
             yield element
     finally:
-        _release(iterator, _EPISODE_READERS.get(dataset, ()))
+        _release(iterator, _episode_readers_of(dataset))
         iterator = None  # deleted now, with nothing in flight
+
+
+@atexit.register
+def _release_open_iterations():
+    """Releases the iterations still open at exit (kept by a global, a cycle or a traceback)
+    before the interpreter finalizes; a command's normal exit reaches them all here."""
+    for elements in list(_OPEN_ITERATIONS):
+        elements.close()

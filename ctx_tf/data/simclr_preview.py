@@ -86,10 +86,13 @@ def first_episode(records_root_dir, dataset, split="train", image_size=84, seed=
     """The first decoded episode of `dataset` from the single-source episode pipeline."""
     spec = load_dataset_spec(os.path.join(records_root_dir, dataset))
     use_dag, use_bilevel = use_ontologies(dataset)
+    split = Split[split.upper()]
     data = pipeline.make_one_source_episode_pipeline(
-        spec, use_dag, use_bilevel, Split[split.upper()], EpisodeDescriptionConfig(),
+        spec, use_dag, use_bilevel, split, EpisodeDescriptionConfig(),
         image_size=image_size, shuffle_buffer_size=1000, seed=seed)
-    episode, _ = next(iter(data))  # the pipeline yields (episode, source id)
+    episodes = pipeline.iterate(data, [spec], split)
+    episode, _ = next(episodes)  # the pipeline yields (episode, source id)
+    episodes.close()  # its generators stop before the iterator goes
     return Episode(*episode)
 
 

@@ -148,8 +148,7 @@ def test_reference_spec_differences(tmp_path, good_source):
 
 def test_check_official_omniglot_records():
     directory = shared_path("data", "official_records", "omniglot")
-    reference = shared_path("meta_dataset_specs", "omniglot_dataset_spec.json")
-    report = check.check_source(directory, reference_spec=reference)
+    report = check.check_source(directory, reference_spec=check.OFFICIAL)
     assert report.ok and report.num_classes == 1623 and report.num_records == 32460
     assert report.records_per_split == {"TRAIN": 17660, "VALID": 1620, "TEST": 13180}
 

@@ -1,13 +1,16 @@
 """Tests of ctx_tf.data.dataset_spec on the real official specs and on broken ones."""
 
 import json
-import shutil
 
 import pytest
 
 from ctx_tf.data import dataset_spec as ds
 from ctx_tf.data.dataset_spec import Split
-from tests.conftest import shared_path
+from ctx_tf.data import facts
+from tests.conftest import official_spec_dir
+
+# All cheap: the TensorFlow 2.15.1 job (`-m compat`) runs every test here.
+pytestmark = pytest.mark.compat
 
 # name -> (spec class, (train, valid, test) classes, (min, max) images per class); docs/protocol.md §1.3.
 OFFICIAL = {
@@ -26,22 +29,10 @@ OFFICIAL = {
 
 
 def install_spec(tmp_path, name, text=None):
-    """Puts an official spec where a records directory would hold it: <tmp>/<name>/."""
-    directory = tmp_path / name
-    directory.mkdir()
-    if text is None:
-        shutil.copy(shared_path("meta_dataset_specs", f"{name}_dataset_spec.json"),
-                    directory / "dataset_spec.json")
-    else:
-        (directory / "dataset_spec.json").write_text(text)
-    return directory
+    """Puts a spec (default: the official one) where a records directory holds it."""
+    return official_spec_dir(tmp_path, name, text)
 
 
-def official_json(name):
-    return json.loads(shared_path("meta_dataset_specs", f"{name}_dataset_spec.json").read_text())
-
-
-@pytest.mark.compat
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
 def test_official_specs_load_with_the_documented_class_ranges(tmp_path, name):
     kind, counts, (lo, hi) = OFFICIAL[name]
@@ -182,7 +173,7 @@ def test_name_check_can_be_disabled(tmp_path):
 
 
 def test_bilevel_counts_must_add_up(tmp_path):
-    data = official_json("omniglot")
+    data = facts.dataset_spec("omniglot")
     data["name"] = "omniglot"
     data["classes_per_superclass"]["3"] += 1
     directory = install_spec(tmp_path, "omniglot", json.dumps(data))
@@ -193,7 +184,7 @@ def test_bilevel_counts_must_add_up(tmp_path):
 
 
 def test_hierarchical_duplicate_node_across_splits(tmp_path):
-    data = official_json("ilsvrc_2012")
+    data = facts.dataset_spec("ilsvrc_2012")
     # Move a TEST leaf into VALID as well: a wn_id may appear in one split graph only.
     test_leaf = next(n for n in data["split_subgraphs"]["TEST"] if not n["children_ids"])
     data["split_subgraphs"]["VALID"].append(dict(test_leaf, parents_ids=[]))
@@ -204,7 +195,7 @@ def test_hierarchical_duplicate_node_across_splits(tmp_path):
 
 
 def test_hierarchical_internal_counts_must_match_leaves(tmp_path):
-    data = official_json("ilsvrc_2012")
+    data = facts.dataset_spec("ilsvrc_2012")
     data["images_per_class"]["VALID"]["n02075296"] += 1  # the VALID root, 'carnivore'
     directory = install_spec(tmp_path, "ilsvrc_2012", json.dumps(data))
     with pytest.raises(ds.DatasetSpecError,
@@ -213,14 +204,13 @@ def test_hierarchical_internal_counts_must_match_leaves(tmp_path):
 
 
 def test_hierarchical_dangling_child(tmp_path):
-    data = official_json("ilsvrc_2012")
+    data = facts.dataset_spec("ilsvrc_2012")
     data["split_subgraphs"]["TEST"][0]["children_ids"].append("n99999999")
     directory = install_spec(tmp_path, "ilsvrc_2012", json.dumps(data))
     with pytest.raises(ds.DatasetSpecError, match=r"n99999999 is not a node of that split"):
         ds.load_dataset_spec(directory)
 
 
-@pytest.mark.compat
 def test_spec_on_a_tf_gfile_filesystem():
     """Specs on any filesystem tf.io.gfile reads (here TF's in-memory ram://)."""
     import tensorflow as tf
@@ -245,7 +235,7 @@ def test_use_ontologies_follows_the_official_names():
 
 
 def test_load_with_a_spec_file_from_elsewhere(tmp_path):
-    official = shared_path("meta_dataset_specs", "omniglot_dataset_spec.json")
+    official = official_spec_dir(tmp_path / "specs", "omniglot") / "dataset_spec.json"
     spec = ds.load_dataset_spec(tmp_path / "omniglot", spec_file=official)
     assert spec.path == str(tmp_path / "omniglot") and spec.num_classes == 1623
     assert spec.record_path(7) == str(tmp_path / "omniglot" / "7.tfrecords")

@@ -26,7 +26,10 @@ def config(**kwargs):
 
 
 def episodes_of(dataset, n):
-    return [(tf.nest.map_structure(lambda t: t.numpy(), e), int(s)) for e, s in dataset.take(n)]
+    # Through `iterate`, as every consumer: the episode generators stop before the iterator
+    # is deleted.
+    return [(tf.nest.map_structure(lambda t: t.numpy(), e), int(s))
+            for e, s in pipeline.iterate(dataset.take(n), [])]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
+from ctx_tf.data import spec_writer
 from ctx_tf.data.class_records import RecordsError
 from ctx_tf.data.dataset_spec import DatasetSpecError, Split
 from tests.data.test_reader import IMAGE_SIDE, write_source
@@ -105,11 +106,20 @@ def test_broken_spec_json_ends_in_dataset_spec_error(tmp_path, contents):
 @given(contents=_mutated_spec())
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_spec_with_a_wrong_field_loads_or_ends_in_dataset_spec_error(tmp_path, contents):
+def test_spec_with_a_wrong_field_loads_with_it_or_ends_in_dataset_spec_error(tmp_path,
+                                                                             contents):
     try:
-        _load(str(tmp_path), contents)
-    except DatasetSpecError:
-        pass
+        spec = _load(str(tmp_path), contents)
+    except DatasetSpecError as e:
+        assert "dataset_spec.json" in str(e)
+        return
+    # A spec that loads holds the file's values (written back, they are the file), except the
+    # path: the records directory replaces whatever the file says.
+    expected = dict(json.loads(contents), path=os.path.join(str(tmp_path), "src"))
+    written = spec_writer.make_dataset_spec(
+        spec.name, spec.path, spec.class_names, spec.images_per_class,
+        [spec.classes_per_split[split] for split in Split])
+    assert json.loads(spec_writer.spec_to_json(written)) == expected
 
 
 def test_spec_errors_are_user_errors(tmp_path):

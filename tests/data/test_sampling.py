@@ -1,7 +1,6 @@
 """Tests of the episode-description sampler: docs/protocol.md §2 (its invariants: §2.7)."""
 
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +9,10 @@ from ctx_tf.data import dataset_spec as ds
 from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.sampling import EpisodeDescriptionConfig, EpisodeDescriptionSampler
-from tests.conftest import shared_path
+from tests.conftest import official_spec_dir
+
+# All cheap: the TensorFlow 2.15.1 job (`-m compat`) runs every test here.
+pytestmark = pytest.mark.compat
 
 ALL_SOURCES = ["ilsvrc_2012", "ilsvrc_2012_v2", "omniglot", "aircraft", "cu_birds", "dtd",
                "quickdraw", "fungi", "vgg_flower", "traffic_sign", "mscoco"]
@@ -19,13 +21,7 @@ ALL_SOURCES = ["ilsvrc_2012", "ilsvrc_2012_v2", "omniglot", "aircraft", "cu_bird
 @pytest.fixture(scope="module")
 def real_specs(tmp_path_factory):
     root = tmp_path_factory.mktemp("specs")
-    specs = {}
-    for name in ALL_SOURCES:
-        (root / name).mkdir()
-        shutil.copy(shared_path("meta_dataset_specs", f"{name}_dataset_spec.json"),
-                    root / name / "dataset_spec.json")
-        specs[name] = ds.load_dataset_spec(root / name)
-    return specs
+    return {name: ds.load_dataset_spec(official_spec_dir(root, name)) for name in ALL_SOURCES}
 
 
 def toy_spec():
@@ -84,12 +80,27 @@ def test_config_requires_dependent_parameters(kwargs, missing):
         EpisodeDescriptionConfig(**kwargs)
 
 
-def test_config_accepts_missing_dependents_when_fixed():
-    EpisodeDescriptionConfig(num_ways=5, min_ways=None, max_ways_upper_bound=None)
-    EpisodeDescriptionConfig(num_query=5, max_num_query=None)
-    EpisodeDescriptionConfig(num_support=5, max_support_set_size=None,
-                             max_support_size_contrib_per_class=None, min_log_weight=None,
-                             max_log_weight=None)
+@pytest.mark.parametrize("kwargs, fixed", [
+    (dict(num_ways=5, min_ways=None, max_ways_upper_bound=None),
+     lambda description: len(description) == 5),
+    (dict(num_query=5, max_num_query=None),
+     lambda description: {q for _, _, q in description} == {5}),
+    (dict(num_support=5, max_support_set_size=None, max_support_size_contrib_per_class=None,
+          min_log_weight=None, max_log_weight=None),
+     lambda description: {s for _, s, _ in description} == {5}),
+])
+def test_config_accepts_missing_dependents_when_fixed(kwargs, fixed):
+    # A fixed way / shot / query count makes the parameters of its draw unnecessary: they may
+    # be None, the config keeps them so and the sampler never needs them.
+    config = EpisodeDescriptionConfig(**kwargs)
+    assert {name: getattr(config, name) for name in kwargs} == kwargs
+    spec = toy_spec()
+    sampler = EpisodeDescriptionSampler(spec, Split.TRAIN, config, rng=np.random.RandomState(0))
+    for _ in range(20):
+        description = sampler.sample_episode_description()
+        assert fixed(description), description
+        assert len({c for c, _, _ in description}) == len(description) >= 1
+        assert all(s + q <= spec.num_images(c) for c, s, q in description)
 
 
 def test_config_rejects_bad_values():
@@ -415,7 +426,6 @@ def reference_description(rng, spec, split, config, hierarchy, eligible_nodes=No
     return tuple((int(c), s, q) for c, s in zip(chosen, shots))
 
 
-@pytest.mark.compat
 @pytest.mark.parametrize("name, split, probability", [
     ("ilsvrc_2012", Split.TRAIN, 0.0), ("ilsvrc_2012", Split.TRAIN, 0.5),
     ("ilsvrc_2012", Split.TEST, 0.0), ("omniglot", Split.TRAIN, 0.5),
@@ -487,7 +497,6 @@ OFFICIAL_GOLDEN = [
 ]
 
 
-@pytest.mark.compat
 @pytest.mark.parametrize("name, split, seed, probability, overrides, digest, first",
                          OFFICIAL_GOLDEN)
 def test_matches_outputs_of_the_official_sampler(real_specs, name, split, seed, probability,

@@ -11,7 +11,7 @@ from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import protocol
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation.progress import Progress
-from tests.conftest import shared_path
+from tests.conftest import official_spec_dir, shared_path
 from tests.evaluation.helpers import TinyPrototypeLearner, write_tiny_source
 
 
@@ -137,10 +137,7 @@ def test_unknown_source_and_split_without_classes(records_root):
 
 
 def test_ilsvrc_2012_v2_has_no_test_split(tmp_path):
-    spec_json = shared_path("meta_dataset_specs", "ilsvrc_2012_v2_dataset_spec.json")
-    source = tmp_path / "ilsvrc_2012_v2"
-    source.mkdir()
-    (source / "dataset_spec.json").write_text(spec_json.read_text())
+    official_spec_dir(tmp_path, "ilsvrc_2012_v2")
     with pytest.raises(protocol.EvaluationError,
                        match=r"'ilsvrc_2012_v2' has no TEST classes \(TRAIN 1000, VALID 0, "
                              r"TEST 0 classes"):

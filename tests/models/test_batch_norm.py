@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf.models.batch_norm import EpisodicBatchNorm
+from tests.training.test_distribute import TWO_CPUS
 
 EPS = 1e-5
 
@@ -126,13 +127,10 @@ def test_clear_errors():
         EpisodicBatchNorm(ema_epsilon=1.5)
 
 
-_REPLICA_SCRIPT = textwrap.dedent(
+_REPLICA_SCRIPT = TWO_CPUS + textwrap.dedent(
     """
     import sys
     import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from ctx_tf.models.batch_norm import EpisodicBatchNorm
 
     seed = int(sys.argv[1])

@@ -20,13 +20,18 @@ from ctx_tf import distribute
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-MIRRORED_SCRIPT = textwrap.dedent("""
+# The first lines of a subprocess script that needs two replicas on a CPU-only machine: two
+# logical CPU devices, set before TensorFlow initializes its devices.
+TWO_CPUS = textwrap.dedent("""
+    import tensorflow as tf
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+""")
+
+MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     import json, pathlib, sys
     import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     sys.path.insert(0, sys.argv[1])
     from tests.training.test_loop import make_trainer, make_episode
     tmp = pathlib.Path(sys.argv[2])

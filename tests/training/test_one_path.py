@@ -17,6 +17,7 @@ import tensorflow as tf
 from ctx_tf import learners
 from ctx_tf.keras import keras
 from ctx_tf.training import loop
+from tests.training.test_distribute import TWO_CPUS
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SIZE = 8
@@ -73,13 +74,9 @@ def make_trainer(tmp_path, **kwargs):
     return trainer
 
 
-TWO_REPLICAS = textwrap.dedent("""
+TWO_REPLICAS = TWO_CPUS + textwrap.dedent("""
     import json, pathlib, sys
     import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     sys.path.insert(0, sys.argv[1])
     from tests.training.test_loop import make_episode
     from tests.training.test_one_path import make_trainer

@@ -16,7 +16,7 @@ from ctx_tf.keras import keras
 from ctx_tf.learners import CrossTransformerLearner
 from ctx_tf.models import backbones
 from ctx_tf.training import step as step_lib
-from tests.training.test_distribute import _result, _run
+from tests.training.test_distribute import TWO_CPUS, _result, _run
 from tests.training.test_loop import IMAGE_SIZE, make_episode, make_trainer, toy_learner
 
 
@@ -151,14 +151,10 @@ def test_jit_compile_rejects_the_rematerialized_head():
         step_lib.make_predict_fn(tf.distribute.get_strategy(), learner, jit_compile=True)
 
 
-MIRRORED_SCRIPT = textwrap.dedent("""
+MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     import json, pathlib, sys
     import gin
     import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     sys.path.insert(0, sys.argv[1])
     from tests.training.test_loop import make_trainer, make_episode
     tmp = pathlib.Path(sys.argv[2])

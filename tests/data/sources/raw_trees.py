@@ -2,11 +2,15 @@
 
 import functools
 import io
-import json
 
 from PIL import Image
 
-from tests.conftest import shared_path
+from ctx_tf.data import facts
+
+# The official JSON files (named as in meta-dataset's dataset_conversion folder) and the facts
+# that hold them.
+_FACTS = (("_dataset_spec.json", facts.dataset_spec), ("_splits.json", facts.splits),
+          ("_num_leaf_images.json", facts.num_leaf_images))
 
 
 @functools.lru_cache(maxsize=None)
@@ -18,9 +22,12 @@ def tiny_jpeg():
 
 
 def official(filename):
-    """A JSON file of /work/shared/meta_dataset_specs (skips the test when absent)."""
-    with open(shared_path("meta_dataset_specs", filename)) as f:
-        return json.load(f)
+    """The official file `filename` (e.g. "dtd_splits.json") parsed, from the shipped facts
+    (equal to the files: tests/data/test_facts.py)."""
+    for suffix, lookup in _FACTS:
+        if filename.endswith(suffix):
+            return lookup(filename[:-len(suffix)])
+    raise ValueError(f"no shipped fact holds the official file {filename}")
 
 
 def official_class_names(source):

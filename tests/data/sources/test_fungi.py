@@ -9,17 +9,13 @@ import pytest
 from PIL import Image
 
 from ctx_tf.data.sources import fungi
-from tests.conftest import shared_path
+from tests.data.sources.raw_trees import official
 
-
-def _official(filename):
-    with open(shared_path("meta_dataset_specs", filename)) as f:
-        return json.load(f)
 
 
 def _real_categories():
     """The 1394 real categories, rebuilt from the official split's `"{id:04d}.{name}"` labels."""
-    labels = [l for part in _official("fungi_splits.json").values() for l in part]
+    labels = [l for part in official("fungi_splits.json").values() for l in part]
     categories = [{"id": int(l[:4]), "name": l[5:], "supercategory": "Fungi"} for l in labels]
     random.Random(1).shuffle(categories)  # the download's order must not matter
     return categories
@@ -55,15 +51,15 @@ def _raw_tree(root, categories, with_files=3):
 
 
 def test_split_of_the_real_labels_equals_the_official_split_file():
-    official = _official("fungi_splits.json")
+    expected = official("fungi_splits.json")
     categories = _real_categories()
     labels = fungi.labels({"categories": categories}, {"categories": categories})
     assert labels == sorted(labels) and len(labels) == 1394
-    assert fungi.split_labels(labels) == official
+    assert fungi.split_labels(labels) == expected
 
 
 def test_plan_ids_names_counts_and_image_order_equal_the_official_rules(tmp_path):
-    spec = _official("fungi_dataset_spec.json")
+    spec = official("fungi_dataset_spec.json")
     raw = _raw_tree(tmp_path, _real_categories())
     plan = fungi.plan(str(raw))
     assert plan.name == "fungi" and plan.spec_type == "flat"

@@ -1,7 +1,6 @@
 """ilsvrc: official class ids, splits, hierarchy, image counts and duplicate skipping."""
 
 import io
-import json
 import pickle
 
 import pytest
@@ -10,12 +9,8 @@ from PIL import Image
 from ctx_tf.data import facts
 from ctx_tf.data.sources import ilsvrc
 from ctx_tf.data.sources.spec import spanning_counts
-from tests.conftest import shared_path
+from tests.data.sources.raw_trees import official
 
-
-def _official(filename):
-    with open(shared_path("meta_dataset_specs", filename)) as f:
-        return json.load(f)
 
 
 def _jpeg(shade=90):
@@ -32,7 +27,7 @@ def _leaf_splits(spec):
 @pytest.mark.parametrize("name,sizes", [("ilsvrc_2012", (712, 158, 130)),
                                         ("ilsvrc_2012_v2", (1000, 0, 0))])
 def test_official_class_order_and_split_sizes(name, sizes):
-    spec = _official(f"{name}_dataset_spec.json")
+    spec = official(f"{name}_dataset_spec.json")
     classes = ilsvrc.official_classes(facts.dataset_spec(name))
     assert tuple(len(classes[s]) for s in ilsvrc.SPLITS) == sizes
     assert [w for s in ilsvrc.SPLITS for w in classes[s]] == [
@@ -41,8 +36,8 @@ def test_official_class_order_and_split_sizes(name, sizes):
 
 @pytest.mark.parametrize("name", ilsvrc.NAMES)
 def test_spanning_image_counts_of_the_official_leaf_counts_equal_the_official_spec(name):
-    spec = _official(f"{name}_dataset_spec.json")
-    leaf_images = _official(f"{name}_num_leaf_images.json")
+    spec = official(f"{name}_dataset_spec.json")
+    leaf_images = official(f"{name}_num_leaf_images.json")
     for split in ilsvrc.SPLITS:
         assert spanning_counts(spec["split_subgraphs"][split], leaf_images) == (
             spec["images_per_class"][split])
@@ -50,13 +45,13 @@ def test_spanning_image_counts_of_the_official_leaf_counts_equal_the_official_sp
 
 def test_full_tree_gives_the_official_spec_fields(tmp_path):
     jpeg = _jpeg()
-    for synset in _official("ilsvrc_2012_num_leaf_images.json"):
+    for synset in official("ilsvrc_2012_num_leaf_images.json"):
         (tmp_path / synset).mkdir()
         (tmp_path / synset / f"{synset}_1.JPEG").write_bytes(jpeg)
     (tmp_path / "n02133161" / "n02133161_3419.JPEG").write_bytes(jpeg)  # a duplicate
     (tmp_path / "n01440764" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     for name in ilsvrc.NAMES:
-        spec = _official(f"{name}_dataset_spec.json")
+        spec = official(f"{name}_dataset_spec.json")
         plan = ilsvrc.plan(str(tmp_path), name)
         assert plan.name == name and plan.spec_type == "hierarchical"
         assert [c.name for c in plan.classes] == [spec["class_names"][str(i)]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ctx_tf.data.sources import engine, mscoco
 from ctx_tf.data.sources.common import SourceConversionError
-from tests.conftest import shared_path
+from tests.data.sources.raw_trees import official
 
 # The categories of COCO 2017's instances_train2017.json, in the file's order, with their ids.
 REAL_CATEGORIES = list(enumerate(
@@ -30,10 +30,6 @@ CATEGORIES = [{"supercategory": "thing", "id": i, "name": n}
               for i, n in REAL_CATEGORIES if n is not None]
 IDS = {c["name"]: c["id"] for c in CATEGORIES}
 
-
-def _official(filename):
-    with open(shared_path("meta_dataset_specs", filename)) as f:
-        return json.load(f)
 
 
 def _jpeg(size):
@@ -73,12 +69,12 @@ def _raw_tree(root, annotations_dir=""):
 
 def test_split_of_the_real_categories_equals_the_official_split_file():
     assert len(CATEGORIES) == 80
-    assert mscoco.split_categories(c["name"] for c in CATEGORIES) == _official(
+    assert mscoco.split_categories(c["name"] for c in CATEGORIES) == official(
         "mscoco_splits.json")
 
 
 def test_plan_ids_names_and_crops_follow_the_official_rules(tmp_path):
-    spec = _official("mscoco_dataset_spec.json")
+    spec = official("mscoco_dataset_spec.json")
     raw = _raw_tree(tmp_path)
     plan = mscoco.plan(str(raw))
     assert dict(plan.classes_per_split) == spec["classes_per_split"]

@@ -10,7 +10,6 @@ from PIL import Image
 from ctx_tf.data import facts
 from ctx_tf.data.sources import engine, traffic_sign
 from ctx_tf.data.sources.common import SourceConversionError
-from tests.conftest import shared_path
 from tests.data.sources.raw_trees import official, official_class_names
 
 # The permutation RandomState(23).shuffle gives 7 items: pinned, so a NumPy release that
@@ -41,8 +40,6 @@ def _names(size):
 
 
 def test_split_of_the_official_labels_is_the_official_split():
-    lines = shared_path("meta_dataset_specs", "TrafficSign_labels.txt").read_text().splitlines()
-    assert facts.labels("traffic_sign") == lines[1:]  # the official reader drops line 1 only
     assert traffic_sign.split_classes(facts.labels("traffic_sign")) == official(
         "traffic_sign_splits.json")
 

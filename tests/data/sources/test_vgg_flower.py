@@ -8,7 +8,6 @@ import scipy.io
 
 from ctx_tf.data import facts
 from ctx_tf.data.sources import vgg_flower
-from tests.conftest import shared_path
 from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
 
 
@@ -35,8 +34,6 @@ def _labels():
 
 
 def test_split_of_the_official_labels_is_the_official_split():
-    lines = shared_path("meta_dataset_specs", "VggFlower_labels.txt").read_text().splitlines()
-    assert facts.labels("vgg_flower") == lines[1:]  # the official reader drops line 1 only
     assert vgg_flower.split_classes(facts.labels("vgg_flower")) == official(
         "vgg_flower_splits.json")
 
