@@ -38,15 +38,15 @@ Decoders come from the gin-configurable `process_episode.support_decoder` /
 import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data import decoder as decoder_lib
-from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
-from ctx_tf.data.batch_reader import BatchReader
 from ctx_tf.data.episode import Episode
-from ctx_tf.data.class_records import ReaderError
-from ctx_tf.data.seeds import episode_seed
 from ctx_tf.data.iteration import iterate, with_episode_readers  # noqa: F401 (iterate: re-exported)
+from ctx_tf.data.reading import decoder as decoder_lib
+from ctx_tf.data.reading import episode_reader as reader_lib
+from ctx_tf.data.reading.batch_reader import BatchReader
+from ctx_tf.data.reading.errors import ReaderError
 from ctx_tf.data.simclr import maybe_convert_to_simclr
+from ctx_tf.data.simclr.seed_pairs import episode_seed
 
 # Pipeline functions have no tensor-dependent Python control flow; AutoGraph would only add
 # tracing time.
@@ -90,6 +90,14 @@ def _class_seeds(seed, source_index, num_classes):
 
 
 # ----------------------------------------------------------------------------- episodes
+
+
+def _sample_from_datasets(datasets, weights=None, seed=None):
+    """`tf.data.Dataset.sample_from_datasets` (experimental fallback on older TF)."""
+    sample = getattr(tf.data.Dataset, "sample_from_datasets", None)
+    if sample is None:
+        sample = tf.data.experimental.sample_from_datasets
+    return sample(datasets, weights=weights, seed=seed)
 
 
 def _path_lookup(dataset_specs):
@@ -187,7 +195,7 @@ def _source_reader(dataset_spec, use_dag_ontology, use_bilevel_ontology, split,
             ignore_hierarchy_probability=ignore_hierarchy_probability, rng=sampler_rng)
         order_rng = np.random.RandomState(
             None if seed is None else _derive_seed(seed, source_index, _DESCRIPTION_ORDER) % 2**32)
-        descriptions = reader_lib.DescriptionSource(
+        descriptions = sampling.DescriptionSource(
             sampler, episode_descr_config.episode_description_switch_frequency,
             episode_descr_config.num_unique_descriptions, rng=order_rng)
     except ReaderError:
@@ -219,7 +227,7 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
       pool: must be None (example-level pools are unsupported, as officially).
       shuffle_buffer_size: per-class shuffle buffer (None or 0: no shuffling).
       read_buffer_size_bytes, num_prefetch: accepted as in the official signature; records
-        are read by offset (see `ctx_tf.data.reader`), so they change nothing.
+        are read by offset (see `ctx_tf.data.reading.episode_reader`), so they change nothing.
       image_size: side of the decoded images (`DataConfig.image_height`).
       num_to_take: read only this many records per class (None: all); the sampler also
         sees the reduced counts.
@@ -284,7 +292,7 @@ def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
         chunk_sizes = sizes
         episode_readers.append(episode_reader)
         sources.append(tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(i).repeat())))
-    dataset = reader_lib.sample_from_datasets(
+    dataset = _sample_from_datasets(
         sources, seed=None if seed is None else _derive_seed(seed, n, _SOURCE_CHOICE))
     process = _episode_processor(
         chunk_sizes, support_decoder, query_decoder, _path_lookup(dataset_spec_list),
@@ -372,7 +380,7 @@ def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
         sources.append(tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(i).repeat())))
         if add_dataset_offset:
             offset += len(spec.get_classes(split))
-    dataset = reader_lib.sample_from_datasets(
+    dataset = _sample_from_datasets(
         sources, seed=None if seed is None else _derive_seed(seed, n, _SOURCE_CHOICE))
     process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
                                _path_lookup(dataset_spec_list))

@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from ctx_tf.data.sources.errors import MissingRawFileError, SourceConversionError
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.writing.errors import MissingRawFileError, SourceConversionError
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
 
 
 def require_file(path, what):

@@ -22,10 +22,10 @@ import os
 import re
 
 from ctx_tf.data import facts
-from ctx_tf.data.sources import archives
-from ctx_tf.data.sources.errors import MissingRawFileError, SourceConversionError
-from ctx_tf.data.sources.spec import spanning_counts
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.writing import archives
+from ctx_tf.data.writing.errors import MissingRawFileError, SourceConversionError
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.writing.spec_writer import spanning_counts
 
 NAMES = ("ilsvrc_2012", "ilsvrc_2012_v2")
 TRAIN_TAR = "ILSVRC2012_img_train.tar"

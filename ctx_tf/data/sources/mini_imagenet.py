@@ -16,9 +16,9 @@ import functools
 import os
 import pickle
 
-from ctx_tf.data import image_encoding
 from ctx_tf.data.sources import common
-from ctx_tf.data.sources.plan import ClassPlan, SourcePlan
+from ctx_tf.data.writing import image_encoding
+from ctx_tf.data.writing.plan import ClassPlan, SourcePlan
 
 NAME = "mini_imagenet"
 RAW_EXPECTS = ("--raw_dir: the folder holding mini-imagenet-cache-train.pkl, "

@@ -36,12 +36,12 @@ import warnings
 
 import numpy as np
 
-from ctx_tf.data import image_encoding
-from ctx_tf.data.sources import engine, omniglot_raw
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.sources import omniglot_raw
 from ctx_tf.data.sources.omniglot_raw import SETS
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
-from ctx_tf.data.sources.spec import SPLITS, make_spec
+from ctx_tf.data.writing import engine, image_encoding
+from ctx_tf.data.writing.errors import SourceConversionError
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.writing.plan_spec import SPLITS, make_spec
 
 NAME = "omniglot"
 RAW_EXPECTS = (

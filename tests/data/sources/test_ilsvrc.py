@@ -9,7 +9,7 @@ from PIL import Image
 
 from ctx_tf.data import facts
 from ctx_tf.data.sources import ilsvrc
-from ctx_tf.data.sources.spec import spanning_counts
+from ctx_tf.data.writing.spec_writer import spanning_counts
 from tests.conftest import shared_path
 
 
