@@ -18,7 +18,8 @@ written by `ctx_tf.data.writing.spec_writer`.
 """
 
 from ctx_tf.data.dataset_spec.base import (DEFAULT_FILE_PATTERN, POOL_FILE_PATTERN,
-                                           SPEC_FILENAME, DatasetSpecError, Split, as_split)
+                                           SPEC_FILENAME, SPLIT_NAMES, DatasetSpecError, Split,
+                                           as_split)
 from ctx_tf.data.dataset_spec.bilevel import BiLevelDatasetSpecification
 from ctx_tf.data.dataset_spec.flat import DatasetSpecification
 from ctx_tf.data.dataset_spec.hierarchical import HierarchicalDatasetSpecification, Node
@@ -26,7 +27,7 @@ from ctx_tf.data.dataset_spec.loading import (dataset_spec_from_dict, load_datas
                                               use_ontologies)
 
 __all__ = [
-    "DEFAULT_FILE_PATTERN", "POOL_FILE_PATTERN", "SPEC_FILENAME",
+    "DEFAULT_FILE_PATTERN", "POOL_FILE_PATTERN", "SPEC_FILENAME", "SPLIT_NAMES",
     "BiLevelDatasetSpecification", "DatasetSpecError", "DatasetSpecification",
     "HierarchicalDatasetSpecification", "Node", "Split", "as_split", "dataset_spec_from_dict",
     "load_dataset_spec", "use_ontologies",

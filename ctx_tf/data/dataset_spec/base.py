@@ -22,6 +22,10 @@ class Split(enum.Enum):
     TEST = 2
 
 
+# ("TRAIN", "VALID", "TEST"): the splits' names as the spec files spell them, in id order.
+SPLIT_NAMES = tuple(split.name for split in Split)
+
+
 class DatasetSpecError(UserError, ValueError):
     """A `dataset_spec.json` that is missing, malformed or inconsistent."""
 
@@ -34,7 +38,7 @@ def as_split(split):
             return Split[split.upper()]
         except KeyError:
             pass
-    raise ValueError(f"split must be one of {[s.name for s in Split]} (or a Split), got {split!r}")
+    raise ValueError(f"split must be one of {list(SPLIT_NAMES)} (or a Split), got {split!r}")
 
 
 class SpecBase:

@@ -10,7 +10,7 @@ import os
 import posixpath
 
 from ctx_tf.data.dataset_spec.base import (DEFAULT_FILE_PATTERN, POOL_FILE_PATTERN, SPEC_FILENAME,
-                                           DatasetSpecError, Split, join_path)
+                                           SPLIT_NAMES, DatasetSpecError, Split, join_path)
 from ctx_tf.data.dataset_spec.bilevel import BiLevelDatasetSpecification
 from ctx_tf.data.dataset_spec.flat import DatasetSpecification
 from ctx_tf.data.dataset_spec.hierarchical import HierarchicalDatasetSpecification, Node
@@ -64,10 +64,10 @@ def _int_keys(mapping, source, field):
 
 
 def _per_split(mapping, source, field):
-    missing = [s.name for s in Split if s.name not in mapping]
+    missing = [name for name in SPLIT_NAMES if name not in mapping]
     if missing:
         raise DatasetSpecError(f"{source}: field {field!r} has no entry for {missing}")
-    extra = sorted(set(mapping) - {s.name for s in Split})
+    extra = sorted(set(mapping) - set(SPLIT_NAMES))
     if extra:
         raise DatasetSpecError(f"{source}: field {field!r} has unknown split(s) {extra}")
     return {split: mapping[split.name] for split in Split}

@@ -16,6 +16,7 @@ import functools
 import os
 import pickle
 
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
 from ctx_tf.data.sources import common
 from ctx_tf.data.writing import image_encoding
 from ctx_tf.data.writing.plan import ClassPlan, SourcePlan
@@ -88,4 +89,4 @@ def plan(raw_dir, name=NAME):
     return SourcePlan(
         name=name,
         classes=tuple(classes),
-        classes_per_split=dict(zip(("TRAIN", "VALID", "TEST"), NUM_CLASSES.values())))
+        classes_per_split=dict(zip(SPLIT_NAMES, NUM_CLASSES.values())))

@@ -22,12 +22,12 @@ import pathlib
 from typing import Dict, List, Optional
 
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
-from ctx_tf.data.dataset_spec import SPEC_FILENAME
+from ctx_tf.data.dataset_spec import SPEC_FILENAME, SPLIT_NAMES
 from ctx_tf.data.reading.record_format import encode_example, write_tfrecord
 from ctx_tf.data.writing.errors import SourceWriteError
 from ctx_tf.data.writing.image_encoding import encode_jpeg
-from ctx_tf.data.writing.spec_writer import (SPLIT_NAMES, make_bilevel_dataset_spec,
-                                             make_dataset_spec, write_dataset_spec)
+from ctx_tf.data.writing.spec_writer import (make_bilevel_dataset_spec, make_dataset_spec,
+                                             write_dataset_spec)
 from ctx_tf.data.writing.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION,
                                         DEFAULT_VALID_FRACTION, order_classes, resolve_splits)
 

@@ -38,13 +38,13 @@ import numpy as np
 
 from ctx_tf import files
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
-from ctx_tf.data.dataset_spec import SPEC_FILENAME
+from ctx_tf.data.dataset_spec import SPEC_FILENAME, SPLIT_NAMES
 from ctx_tf.data.reading import record_format
 from ctx_tf.data.writing import spec_writer
 from ctx_tf.data.writing.errors import SourceConversionError
 from ctx_tf.data.writing.plan import LeftOut
 from ctx_tf.data.writing.plan_spec import make_spec
-from ctx_tf.data.writing.report import REPORT_FILENAME, SPLITS, ConversionReport, Progress
+from ctx_tf.data.writing.report import REPORT_FILENAME, ConversionReport, Progress
 
 MANIFEST_FILENAME = "conversion_manifest.json"
 # Temporary files of an interrupted run (files.atomic_write_with names them .<target>.*.tmp).
@@ -311,11 +311,11 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
         elif (out / REPORT_FILENAME).exists():
             (out / REPORT_FILENAME).unlink()
         spec_writer.write_dataset_spec(out, spec)
-    firsts = np.cumsum([0] + [plan.classes_per_split.get(s, 0) for s in SPLITS])
-    split_of = {i: SPLITS[int(np.searchsorted(firsts, i, side="right")) - 1] for i in selected}
+    firsts = np.cumsum([0] + [plan.classes_per_split.get(s, 0) for s in SPLIT_NAMES])
+    split_of = {i: SPLIT_NAMES[int(np.searchsorted(firsts, i, side="right")) - 1] for i in selected}
     return ConversionReport(
         str(out), plan.name,
-        {s: sum(1 for i in selected if split_of[i] == s) for s in SPLITS},
-        {s: sum(counts[i] for i in selected if split_of[i] == s) for s in SPLITS},
+        {s: sum(1 for i in selected if split_of[i] == s) for s in SPLIT_NAMES},
+        {s: sum(counts[i] for i in selected if split_of[i] == s) for s in SPLIT_NAMES},
         len(todo), len(kept), tuple(plan.skipped) + left_out, unreadable,
         time.monotonic() - start, spec)

@@ -9,12 +9,12 @@ import pathlib
 
 from PIL import Image
 
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
 from ctx_tf.data.writing import engine
 from ctx_tf.data.writing.errors import SourceWriteError
 from ctx_tf.data.writing.image_encoding import DEFAULT_JPEG_QUALITY, encode_jpeg
 from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan, check_complete_jpeg
 from ctx_tf.data.writing.report import ConversionReport
-from ctx_tf.data.writing.spec_writer import SPLIT_NAMES
 from ctx_tf.data.writing.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION,
                                         DEFAULT_VALID_FRACTION, order_classes, resolve_splits)
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
 from ctx_tf.data.writing import archives, image_encoding
 
 SPEC_TYPES = ("flat", "bilevel", "hierarchical")
@@ -130,7 +131,7 @@ class SourcePlan:
         if self.spec_type not in SPEC_TYPES:
             raise ValueError(f"SourcePlan.spec_type must be one of {SPEC_TYPES}, "
                              f"got {self.spec_type!r}")
-        counts = [self.classes_per_split.get(s, 0) for s in ("TRAIN", "VALID", "TEST")]
+        counts = [self.classes_per_split.get(s, 0) for s in SPLIT_NAMES]
         if sum(counts) != len(self.classes):
             raise ValueError(
                 f"source {self.name!r}: classes_per_split {dict(self.classes_per_split)} adds "

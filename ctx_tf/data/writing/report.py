@@ -5,8 +5,9 @@ import os
 import time
 from typing import Dict, Optional, Tuple
 
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
+
 REPORT_FILENAME = "conversion_report.txt"
-SPLITS = ("TRAIN", "VALID", "TEST")
 # Unreadable images named in the closing summary (all of them go to REPORT_FILENAME).
 SHOWN_UNREADABLE = 10
 
@@ -87,7 +88,7 @@ class ConversionReport:
         supers = self.superclasses_per_split
         lines += [f"  {s}: {self.classes_per_split[s]} classes"
                   + (f" in {supers[s]} superclasses" if supers else "")
-                  + f", {self.images_per_split[s]} images" for s in SPLITS]
+                  + f", {self.images_per_split[s]} images" for s in SPLIT_NAMES]
         if self.skipped:
             reasons = {}
             for _, reason in self.skipped:

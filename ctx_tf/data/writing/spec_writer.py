@@ -10,12 +10,9 @@ import collections
 import json
 import os
 
-from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN, SPEC_FILENAME, Split
+from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN, SPEC_FILENAME, SPLIT_NAMES, Split
 from ctx_tf.data.writing.errors import SourceWriteError
 from ctx_tf.files import atomic_write
-
-SPLIT_NAMES = tuple(s.name for s in Split)  # ("TRAIN", "VALID", "TEST")
-
 
 def make_dataset_spec(name, path, class_names, images_per_class, classes_per_split):
     """A ``DatasetSpecification`` dict; ``classes_per_split`` is (TRAIN, VALID, TEST) counts."""

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
 from ctx_tf.data.writing.errors import SourceWriteError
-from ctx_tf.data.writing.spec_writer import SPLIT_NAMES
 
 DEFAULT_VALID_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15

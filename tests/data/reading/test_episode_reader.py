@@ -68,7 +68,7 @@ def write_source(root, name, counts, classes_per_split, fmt="JPEG", record_fn=No
                     w.write(example(encode(band_image(class_id, index), fmt), class_id))
     spec = {
         "name": name,
-        "classes_per_split": dict(zip(["TRAIN", "VALID", "TEST"], classes_per_split)),
+        "classes_per_split": dict(zip(dataset_spec_lib.SPLIT_NAMES, classes_per_split)),
         "images_per_class": {str(i): int(n) for i, n in enumerate(counts)},
         "class_names": {str(i): f"class{i}" for i in range(len(counts))},
         "path": f"/path/to/records/{name}",
