@@ -223,28 +223,14 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
     log = log or functools.partial(print, flush=True, file=sys.stdout)
     workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 1)
     out = pathlib.Path(records_root) / plan.name
-    num_classes = len(plan.classes)
-    if class_ids is None:
-        selected = list(range(num_classes))
-    else:
-        selected = sorted({int(i) for i in class_ids})
-        bad = [i for i in selected if not 0 <= i < num_classes]
-        if bad:
-            raise SourceConversionError(
-                f"{plan.name}: class id {bad[0]} out of range [0, {num_classes})")
+    selected = _selected_classes(plan, class_ids)
     created = _first_missing(out)
     done = _prepare(plan, out, overwrite)
-    kept = {str(i): done[str(i)] for i in selected
-            if str(i) in done and record_format.count_records(out / FILE_PATTERN.format(i))
-            == done[str(i)]["records"]}
-    todo = [i for i in selected if str(i) not in kept]
-    # Largest classes first, so no worker is left with a big one at the end.
-    todo.sort(key=lambda i: (-(plan.classes[i].num_images or 0), i))
+    kept, todo = _to_write(plan, out, selected, done)
     out.mkdir(parents=True, exist_ok=True)
     if todo and (out / SPEC_FILENAME).exists():
         (out / SPEC_FILENAME).unlink()  # records are about to change
-    manifest = dict(_fingerprint(plan), classes=dict(done))
-    manifest["classes"].update(kept)
+    manifest = _Manifest(out, plan, done)
     total = sum(plan.classes[i].num_images or 0 for i in todo)
     known = all(plan.classes[i].num_images is not None for i in todo)
     log(f"converting {plan.name} into {out}: {len(selected)} classes, "
@@ -252,44 +238,101 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
         + (f" ({total} images)" if known else "") + f" with {min(workers, max(len(todo), 1))} "
         "worker(s)")
     progress = Progress(plan.name, total if known else None, len(todo), log, progress_every)
-    written = []
-    last_save = [time.monotonic()]
+    _write_classes(plan, todo, out, strict, workers, manifest, progress, created, done)
+    if todo:
+        progress.print()
+    counts, unreadable, left_out = _outcome(plan, manifest.classes, selected, out)
+    spec = None
+    if class_ids is None:
+        spec = _finish_source(plan, out, records_root, spec_path, counts, unreadable)
+    return _report(plan, out, selected, counts, len(todo), len(kept),
+                   tuple(plan.skipped) + left_out, unreadable, time.monotonic() - start, spec)
 
-    def save_manifest():
-        files.write_json(out / MANIFEST_FILENAME, manifest)
-        last_save[0] = time.monotonic()
+
+def _selected_classes(plan, class_ids):
+    """The class ids to convert, sorted: all, or `class_ids` (checked against the plan)."""
+    num_classes = len(plan.classes)
+    if class_ids is None:
+        return list(range(num_classes))
+    selected = sorted({int(i) for i in class_ids})
+    bad = [i for i in selected if not 0 <= i < num_classes]
+    if bad:
+        raise SourceConversionError(
+            f"{plan.name}: class id {bad[0]} out of range [0, {num_classes})")
+    return selected
+
+
+def _to_write(plan, out, selected, done):
+    """(the manifest entries of the selected classes whose files an earlier run completed, the
+    selected class ids still to write, largest first so no worker is left with a big one at
+    the end)."""
+    kept = {str(i): done[str(i)] for i in selected
+            if str(i) in done and record_format.count_records(out / FILE_PATTERN.format(i))
+            == done[str(i)]["records"]}
+    todo = [i for i in selected if str(i) not in kept]
+    todo.sort(key=lambda i: (-(plan.classes[i].num_images or 0), i))
+    return kept, todo
+
+
+class _Manifest:
+    """`conversion_manifest.json` of a run: the plan's fingerprint and every finished class."""
+
+    def __init__(self, out, plan, done):
+        self.path = out / MANIFEST_FILENAME
+        self.data = dict(_fingerprint(plan), classes=dict(done))
+        self.last_save = time.monotonic()
+
+    @property
+    def classes(self):
+        return self.data["classes"]
+
+    def save(self):
+        files.write_json(self.path, self.data)
+        self.last_save = time.monotonic()
+
+    def save_every(self, seconds):
+        if time.monotonic() - self.last_save > seconds:
+            self.save()
+
+
+def _write_classes(plan, todo, out, strict, workers, manifest, progress, created, done):
+    """Writes the classes `todo`, recording each finished one in the manifest. An unreadable
+    image with `strict` removes what this run wrote (all of `created`, the topmost folder the
+    run created, if any) and is raised."""
+    written = []
 
     def on_class(result):
         class_id, count, unreadable, left_out = result
         written.append(class_id)
-        manifest["classes"][str(class_id)] = {"records": count, "unreadable": unreadable,
-                                              "left_out": left_out}
+        manifest.classes[str(class_id)] = {"records": count, "unreadable": unreadable,
+                                           "left_out": left_out}
         progress.add(classes=1)
-        if time.monotonic() - last_save[0] > 2.0:
-            save_manifest()
+        manifest.save_every(2.0)
 
-    save_manifest()  # from now on the folder is an interrupted conversion, resumable
+    manifest.save()  # from now on the folder is an interrupted conversion, resumable
     try:
-        _run([(i, plan.classes[i]) for i in todo], str(out), strict, workers,
-             progress.add, on_class)
+        _run([(i, plan.classes[i]) for i in todo], str(out), strict, workers, progress.add,
+             on_class)
     except UnreadableImageError:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         else:  # an earlier run's classes stay; this run's go
             for class_id in written:
                 (out / FILE_PATTERN.format(class_id)).unlink(missing_ok=True)
-                manifest["classes"][str(class_id)] = done.get(str(class_id))
-            manifest["classes"] = {k: v for k, v in manifest["classes"].items() if v}
-            save_manifest()
+                manifest.classes[str(class_id)] = done.get(str(class_id))
+            manifest.data["classes"] = {k: v for k, v in manifest.classes.items() if v}
+            manifest.save()
         raise
     finally:
         if out.is_dir():
-            save_manifest()
-    if todo:
-        progress.print()
-    entries = manifest["classes"]
+            manifest.save()
+
+
+def _outcome(plan, entries, selected, out):
+    """(records written per class id, None where not converted; the unreadable images and the
+    records left out of the selected classes). A class with no readable image is refused."""
     counts = [entries[str(i)]["records"] if str(i) in entries else None
-              for i in range(num_classes)]
+              for i in range(len(plan.classes))]
     unreadable = tuple(tuple(u) for i in selected for u in entries[str(i)]["unreadable"])
     left_out = tuple(tuple(u) for i in selected for u in entries[str(i)].get("left_out", ()))
     empty = [i for i in selected if counts[i] == 0]
@@ -297,25 +340,34 @@ def convert(plan, records_root, workers=1, strict=False, overwrite=False, class_
         raise SourceConversionError(
             f"{plan.name}: class {empty[0]} ({plan.classes[empty[0]].name}) has no readable "
             f"image (see {out / MANIFEST_FILENAME}); no dataset_spec.json was written")
-    spec = None
-    if class_ids is None:
-        path = os.path.join(str(records_root), plan.name) if spec_path is None else spec_path
-        spec = make_spec(plan, counts, str(path))
-        for entry in out.iterdir():  # files of an earlier conversion with more classes
-            if entry.name.endswith(".tfrecords") and entry.name not in {
-                    FILE_PATTERN.format(i) for i in range(num_classes)}:
-                entry.unlink()
-        if unreadable:
-            files.atomic_write(out / REPORT_FILENAME,
-                               "".join(f"{w}: {r}\n" for w, r in unreadable))
-        elif (out / REPORT_FILENAME).exists():
-            (out / REPORT_FILENAME).unlink()
-        spec_writer.write_dataset_spec(out, spec)
+    return counts, unreadable, left_out
+
+
+def _finish_source(plan, out, records_root, spec_path, counts, unreadable):
+    """Removes the record files of an earlier conversion with more classes, writes (or removes)
+    the report of unreadable images and, last, the spec; returns the spec."""
+    path = os.path.join(str(records_root), plan.name) if spec_path is None else spec_path
+    spec = make_spec(plan, counts, str(path))
+    expected = {FILE_PATTERN.format(i) for i in range(len(plan.classes))}
+    for entry in out.iterdir():
+        if entry.name.endswith(".tfrecords") and entry.name not in expected:
+            entry.unlink()
+    if unreadable:
+        files.atomic_write(out / REPORT_FILENAME, "".join(f"{w}: {r}\n" for w, r in unreadable))
+    elif (out / REPORT_FILENAME).exists():
+        (out / REPORT_FILENAME).unlink()
+    spec_writer.write_dataset_spec(out, spec)
+    return spec
+
+
+def _report(plan, out, selected, counts, num_written, num_kept, skipped, unreadable, seconds,
+            spec):
+    """The `ConversionReport` of the selected classes, counted per split."""
     firsts = np.cumsum([0] + [plan.classes_per_split.get(s, 0) for s in SPLIT_NAMES])
-    split_of = {i: SPLIT_NAMES[int(np.searchsorted(firsts, i, side="right")) - 1] for i in selected}
+    split_of = {i: SPLIT_NAMES[int(np.searchsorted(firsts, i, side="right")) - 1]
+                for i in selected}
     return ConversionReport(
         str(out), plan.name,
         {s: sum(1 for i in selected if split_of[i] == s) for s in SPLIT_NAMES},
         {s: sum(counts[i] for i in selected if split_of[i] == s) for s in SPLIT_NAMES},
-        len(todo), len(kept), tuple(plan.skipped) + left_out, unreadable,
-        time.monotonic() - start, spec)
+        num_written, num_kept, skipped, unreadable, seconds, spec)
