@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import os
 import pathlib
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 
@@ -154,6 +154,24 @@ def check_source(directory, raise_on_error=True, max_problems_per_file=3,
     differences = []
     if reference_spec is not None:
         differences = compare_specs(spec, *load_reference(reference_spec, spec.name))
+    problems, class_files = _layout_problems(spec, directory)
+    split_of = {int(c): split.name for split in Split for c in spec.get_classes(split)}
+    records_per_split = collections.OrderedDict((s.name, 0) for s in Split)
+    checks = _read_class_files(class_files, max_problems_per_file)
+    for check in checks:
+        problems.extend(check.problems(int(spec.num_images(check.class_id))))
+        records_per_split[split_of[check.class_id]] += check.count
+    report = SourceCheckReport(str(directory), spec.name, spec.num_classes,
+                               dict(records_per_split), sum(c.count for c in checks), problems,
+                               differences)
+    if not report.ok and raise_on_error:
+        raise SourceCheckError(report)
+    return report
+
+
+def _layout_problems(spec, directory):
+    """(the problems of the folder's layout: a spec name other than the folder's, missing and
+    unexpected record files; `(path, class id)` of each class file present, by class id)."""
     problems = []
     dir_name = os.path.basename(os.path.normpath(str(directory.resolve())))
     if spec.name != dir_name:
@@ -166,56 +184,62 @@ def check_source(directory, raise_on_error=True, max_problems_per_file=3,
         problems.append(f"{directory / f}: missing (class {expected[f]})")
     for f in sorted(present - set(expected)):
         problems.append(f"{directory / f}: unexpected file (spec has {num_classes} classes)")
-    split_of = {int(c): split.name for split in Split for c in spec.get_classes(split)}
-    files = [(f, class_id) for f, class_id in sorted(expected.items(), key=lambda kv: kv[1])
-             if f in present]
-    paths = [directory / f for f, _ in files]
-    counts = [0] * len(files)
-    bad = [0] * len(files)
-    record_problems = [[] for _ in files]
-    damage = {}
+    class_files = [(directory / f, class_id)
+                   for f, class_id in sorted(expected.items(), key=lambda kv: kv[1])
+                   if f in present]
+    return problems, class_files
 
-    def check(k, raw):
-        issue = _check_record(raw, files[k][1])
+
+@dataclasses.dataclass
+class _ClassFileCheck:
+    """What reading one class file found: its records, the bad ones, the damage that ended it."""
+    path: pathlib.Path
+    class_id: int
+    max_problems: int  # bad records described; the rest are counted
+    count: int = 0
+    bad: int = 0
+    record_problems: List[str] = dataclasses.field(default_factory=list)
+    damage: Optional[str] = None
+
+    def add(self, raw):
+        issue = _check_record(raw, self.class_id)
         if issue is not None:
-            bad[k] += 1
-            if bad[k] <= max_problems_per_file:
-                record_problems[k].append(f"{paths[k]}: record {counts[k]}: {issue}")
-        counts[k] += 1
+            self.bad += 1
+            if self.bad <= self.max_problems:
+                self.record_problems.append(f"{self.path}: record {self.count}: {issue}")
+        self.count += 1
 
+    def problems(self, want):
+        """The file's problems, given the records the spec says it holds."""
+        found = []
+        if self.damage is not None:
+            found.append(f"{self.path}: unreadable TFRecord file (class {self.class_id}): "
+                         f"{self.damage} (after {self.count} good record(s); spec says {want})")
+        elif self.count == 0 and want:
+            found.append(f"{self.path}: empty file, spec says {want} records "
+                         f"(class {self.class_id})")
+        elif self.count != want:
+            found.append(f"{self.path}: {self.count} records, spec says {want} "
+                         f"(class {self.class_id})")
+        found.extend(self.record_problems)
+        if self.bad > self.max_problems:
+            found.append(f"{self.path}: {self.bad - self.max_problems} more bad records")
+        return found
+
+
+def _read_class_files(class_files, max_problems):
+    """A `_ClassFileCheck` of each `(path, class id)`: all files read in one pipeline or, when
+    some file is damaged, file by file, to find every damaged one."""
+    checks = [_ClassFileCheck(path, class_id, max_problems) for path, class_id in class_files]
     try:
-        for k, raw in _stream_records(paths):
-            check(k, raw)
+        for k, raw in _stream_records([check.path for check in checks]):
+            checks[k].add(raw)
+        return checks
     except (tf.errors.OpError, OSError):
-        # Some file is damaged: redo the check file by file to find every damaged one.
-        counts, bad = [0] * len(files), [0] * len(files)
-        record_problems = [[] for _ in files]
-        for k, path in enumerate(paths):
-            records, damage_k = _read_file(path)
-            if damage_k is not None:
-                damage[k] = damage_k
-            for raw in records:
-                check(k, raw)
-    records_per_split = collections.OrderedDict((s.name, 0) for s in Split)
-    total = 0
-    for k, (_, class_id) in enumerate(files):
-        path = paths[k]
-        want = int(spec.num_images(class_id))
-        if k in damage:
-            problems.append(f"{path}: unreadable TFRecord file (class {class_id}): {damage[k]} "
-                            f"(after {counts[k]} good record(s); spec says {want})")
-        elif counts[k] == 0 and want:
-            problems.append(f"{path}: empty file, spec says {want} records (class {class_id})")
-        elif counts[k] != want:
-            problems.append(f"{path}: {counts[k]} records, spec says {want} "
-                            f"(class {class_id})")
-        problems.extend(record_problems[k])
-        if bad[k] > max_problems_per_file:
-            problems.append(f"{path}: {bad[k] - max_problems_per_file} more bad records")
-        total += counts[k]
-        records_per_split[split_of[class_id]] += counts[k]
-    report = SourceCheckReport(str(directory), spec.name, num_classes, dict(records_per_split),
-                               total, problems, differences)
-    if not report.ok and raise_on_error:
-        raise SourceCheckError(report)
-    return report
+        pass
+    checks = [_ClassFileCheck(path, class_id, max_problems) for path, class_id in class_files]
+    for check in checks:
+        records, check.damage = _read_file(check.path)
+        for raw in records:
+            check.add(raw)
+    return checks
