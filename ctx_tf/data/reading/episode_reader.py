@@ -260,6 +260,8 @@ def _validate_file(dataset_spec, class_id, num_to_take):
     if wrong:
         raise ReaderError(f"{path}: {wrong} of its {count} records have a label other than "
                           f"its class id {class_id}")
+
+
 def limited_spec(dataset_spec, num_to_take):
     """The spec as the sampler should see it when classes are cut to `num_to_take` images.
 

@@ -22,7 +22,6 @@ from PIL import Image
 from ctx_tf.data import facts
 from ctx_tf.data.reading.record_format import encode_example, write_tfrecord
 from ctx_tf.data.writing import spec_writer
-from ctx_tf.data.writing.spec_writer import spanning_counts
 
 _JPEG_COMMENT = b"\xff\xfe"  # a COM segment: decoders skip it
 _MAX_SEGMENT = 65533
@@ -87,7 +86,7 @@ def write_benchmark_copy(records_root, name, max_images_per_class=20, image_size
             leaves = {n["wn_id"] for n in spec["split_subgraphs"][split] if not n["children_ids"]}
             leaf_counts.update({wn_id: min(counts[wn_id], cap) for wn_id in leaves})
         spec["images_per_class"] = {
-            split: spanning_counts(nodes, leaf_counts)
+            split: spec_writer.spanning_counts(nodes, leaf_counts)
             for split, nodes in spec["split_subgraphs"].items()}
         names = spec["class_names"]
         counts = [leaf_counts[names[str(i)]] for i in range(len(names))]
