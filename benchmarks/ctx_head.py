@@ -1,29 +1,36 @@
 """CrossTransformer head: forward+backward time, GFLOP/s and peak memory on 14x14x512 features.
 
     python benchmarks/ctx_head.py [--quick] [--memory_budget_mb 1024] [--block_mb 8] [--repeats 2]
-        [--policies float32,mixed_bfloat16] [--rounds 5]
+        [--policies float32,mixed_bfloat16] [--rounds 3] [--cases 0,1]
+        [--official_python=<python> --official_path=<paths>] [--ctx_tf_python_215=<python>]
 
-Each case runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own;
-the subprocess also measures a plain 2048^3 tf.matmul right before the case, and the table
-reports the head's useful rate as a fraction of that in-run matmul rate.
+Each row runs in its own subprocess, so that its peak resident memory (`VmHWM`) is its own;
+the subprocess also times a plain 2048^3 float32 matmul right before the row (`machine.py`),
+and the table reports the head's useful rate as a fraction of that in-run matmul rate.
 
 Useful FLOPs count the matmuls of the math once (forward: 1x1 projections, scores, attended
 values; backward: twice the forward), not the recomputation, so recomputing is a cost here.
-Methods:
+Rows (methods):
   ours            the layer as configured (blocks of [query rows, class positions] sized by
-                  `--block_mb` / `--memory_budget_mb`, hand-written backward with recomputation);
+                  `--block_mb` / `--memory_budget_mb`, hand-written backward with recomputation),
+                  under each Keras policy of `--policies` (layer built under it, float32
+                  variables and statistics; the inputs stay float32 and `project()` casts them);
+                  with `--ctx_tf_python_215`, the same rows again run by that Python (ctx_tf
+                  installed with tensorflow==2.15.1 and tf-keras==2.15.1, the official code's
+                  TensorFlow);
   ours 1q blocks  the layer with `query_chunk_size=1` (blocks of one query image);
-  official 1q     the official strategy, driven here independently of the layer's blocking: one
-                  query image at a time, a dense per-query forward (the layer's
-                  `rematerialize=False` formulation: all support positions, per-image max,
-                  segment ops per class), and a backward pass that recomputes each query's
-                  forward and differentiates it with autodiff. `speedup` = its time / ours.
-`--policies` runs `ours` under each Keras mixed-precision policy (layer built under it,
-float32 variables and statistics; the inputs stay float32 and `project()` casts them);
-`official 1q` always runs in float32, as officially. The in-run matmul rate is float32.
-With `--official_python` (and `--official_path`), a row `official code` times the unmodified
-official head itself (`official_head.py`, its own Python environment and TensorFlow, a TF1
-graph session) on the same episode sizes, in every round.
+  official 1q     the official strategy re-implemented here, driven independently of the
+                  layer's blocking: one query image at a time, a dense per-query forward (the
+                  layer's `rematerialize=False` formulation: all support positions, per-image
+                  max, segment ops per class), and a backward pass that recomputes each query's
+                  forward and differentiates it with autodiff (float32, a TF2 function; no
+                  stand-in for the official code: some rounds faster than it, some slower);
+  official code   with `--official_python` (and `--official_path`): the unmodified official
+                  head (`official_head.py`, its own environment: TF 2.15.1, graph mode as its
+                  trainer runs it), `rematerialize=True` (its default, one query at a time) and
+                  `rematerialize=False` (all queries at once: more memory, no recomputation).
+`--rounds` interleaved rounds (`rounds.py`: every row once per round, the order alternating);
+at the end, each reference's time / each `ours` row's time, per round and the median.
 (Until the blocked head, `baseline` was the layer itself with `query_chunk_size=1`, which then
 ran exactly the official strategy; `official 1q` keeps that computation fixed.)
 For the largest episode only `--max_queries` queries are timed (the chunks are independent, so
@@ -34,11 +41,14 @@ full support set and reported for the queries actually run.
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import textwrap
+
+import machine  # this folder is the script's sys.path[0]
+import rounds as rounds_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 HW = 14 * 14
 CHANNELS = 512
@@ -53,12 +63,14 @@ CASES = [
 
 _CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     import numpy as np
     import tensorflow as tf
     from ctx_tf.models.cross_transformer import CrossTransformer, class_attention_distances
 
     cfg = json.loads(sys.argv[1])
+    sys.path.insert(0, cfg["benchmarks"])
+    import machine
     from ctx_tf.keras import keras
 
 
@@ -95,14 +107,7 @@ _CHILD = textwrap.dedent(
 
         return fn(sk, sv, qk, qv)
 
-    a = tf.random.normal([2048, 2048])
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
-    matmul()
-    t0 = time.perf_counter()
-    for _ in range(5):
-        matmul().numpy()
-    matmul_rate = 5 * 2 * 2048 ** 3 / (time.perf_counter() - t0) / 1e9
-    del a
+    matmul_rate = machine.matmul_gflops()
 
     ns, ways, nq = cfg["support"], cfg["ways"], cfg["queries"]
     labels = tf.constant(np.random.default_rng(0).permutation(np.arange(ns) % ways), tf.int32)
@@ -140,7 +145,7 @@ _CHILD = textwrap.dedent(
         t0 = time.perf_counter()
         [g.numpy() for g in step()]
         times.append(time.perf_counter() - t0)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = machine.Peak.peak_rss_bytes()
     logit_diff = None
     if cfg["method"] == "official":  # same logits as the layer (after the memory reading)
         reference = tf.function(lambda: head(support, labels, query))()
@@ -148,7 +153,7 @@ _CHILD = textwrap.dedent(
         logit_diff = float(tf.reduce_max(tf.abs(reference - ours))
                            / tf.reduce_max(tf.abs(reference)))
     print("RESULT " + json.dumps(dict(seconds=min(times), matmul_gflops=matmul_rate, peak_bytes=rss,
-                                      logit_diff=logit_diff)))
+                                      logit_diff=logit_diff, tf_version=tf.__version__)))
     """
 )
 
@@ -160,19 +165,17 @@ def useful_flops(support, queries):
     return 3 * forward  # forward + backward (two matmuls per forward matmul)
 
 
-def run_case(support, ways, queries, method, chunk, budget_mb, block_mb, repeats,
-             policy="float32", official=None):
-    """One child's RESULT; `official` = (python, PYTHONPATH) runs official_head.py instead."""
-    cfg = dict(support=support, ways=ways, queries=queries, method=method, chunk=chunk,
-               budget_mb=budget_mb, block_mb=block_mb, repeats=repeats, policy=policy)
+def run_case(cfg, python=None, official=None):
+    """One child's RESULT for `cfg`: ctx_tf's child run by `python` (default this one), or with
+    `official` = (python, PYTHONPATH, rematerialize) the official head (official_head.py)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if official:
         env["PYTHONPATH"] = official[1]
-        cmd = [official[0], os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                         "official_head.py"), f"--support={support}",
-               f"--ways={ways}", f"--queries={queries}", f"--repeats={repeats}"]
+        cmd = [official[0], os.path.join(HERE, "official_head.py"), f"--support={cfg['support']}",
+               f"--ways={cfg['ways']}", f"--queries={cfg['queries']}",
+               f"--repeats={cfg['repeats']}", f"--rematerialize={int(official[2])}"]
     else:
-        cmd = [sys.executable, "-c", _CHILD, json.dumps(cfg)]
+        cmd = [python or sys.executable, "-c", _CHILD, json.dumps(dict(cfg, benchmarks=HERE))]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -180,10 +183,11 @@ def run_case(support, ways, queries, method, chunk, budget_mb, block_mb, repeats
     raise RuntimeError(f"benchmark child failed for {cfg}:\n{proc.stderr[-3000:]}")
 
 
-def run_row(args, name, support, ways, queries, method, key, chunk, policy, ours_seconds,
-            max_queries, repeats, logit_diffs):
+def run_row(args, number, case, method, max_queries, repeats, logit_diffs):
     """Runs and prints one table row; returns its (possibly extrapolated) seconds and records
     the official method's logit difference from ours in `logit_diffs[name]` (max over rounds)."""
+    name, support, ways, queries = case
+    label, key, chunk, policy, python = method
     run_queries = queries
     if support == 500:
         run_queries = min(queries, max_queries)
@@ -191,36 +195,46 @@ def run_row(args, name, support, ways, queries, method, key, chunk, policy, ours
     # official code runs every query but the maximal episode's (its loop grows its gradients by
     # concatenation, so the extrapolation flatters it there).
     if (key in ("ours1q", "official") and queries > 50
-            or key == "official_code" and support == 500):
+            or key.startswith("official_") and support == 500):
         run_queries = min(run_queries, args.baseline_queries)
-    result = run_case(support, ways, run_queries, key, chunk, args.memory_budget_mb,
-                      args.block_mb, repeats, policy,
-                      (args.official_python, args.official_path) if key == "official_code"
-                      else None)
+    cfg = dict(support=support, ways=ways, queries=run_queries, method=key, chunk=chunk,
+               budget_mb=args.memory_budget_mb, block_mb=args.block_mb, repeats=repeats,
+               policy=policy)
+    official = None
+    if key.startswith("official_"):
+        official = (args.official_python, args.official_path, key == "official_code")
+    result = run_case(cfg, python, official)
     seconds = result["seconds"] * queries / run_queries  # extrapolated when subset
     rate = useful_flops(support, queries) / seconds / 1e9
-    note = "" if run_queries == queries else "*"
-    speedup = ""
-    if method != "ours (blocked)" and ours_seconds:
-        speedup = f"{seconds / ours_seconds:.2f}x"
-    print(f"{name:24s} {method:22s} {run_queries:>10d}{note:1s} {seconds:10.2f} "
-          f"{rate:8.1f} {result['matmul_gflops']:7.1f} "
-          f"{rate / result['matmul_gflops']:6.0%} {result['peak_bytes'] / 2**30:7.2f}GB "
-          f"{speedup:>8s}", flush=True)
+    version = result.get("tf_version") or result.get("tf_mode", {}).get("version", "?")
+    print(f"| {number} | {name} | {label} | {version} | {run_queries}"
+          f"{'' if run_queries == queries else '*'} | {seconds:.2f} | {rate:.1f} | "
+          f"{result['matmul_gflops']:.0f} | {rate / result['matmul_gflops']:.0%} | "
+          f"{result['peak_bytes'] / 2**30:.2f} |", flush=True)
     if result.get("logit_diff") is not None:
         logit_diffs[name] = max(logit_diffs.get(name, 0.0), result["logit_diff"])
     return seconds
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def methods_of(args):
+    """(label, key, query chunk, policy, python) of every row."""
+    short = {"float32": "", "mixed_bfloat16": " bf16", "mixed_float16": " fp16"}
+    chosen = args.methods.split(",")
+    pythons = [(sys.executable, "")]
+    if args.ctx_tf_python_215:
+        pythons.append((args.ctx_tf_python_215, " (TF 2.15.1)"))
+    methods = [("ours" + short[policy] + suffix, "ours", None, policy, python)
+               for python, suffix in pythons for policy in args.policies.split(",")
+               if "ours" in chosen]
+    if "ours1q" in chosen:
+        methods.append(("ours 1q blocks", "ours1q", 1, "float32", None))
+    if "official" in chosen:
+        methods.append(("official 1q (re-implemented)", "official", 1, "float32", None))
+    if args.official_python:
+        methods += [("official code", "official_code", 1, "float32", None),
+                    ("official code, rematerialize=False", "official_dense", None, "float32",
+                     None)]
+    return methods
 
 
 def main():
@@ -241,14 +255,16 @@ def main():
     parser.add_argument("--baseline_queries", type=int, default=10,
                         help="queries timed for the one-query methods on the larger episodes")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="run the methods of each episode this many times, interleaved, "
-                             "and report the official / ours ratio of each round (the machine's "
-                             "speed drifts between processes)")
+                        help="interleaved rounds: every row of an episode once per round, the "
+                             "order alternating; ratios per round and their median")
     parser.add_argument("--official_python", default=None,
                         help="also time the unmodified official head (official_head.py) with "
-                             "this Python, in every round")
+                             "this Python, with rematerialize True and False")
     parser.add_argument("--official_path", default="",
                         help="PYTHONPATH for --official_python (see official_trainer.py)")
+    parser.add_argument("--ctx_tf_python_215", default=None,
+                        help="also run the `ours` rows with this Python (ctx_tf installed with "
+                             "tensorflow==2.15.1 and tf-keras==2.15.1)")
     parser.add_argument("--policies", default="float32",
                         help="comma-separated Keras policies for `ours` (e.g. "
                              "float32,mixed_bfloat16)")
@@ -256,54 +272,36 @@ def main():
     repeats = 1 if args.quick else args.repeats
     max_queries = args.max_queries or (10 if args.quick else 50)
 
-    import tensorflow as tf  # only for the version string; cases run in subprocesses
-
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores), TensorFlow {tf.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{machine.describe()} (this process); {rounds_lib.load_average()}")
     print(f"memory budget {args.memory_budget_mb} MiB, attention block {args.block_mb:g} MiB; "
-          f"features 14x14x512; dims 128/128\n")
-    header = (f"{'episode':24s} {'method':22s} {'queries run':>11s} {'fwd+bwd s':>10s} "
-              f"{'GFLOP/s':>8s} {'matmul':>7s} {'ratio':>6s} {'peak RSS':>9s} {'speedup':>8s}")
-    print(header)
-    print("-" * len(header))
-    selected = [CASES[int(i)] for i in args.cases.split(",")]
-    methods = [m for m in (("ours (blocked)", "ours", None), ("ours 1q blocks", "ours1q", 1),
-                           ("official 1q recompute", "official", 1))
-               if m[1] in args.methods.split(",")]
-    short = {"float32": "", "mixed_bfloat16": " bf16", "mixed_float16": " fp16"}
-    methods = [(name + short[policy], key, chunk, policy) for name, key, chunk in methods
-               for policy in (args.policies.split(",") if key == "ours" else ["float32"])]
-    if args.official_python:
-        methods.append(("official code", "official_code", 1, "float32"))
-    checks, logit_diffs = [], {}
-    for name, support, ways, queries in selected:
-        ratios = {}  # (reference, ours method) -> reference time / ours time, one per round
-        for _ in range(args.rounds):
-            rows = {}
-            for method, key, chunk, policy in methods:
-                rows[method] = run_row(args, name, support, ways, queries, method, key, chunk,
-                                       policy, rows.get("ours (blocked)"), max_queries,
-                                       repeats, logit_diffs)
-            for reference in ("official 1q recompute", "official code"):
-                if reference not in rows:
-                    continue
-                for method, seconds in rows.items():
-                    if method.startswith("ours (blocked)"):
-                        ratios.setdefault((reference, method), []).append(
-                            rows[reference] / seconds)
-        if name in logit_diffs:
-            checks.append(f"{name}: official vs ours, max |logit difference| / max |logit| = "
-                          f"{logit_diffs[name]:.1e}")
-        for (reference, method), values in ratios.items():
-            checks.append(f"{name}: {reference} time / {method} time = "
-                          + ", ".join(f"{r:.2f}x" for r in values)
-                          + (f" (median {statistics.median(values):.2f}x)"
-                             if len(values) > 1 else ""))
-    print("\n" + "\n".join(checks) if checks else "")
-    print("* time extrapolated linearly from the queries run; peak RSS is for the queries run "
-          "(the process includes TensorFlow itself, ~0.5 GB)")
-    print("speedup = that method's time / ours (blocked, float32) time; "
-          "ratio = useful GFLOP/s / in-run 2048^3 matmul GFLOP/s")
+          f"features 14x14x512; dims 128/128; best of {repeats} fwd+bwd after a warm-up; "
+          f"{args.rounds} round(s), the row order alternating\n")
+    print("| round | episode | method | TF | queries run | fwd+bwd s | useful GFLOP/s | "
+          "in-run matmul GFLOP/s | of matmul | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    methods = methods_of(args)
+    references = [m[0] for m in methods if m[1].startswith("official")]
+    ratio_rows, logit_diffs = [], {}
+    for case in [CASES[int(i)] for i in args.cases.split(",")]:
+        results = []  # one {method label: seconds} per round
+        for number, order in enumerate(rounds_lib.orders(methods, args.rounds), 1):
+            results.append({m[0]: run_row(args, number, case, m, max_queries, repeats,
+                                          logit_diffs) for m in order})
+        for reference in references:
+            for ours in (m[0] for m in methods if m[1] == "ours"):
+                values = rounds_lib.ratios(results, reference, ours, lambda x: x)
+                ratio_rows.append(f"| {case[0]} | {reference} | {ours} | "
+                                  f"{rounds_lib.summary(values)} |")
+    print("\n* time extrapolated linearly from the queries run; peak RSS is for the queries "
+          "run (the process includes TensorFlow itself, ~0.5 GB)")
+    if ratio_rows:
+        print("\n| episode | reference | ours row | reference time / ours time, per round | "
+              "median |")
+        print("|---|---|---|---|---|")
+        print("\n".join(ratio_rows))
+    for name, diff in logit_diffs.items():
+        print(f"{name}: official 1q vs ours, max |logit difference| / max |logit| = {diff:.1e}")
+    print(rounds_lib.load_average() + " at the end")
 
 
 if __name__ == "__main__":

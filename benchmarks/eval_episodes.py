@@ -13,8 +13,9 @@
    (support and query passes) and the head (projections, attention, distances) on features of
    that episode, each with its FLOPs, GFLOP/s and the fraction of the in-run matmul rate.
 3. A small episode called twice shows what a new shape costs beyond the compute.
-The in-run 2048^3 float32 matmul rate is measured right before each row (its column, and the
-episode's fraction of it) and at the end; the load average is printed.
+The in-run 2048^3 float32 matmul rate (`machine.py`: best of 3 after a warm-up) is measured
+right before each row (its column, and the episode's fraction of it) and at the end; the
+machine and the load average are printed.
 No extrapolation: sources not selected are listed with their sizes only. The input pipeline
 (JPEG decoding) runs in parallel in tf.data and is measured by the pipeline benchmark.
 """
@@ -35,6 +36,8 @@ from ctx_tf.evaluation import leaderboard
 from ctx_tf.learners import CrossTransformerLearner, build_learner_variables
 from ctx_tf.models import backbones
 from ctx_tf.training import step as step_lib
+
+import machine  # this folder is the script's sys.path[0]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_SPECS = REPO.parent / "shared" / "meta_dataset_specs"
@@ -82,16 +85,6 @@ def episode_of(way, num_support, num_query, image_size, rng):
     return Episode(images(num_support), tf.constant(support_labels, tf.int32),
                    tf.constant(support_labels, tf.int64), images(num_query),
                    tf.constant(query_labels, tf.int32), tf.constant(query_labels, tf.int64))
-
-
-def matmul_gflops(n=2048, repeats=5):
-    a = tf.random.normal([n, n])
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
-    matmul().numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        matmul().numpy()
-    return repeats * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
 
 
 def seconds_of(fn, *args):
@@ -159,7 +152,7 @@ class _Images:
 
 
 def measure(timer, way, s, q, image_size, rng):
-    matmul = matmul_gflops()  # the rate of this row's moment: the load can change in a run
+    matmul = machine.matmul_gflops()  # this row's moment: the load can change in a run
     episode = episode_of(way, s, q, image_size, rng)
     total = seconds_of(timer.predict, episode)
     backbone = seconds_of(timer.backbone, episode.support_images, episode.query_images)
@@ -189,7 +182,7 @@ def main():
     rng = np.random.RandomState(0)
     config = CONFIGS[args.config]
     size = config["image_size"]
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average "
+    print(f"{machine.describe()}; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {config['label']}, {args.policy}")
 
     sizes = source_episode_sizes(args.specs_dir, args.num_descriptions)
@@ -210,7 +203,7 @@ def main():
     warm_up = seconds_of(timer.predict, episode_of(2, 2, 2, size, rng))
     small = episode_of(5, 25, 25, size, rng)
     new_shape, same_shape = seconds_of(timer.predict, small), seconds_of(timer.predict, small)
-    matmul = matmul_gflops()
+    matmul = machine.matmul_gflops()
     print(f"\nbackbone: {timer.flops_per_image / 1e9:.2f} GFLOP per image, grid "
           f"{timer.grid[0]}x{timer.grid[1]}x{timer.channels}; in-run matmul {matmul:.0f} GFLOP/s")
     print(f"first call (traces the predict function): {warm_up:.1f} s; a new shape, 25+25 "
@@ -232,7 +225,7 @@ def main():
                   f"{m['head_rate']:.0f} | {m['total_rate']:.0f} | {m['matmul']:.0f} | "
                   f"{m['total_rate'] / m['matmul']:.0%} |", flush=True)
     print(f"\npredict function traces: {len(timer.traces)}; in-run matmul at the end "
-          f"{matmul_gflops():.0f} GFLOP/s; load average "
+          f"{machine.matmul_gflops():.0f} GFLOP/s; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

@@ -7,21 +7,26 @@ runs this file with `<python>` and `<paths>` as its PYTHONPATH, set up as for
 file's docstring). It imports nothing from ctx_tf.
 
 What runs is the official `CrossTransformerLearner.compute_logits_for_episode` (1x1 key and
-value projections, then `_get_dist_rematerialize`: one query image at a time forward, and a
-backward pass that recomputes each query and differentiates it) in a TF1 graph session, on
+value projections, then with `--rematerialize=1`, the official default, `_get_dist_rematerialize`:
+one query image at a time forward, and a backward pass that recomputes each query and
+differentiates it; with `--rematerialize=0`, `_get_dist`: every query at once, autodiff) on
 random 14x14x512 support and query features of the episode size given, and the gradients of
 the summed logits with respect to both feature maps and the projections -- the computation
-ctx_head.py times for its own layer. Prints one line `RESULT <json>` with the best time of
-`--repeats` steps after a warm-up, the in-run float32 matmul rate and the peak memory.
+ctx_head.py times for its own layer. TensorFlow runs in the official trainer's own mode: the
+script imports the official `meta_dataset.train`, whose import turns eager execution off (and
+nothing else: control flow v2 and resource variables stay on), and runs the graph in a plain
+`tf.compat.v1.Session()`, as the trainer does with `Trainer.enable_tf_optimizations = True`
+(its `setups/trainer_config.gin`). Prints one line `RESULT <json>` with the best time of
+`--repeats` steps after a warm-up, the in-run float32 matmul rate (graph session), the peak
+memory (`VmHWM`) and the TensorFlow mode.
 """
 
 import argparse
 import collections
 import json
-import resource
 import time
 
-from official_trainer import matmul_rate  # this folder is the script's sys.path[0]
+import machine  # this folder is the script's sys.path[0]
 
 
 def main():
@@ -30,21 +35,25 @@ def main():
     parser.add_argument("--ways", type=int, required=True)
     parser.add_argument("--queries", type=int, required=True)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rematerialize", type=int, default=1, choices=(0, 1),
+                        help="CrossTransformerLearner.rematerialize (official default 1)")
     args = parser.parse_args()
 
     import numpy as np
     import tensorflow.compat.v1 as tf
+    from meta_dataset import train  # noqa: F401 -- its import sets the trainer's TF mode
     from meta_dataset.learners import metric_learners
 
-    tf.disable_v2_behavior()  # the official code builds TF1 graphs
-    rate = matmul_rate()
+    mode = dict(eager=tf.executing_eagerly(), control_flow_v2=tf.control_flow_v2_enabled(),
+                resource_variables=tf.resource_variables_enabled(), version=tf.__version__)
+    rate = machine.matmul_gflops()
     rng = np.random.RandomState(0)
     labels = rng.permutation(np.arange(args.support) % args.ways)
     with tf.Graph().as_default():
         learner = metric_learners.CrossTransformerLearner(
             is_training=True, logit_dim=args.ways, transductive_batch_norm=False,
             backprop_through_moments=True, embedding_fn=None, input_shape=[224, 224, 3],
-            query_dim=128, val_dim=128, rematerialize=True)
+            query_dim=128, val_dim=128, rematerialize=bool(args.rematerialize))
         support = tf.Variable(rng.randn(args.support, 14, 14, 512).astype(np.float32))
         query = tf.Variable(rng.randn(args.queries, 14, 14, 512).astype(np.float32))
         # Labels of unknown static shape, as from the official pipeline (its while loops
@@ -61,13 +70,14 @@ def main():
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                sess.run(fetch)
+                grad_sums = sess.run(fetch)
                 times.append(time.perf_counter() - start)
             logits_value = sess.run(logits)
     print("RESULT " + json.dumps(dict(
-        seconds=min(times), matmul_gflops=rate,
-        peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        num_variables=len(variables), logits_shape=list(logits_value.shape))), flush=True)
+        seconds=min(times), matmul_gflops=rate, peak_bytes=machine.Peak.peak_rss_bytes(),
+        tf_mode=mode, num_variables=len(variables), logits_shape=list(logits_value.shape),
+        grad_sums=[float(g) for g in grad_sums])),
+        flush=True)
 
 
 if __name__ == "__main__":

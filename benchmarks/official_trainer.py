@@ -1,13 +1,14 @@
-"""The unmodified official Meta-Dataset trainer's first updates: train_step.py's anchor row.
+"""The unmodified official Meta-Dataset trainer's first updates: train_run.py's official row.
 
-    python benchmarks/train_step.py --records_root_dir=<root with omniglot/> \
+    python benchmarks/train_run.py --records_root_dir=<root with omniglot/> \
         --official_python=<python> --official_path=<meta-dataset>:<simclr parent>:<task_adaptation>
 
 runs this file with `<python>` (an environment with the official code's dependencies:
 TensorFlow with `tf.compat.v1`, gin-config, tensorflow-probability, tensorflow-addons,
 tensorflow-hub, tensorflow-datasets) and `--official_path` as its PYTHONPATH (a checkout of
 google-research/meta-dataset, the parent folder of a checkout of google-research/simclr named
-`simclr`, and a checkout of google-research/task_adaptation). It imports nothing from ctx_tf.
+`simclr`, and a checkout of google-research/task_adaptation). It imports nothing from ctx_tf
+(`machine.py` beside it is standard library and TensorFlow only).
 The official setup.py caps Python below 3.10, but on its import path (not installed) the code
 runs on Python 3.11 in an environment such as:
 
@@ -21,32 +22,34 @@ lists, which newer numpy refuses.)
 
 What runs is the official `train.py` main and its `Trainer` training loop with the
 CrossTransformer learner on Omniglot TRAIN episodes of the variable-way/shot configuration,
-84 px, the four-layer convnet, `Trainer.distribute = False` (as train_step.py's own rows).
+84 px, the four-layer convnet, `Trainer.distribute = False` (as train_run.py's ctx_tf rows).
 Changed from outside, not in the code:
 - summaries are not written (with the per-update log that the timing reads, the loop would
   run the train and valid graphs once more for every summary);
 - the TRAIN episode sampler draws from a RandomState of `--sampler_seed`, so that it draws
-  the same episode descriptions as ctx_tf's pipeline (train_step.py passes the seed its own
-  run's sampler gets);
+  the same episode descriptions as ctx_tf's pipeline (train_run.py passes the seed its ctx_tf
+  rows' sampler gets);
 - `Learner.embedding_fn` is bound to the function (the official CrossTransformer config names
   it as a string, which the learner cannot call), `Trainer.num_eval_episodes = 1` (the loop
   validates once before its first update) and checkpoints are saved only at step 0.
 An update's end is the time of the trainer's own "Update N." log line. Prints one line
-`RESULT <json>` like train_step.py's children.
+`RESULT <json>` like train_run.py's ctx_tf children; peak memory is the process's `VmHWM`, the
+matmul rate is timed in a graph session (the trainer's mode) after the updates.
 """
 
 import time
 
-START = time.time()  # before TensorFlow is imported, as train_step.py's children
+START = time.time()  # before TensorFlow is imported, as train_run.py's children
 
 import argparse
 import json
 import logging
 import os
-import resource
 import shutil
 import sys
 import tempfile
+
+import machine  # this folder is the script's sys.path[0]
 
 GIN = """
 include 'meta_dataset/learn/gin/setups/data_config.gin'
@@ -70,37 +73,22 @@ Trainer.validate_every = 100000000
 
 
 class UpdateTimes(logging.Filter):
-    """Records the time of each "Update N." line the trainer logs."""
+    """Records the time of each "Update N." line the trainer logs, and of the first
+    validation's start and end lines."""
 
     def __init__(self):
         super().__init__()
         self.times = {}
+        self.validation = {}
 
     def filter(self, record):
         message = str(record.msg)
         if message.startswith("Update "):
             self.times[int(message.split()[1].rstrip("."))] = record.created
+        for key, start in (("start", "Performing evaluation"), ("end", "Finished evaluation")):
+            if message.startswith(start):
+                self.validation.setdefault(key, record.created)
         return True
-
-
-def matmul_rate():
-    """GFLOP/s of a 2048^3 float32 matmul in a graph session (best of 3 after a warm-up); also
-    official_head.py's in-run rate."""
-    import numpy as np
-    import tensorflow.compat.v1 as tf
-
-    with tf.Graph().as_default(), tf.Session() as sess:
-        # A variable: the graph optimizer would fold a product of constants.
-        a = tf.Variable(np.random.RandomState(0).randn(2048, 2048).astype(np.float32))
-        total = tf.reduce_sum(tf.matmul(a, a))
-        sess.run(a.initializer)
-        sess.run(total)
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            sess.run(total)
-            best = min(best, time.perf_counter() - start)
-    return 2 * 2048 ** 3 / best / 1e9
 
 
 def main():
@@ -111,6 +99,7 @@ def main():
     args = parser.parse_args()
 
     import numpy as np
+    import tensorflow as tf
     import meta_dataset
     from absl import app
     from meta_dataset import train, trainer
@@ -164,9 +153,12 @@ def main():
         ways, support, query = (float(np.mean(x)) for x in zip(*timed)) if timed else (0,) * 3
         print("RESULT " + json.dumps(dict(
             updates_per_s=args.steps / (last - first), first_step_s=first - START,
-            peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            matmul_gflops=matmul_rate(), mean_way=ways, mean_support=support, mean_query=query,
-            sizes=drawn[:args.steps + 1])), flush=True)
+            step0_validation_s=updates.validation.get("end", 0) - updates.validation.get(
+                "start", 0),
+            peak_mb=machine.Peak.peak_rss_bytes() / 2 ** 20,
+            matmul_gflops=machine.matmul_gflops(), tf_version=tf.__version__, mean_way=ways,
+            mean_support=support, mean_query=query, sizes=drawn[:args.steps + 1])),
+            flush=True)
 
     try:
         app.run(timed_main, argv=[

@@ -111,7 +111,7 @@ def _ctx_episodes(job):
 def child(job):
     """Runs one row (in this process) and prints `RESULT <json>`."""
     machine.set_open_file_limit(job.get("nofile"))
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel,unused-import
+    import tensorflow  # noqa: F401  (loaded before the baseline: its memory is not the row's)
 
     from ctx_tf import cli  # pylint: disable=import-outside-toplevel
 

@@ -100,7 +100,7 @@ def test_seeded_pipelines_repeat_and_unseeded_differ(toy):
 
 
 def test_sampler_seed_gives_the_descriptions_of_a_seeded_pipeline(toy, rng_seed):
-    """A sampler on a RandomState of `sampler_seed(seed, 0)` (what benchmarks/train_step.py
+    """A sampler on a RandomState of `sampler_seed(seed, 0)` (what benchmarks/train_run.py
     hands the official trainer's sampler) describes the seeded pipeline's episodes in order."""
     variable = config()  # variable ways, shots and queries: the sizes tell episodes apart
     sampler = sampling.EpisodeDescriptionSampler(
