@@ -29,13 +29,13 @@ import tensorflow as tf
 from PIL import Image
 
 from ctx_tf.data import dataset_spec as dataset_spec_lib
-from ctx_tf.data import decoder as decoder_lib
 from ctx_tf.data import pipeline
-from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
-from ctx_tf.data import writer
 from ctx_tf.data.config import DataConfig
 from ctx_tf.data.dataset_spec import Split
+from ctx_tf.data.reading import decoder as decoder_lib
+from ctx_tf.data.reading import episode_reader as reader_lib
+from ctx_tf.data.writing.arrays import write_source_from_arrays
 
 
 # Shared grain so that generating thousands of images stays cheap.
@@ -73,7 +73,7 @@ def make_records(cache_dir, num_classes, images_per_class):
         print(f"writing {num_classes} x {images_per_class} JPEGs to {directory} (once) ...",
               flush=True)
         start = time.time()
-        writer.write_source_from_arrays(
+        write_source_from_arrays(
             cache_dir, name, [_SyntheticPhotos(c, images_per_class) for c in range(num_classes)],
             splits=(num_classes, 0, 0), overwrite=True)
         print(f"  done in {time.time() - start:.0f} s", flush=True)
@@ -156,7 +156,7 @@ def main():
     # 1. Sampler + id stream alone (pure Python).
     sampler = sampling.EpisodeDescriptionSampler(spec, Split.TRAIN, episode_config, rng=0)
     stream = reader_lib.EpisodeIdStream(
-        reader_lib.DescriptionSource(sampler),
+        sampling.DescriptionSource(sampler),
         [spec.num_images(c) for c in spec.get_classes(Split.TRAIN)],
         sampler.compute_chunk_sizes())
     n, start, images = 2000, time.perf_counter(), 0
@@ -176,7 +176,7 @@ def main():
         sampler = sampling.EpisodeDescriptionSampler(spec, Split.TRAIN, episode_config, rng=0)
         raw = reader_lib.EpisodeReader(
             spec, Split.TRAIN, data_config.shuffle_buffer_size
-        ).episode_dataset(reader_lib.DescriptionSource(sampler), sampler.compute_chunk_sizes())
+        ).episode_dataset(sampling.DescriptionSource(sampler), sampler.compute_chunk_sizes())
         eps, ips = _time(iter(_with_threads(raw, t)), args.episodes,
                          _raw_images(sampler.compute_chunk_sizes()[0]))
         rows.append(("+ read records (tf.data)", "-", t, eps, ips))

@@ -3,10 +3,10 @@
     python benchmarks/scale.py [--parts all_sources,eval,memory,imagenet] [--root DIR] \
         [--official_python PY --official_path PATHS]
 
-Writes (once, cached under --root) synthetic copies of the sources with `ctx_tf.data.synthetic`
--- the official class counts, ids and spec types (ILSVRC's DAG, Omniglot bi-level, the rest
-flat), generated JPEGs -- and times the pipelines on them, each row in a child process of its
-own (so peak memory and open files are the row's):
+Writes (once, cached under --root) synthetic copies of the sources with
+`ctx_tf.data.writing.synthetic` -- the official class counts, ids and spec types (ILSVRC's DAG,
+Omniglot bi-level, the rest flat), generated JPEGs -- and times the pipelines on them, each row
+in a child process of its own (so peak memory and open files are the row's):
 
   all_sources  the eight-source training pipeline of gin/setups/all.gin, built as the trainer
                builds it (TRAIN, 3,144 classes); images capped at --max_images_per_class
@@ -48,7 +48,7 @@ EVAL_SOURCES = ("ilsvrc_2012", "omniglot", "aircraft", "cu_birds", "dtd", "quick
 
 def benchmark_copies(root, names, max_images, image_size, record_bytes=None):
     """`root` holding synthetic copies of `names` (written once; a marker says how)."""
-    from ctx_tf.data import synthetic  # pylint: disable=import-outside-toplevel
+    from ctx_tf.data.writing import synthetic  # pylint: disable=import-outside-toplevel
 
     os.makedirs(root, exist_ok=True)
     for name in names:
@@ -64,7 +64,7 @@ def benchmark_copies(root, names, max_images, image_size, record_bytes=None):
 
 
 def flat_source(root, num_classes, images, record_bytes, image_size):
-    from ctx_tf.data import synthetic  # pylint: disable=import-outside-toplevel
+    from ctx_tf.data.writing import synthetic  # pylint: disable=import-outside-toplevel
 
     name = f"flat_{num_classes}x{images}x{record_bytes // 1000}kb"
     marker = os.path.join(root, name, "synthetic.json")

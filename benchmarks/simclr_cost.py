@@ -12,7 +12,7 @@ import time
 
 import tensorflow as tf
 
-from ctx_tf.data import augment
+from ctx_tf.data.simclr import augment
 
 
 def _time(fn, repeats):

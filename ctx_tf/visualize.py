@@ -32,7 +32,7 @@ from ctx_tf.data import config as config_lib
 from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data import demo
 from ctx_tf.data import sampling
-from ctx_tf.data.reader import ReaderError
+from ctx_tf.data.reading.errors import ReaderError
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import attention_figure
 from ctx_tf.evaluation import protocol

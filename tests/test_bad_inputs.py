@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctx_tf.data import splits
-from ctx_tf.data import writer
+from ctx_tf.data.writing import splits
+from ctx_tf.data.writing.arrays import write_source_from_arrays
+from ctx_tf.data.writing.folder import write_source_from_folder
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEMO_GIN = str(REPO_ROOT / "gin" / "demo.gin")
@@ -47,7 +48,7 @@ def world(tmp_path):
     root = tmp_path / "world"
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (6, 12, 12, 3), dtype=np.uint8) for _ in range(14)]
-    writer.write_source_from_arrays(root / "records", "tiny", arrays, splits=(6, 4, 4))
+    write_source_from_arrays(root / "records", "tiny", arrays, splits=(6, 4, 4))
     broken = root / "records" / "broken"
     broken.mkdir()
     (broken / "dataset_spec.json").write_text('{"name": "broken", "classes_per_split": ')
@@ -65,7 +66,7 @@ def world(tmp_path):
     # interrupted copy).
     for name, cut in (("empty_file", 0), ("truncated_file", 0.5)):
         # Ten TEST classes (ids 4-13): enough for the official episodes' 5 ways at least.
-        writer.write_source_from_arrays(root / "records", name, arrays, splits=(2, 2, 10))
+        write_source_from_arrays(root / "records", name, arrays, splits=(2, 2, 10))
         damaged = root / "records" / name / "12.tfrecords"
         data = damaged.read_bytes()
         damaged.write_bytes(data[:int(len(data) * cut)])
@@ -210,8 +211,8 @@ def test_a_splits_file_can_make_every_class_a_test_class(world):
     splits_file = world / "splits.json"
     splits_file.write_text(json.dumps(dict(train=[], valid=[],
                                            test=["class_0", "class_1", "class_2"])))
-    writer.write_source_from_folder(world / "images", world / "rec", "mine",
-                                    splits=splits.load_splits_file(str(splits_file)))
+    write_source_from_folder(world / "images", world / "rec", "mine",
+                             splits=splits.load_splits_file(str(splits_file)))
     spec = json.loads((world / "rec" / "mine" / "dataset_spec.json").read_text())
     assert spec["classes_per_split"] == {"TRAIN": 0, "VALID": 0, "TEST": 3}
 

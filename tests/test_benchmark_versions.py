@@ -12,7 +12,7 @@ from ctx_tf import cli
 from ctx_tf import evaluate
 from ctx_tf import train
 from ctx_tf.data import sampling
-from ctx_tf.data import synthetic
+from ctx_tf.data.writing import synthetic
 from ctx_tf.evaluation import benchmark_versions as versions
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from ctx_tf.data import writer
+import ctx_tf
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -24,7 +24,7 @@ def test_the_python_example_runs(tmp_path):
     rng = np.random.default_rng(0)
     # Two alphabets of five characters, eight drawings each, all TRAIN (the example's split).
     arrays = [rng.integers(0, 2, (8, 28, 28)).astype(bool) for _ in range(10)]
-    writer.write_source_from_arrays(
+    ctx_tf.write_source_from_arrays(
         tmp_path, "omniglot", arrays, superclasses=[("a", range(5)), ("b", range(5, 10))],
         splits={"TRAIN": ["a", "b"]})
     code = code.replace('"/data/records/omniglot"', repr(str(tmp_path / "omniglot")))

@@ -7,7 +7,7 @@ TEST classes are disjoint, so a learner has to transfer to glyphs it never saw, 
 deformations make nearest-centroid on raw pixels a weak baseline.
 
 The source is written in the official layout (`<records_root>/demo_glyphs/<class>.tfrecords`
-+ `dataset_spec.json`) by `ctx_tf.data.writer`, deterministically from a seed, into a cache
++ `dataset_spec.json`) by `ctx_tf.data.writing.arrays`, deterministically from a seed, into a cache
 directory (`$CTX_TF_CACHE/demo`, default `~/.cache/ctx_tf/demo`) and reused while its
 parameters are unchanged. The folder appears atomically: it is generated next to its final
 place and renamed, with a `demo_params.json` marker written last.
@@ -21,7 +21,7 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ctx_tf.data import writer
+from ctx_tf.data.writing.arrays import write_source_from_arrays
 
 DEMO_SOURCE_NAME = "demo_glyphs"
 MARKER = "demo_params.json"
@@ -127,7 +127,7 @@ def ensure_demo_source(cache_dir=None, print_fn=print, **overrides):
                              params["strokes_per_class"], params["seed"])
     staging = tempfile.mkdtemp(prefix=".demo_staging_", dir=cache_dir)
     try:
-        report = writer.write_source_from_arrays(
+        report = write_source_from_arrays(
             staging, DEMO_SOURCE_NAME, images,
             class_names=[f"glyph_{i:03d}" for i in range(len(images))],
             splits=counts, spec_path=final)

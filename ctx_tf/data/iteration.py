@@ -16,8 +16,8 @@ import weakref
 
 import tensorflow as tf
 
-from ctx_tf.data import class_records
-from ctx_tf.data.class_records import RecordFileError, RecordsError
+from ctx_tf.data.reading.class_files import find_damaged_file
+from ctx_tf.data.reading.errors import RecordFileError, RecordsError, check_hint
 
 # How a `RecordsError` or `RecordFileError` raised inside a reader's generator appears in
 # TensorFlow's message.
@@ -37,10 +37,10 @@ def _records_error(error, dataset_specs, split):
         # The decoders name the file of a bad record (see the module docstring).
         if f"{spec.path}/" in error.message:
             return RecordsError(f"source {spec.name!r}: {first_line}; "
-                                f"{class_records.check_hint(spec.path)}")
+                                f"{check_hint(spec.path)}")
     if split is not None:
         for spec in dataset_specs:
-            damaged = class_records.find_damaged_file(spec, split)
+            damaged = find_damaged_file(spec, split)
             if damaged is not None:
                 return damaged
     return None

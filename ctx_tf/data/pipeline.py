@@ -38,15 +38,16 @@ Decoders come from the gin-configurable `process_episode.support_decoder` /
 import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data import decoder as decoder_lib
-from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
-from ctx_tf.data.batch_reader import BatchReader
 from ctx_tf.data.episode import Episode
-from ctx_tf.data.class_records import ReaderError
-from ctx_tf.data.seeds import episode_seed
 from ctx_tf.data.iteration import iterate, with_episode_readers  # noqa: F401 (iterate: re-exported)
+from ctx_tf.data.reading import decoder as decoder_lib
+from ctx_tf.data.reading import episode_reader as reader_lib
+from ctx_tf.data.reading.batch_reader import BatchReader
+from ctx_tf.data.reading.errors import ReaderError
 from ctx_tf.data.simclr import maybe_convert_to_simclr
+from ctx_tf.data.simclr.seed_pairs import episode_seed
+from ctx_tf.seeds import derive_pipeline_seed
 
 # Pipeline functions have no tensor-dependent Python control flow; AutoGraph would only add
 # tracing time.
@@ -55,14 +56,8 @@ _no_autograph = tf.autograph.experimental.do_not_convert
 
 # ----------------------------------------------------------------------------- seeds
 
-
-def _derive_seed(seed, *keys):
-    """A 63-bit seed from `seed` and integer keys (independent streams per purpose)."""
-    state = np.random.SeedSequence([int(seed)] + [int(k) for k in keys]).generate_state(
-        2, np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
-
-
+# The streams of a pipeline: each one's seed is `derive_pipeline_seed(seed, source index (or
+# the number of sources, for the source mix), stream)`.
 _SAMPLER, _SHUFFLE, _SOURCE_CHOICE, _DESCRIPTION_ORDER, _SIMCLR, _BATCH = range(6)
 
 
@@ -74,22 +69,36 @@ def _check_seed(seed):
     return int(seed)
 
 
+def _stream_seed(seed, index, stream):
+    """The seed of stream `stream` of source `index` (or of the source mix: index = number of
+    sources) in a pipeline seeded with `seed`; None when the pipeline is unseeded."""
+    return None if seed is None else derive_pipeline_seed(seed, index, stream)
+
+
 def sampler_seed(seed, source_index):
     """The seed of the `numpy.random.RandomState` drawing source `source_index`'s episode
     descriptions in a pipeline seeded with `seed` (the official sampler given a RandomState of
     this seed draws the same descriptions)."""
-    return _derive_seed(seed, source_index, _SAMPLER) % 2**32
+    return derive_pipeline_seed(seed, source_index, _SAMPLER) % 2**32
 
 
 def _class_seeds(seed, source_index, num_classes):
     if seed is None:
         return None
-    base = _derive_seed(seed, source_index, _SHUFFLE)
+    base = derive_pipeline_seed(seed, source_index, _SHUFFLE)
     # Consecutive offsets of one random base: distinct by construction.
     return [(base + i) % 2**63 for i in range(num_classes)]
 
 
 # ----------------------------------------------------------------------------- episodes
+
+
+def _sample_from_datasets(datasets, weights=None, seed=None):
+    """`tf.data.Dataset.sample_from_datasets` (experimental fallback on older TF)."""
+    sample = getattr(tf.data.Dataset, "sample_from_datasets", None)
+    if sample is None:
+        sample = tf.data.experimental.sample_from_datasets
+    return sample(datasets, weights=weights, seed=seed)
 
 
 def _path_lookup(dataset_specs):
@@ -185,9 +194,9 @@ def _source_reader(dataset_spec, use_dag_ontology, use_bilevel_ontology, split,
             reader_lib.limited_spec(dataset_spec, num_to_take), split, episode_descr_config,
             use_dag_hierarchy=use_dag_ontology, use_bilevel_hierarchy=use_bilevel_ontology,
             ignore_hierarchy_probability=ignore_hierarchy_probability, rng=sampler_rng)
-        order_rng = np.random.RandomState(
-            None if seed is None else _derive_seed(seed, source_index, _DESCRIPTION_ORDER) % 2**32)
-        descriptions = reader_lib.DescriptionSource(
+        order_seed = _stream_seed(seed, source_index, _DESCRIPTION_ORDER)
+        order_rng = np.random.RandomState(None if order_seed is None else order_seed % 2**32)
+        descriptions = sampling.DescriptionSource(
             sampler, episode_descr_config.episode_description_switch_frequency,
             episode_descr_config.num_unique_descriptions, rng=order_rng)
     except ReaderError:
@@ -219,7 +228,7 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
       pool: must be None (example-level pools are unsupported, as officially).
       shuffle_buffer_size: per-class shuffle buffer (None or 0: no shuffling).
       read_buffer_size_bytes, num_prefetch: accepted as in the official signature; records
-        are read by offset (see `ctx_tf.data.reader`), so they change nothing.
+        are read by offset (see `ctx_tf.data.reading.episode_reader`), so they change nothing.
       image_size: side of the decoded images (`DataConfig.image_height`).
       num_to_take: read only this many records per class (None: all); the sampler also
         sees the reduced counts.
@@ -238,7 +247,7 @@ def make_one_source_episode_pipeline(dataset_spec, use_dag_ontology, use_bilevel
         ignore_hierarchy_probability, seed, 0, validate_records)
     process = _episode_processor(
         chunk_sizes, support_decoder, query_decoder, _path_lookup([dataset_spec]),
-        simclr_episode_fraction, None if seed is None else _derive_seed(seed, 0, _SIMCLR))
+        simclr_episode_fraction, _stream_seed(seed, 0, _SIMCLR))
     dataset = tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(0).repeat()))
     dataset = dataset.enumerate().map(process)
     return with_episode_readers(dataset.prefetch(1), [episode_reader])
@@ -284,11 +293,10 @@ def make_multisource_episode_pipeline(dataset_spec_list, use_dag_ontology_list,
         chunk_sizes = sizes
         episode_readers.append(episode_reader)
         sources.append(tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(i).repeat())))
-    dataset = reader_lib.sample_from_datasets(
-        sources, seed=None if seed is None else _derive_seed(seed, n, _SOURCE_CHOICE))
+    dataset = _sample_from_datasets(sources, seed=_stream_seed(seed, n, _SOURCE_CHOICE))
     process = _episode_processor(
         chunk_sizes, support_decoder, query_decoder, _path_lookup(dataset_spec_list),
-        simclr_episode_fraction, None if seed is None else _derive_seed(seed, n, _SIMCLR))
+        simclr_episode_fraction, _stream_seed(seed, n, _SIMCLR))
     return with_episode_readers(dataset.enumerate().map(process).prefetch(1), episode_readers)
 
 
@@ -312,8 +320,7 @@ def _batch_source(dataset_spec, split, batch_size, shuffle_buffer_size, num_to_t
     reader_lib.check_split_files(dataset_spec, split, validate_records, num_to_take)
     batch_reader = BatchReader(dataset_spec, split, shuffle_buffer_size, num_to_take)
     return batch_reader, batch_reader.batch_dataset(
-        batch_size, label_offset=label_offset,
-        seed=None if seed is None else _derive_seed(seed, source_index, _BATCH))
+        batch_size, label_offset=label_offset, seed=_stream_seed(seed, source_index, _BATCH))
 
 
 def _check_batch_size(batch_size):
@@ -372,8 +379,7 @@ def make_multisource_batch_pipeline(dataset_spec_list, split, batch_size,
         sources.append(tf.data.Dataset.zip((raw, tf.data.Dataset.from_tensors(i).repeat())))
         if add_dataset_offset:
             offset += len(spec.get_classes(split))
-    dataset = reader_lib.sample_from_datasets(
-        sources, seed=None if seed is None else _derive_seed(seed, n, _SOURCE_CHOICE))
+    dataset = _sample_from_datasets(sources, seed=_stream_seed(seed, n, _SOURCE_CHOICE))
     process = _batch_processor(decoder_lib.batch_decoder_for(image_size),
                                _path_lookup(dataset_spec_list))
     return with_episode_readers(dataset.map(process).prefetch(1), batch_readers)

@@ -16,7 +16,7 @@ from ctx_tf import cli
 from ctx_tf import figures
 from ctx_tf import files
 from ctx_tf.data import pipeline
-from ctx_tf.data.dataset_spec import Split, load_dataset_spec, use_ontologies
+from ctx_tf.data.dataset_spec import SPLIT_NAMES, Split, load_dataset_spec, use_ontologies
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.sampling import EpisodeDescriptionConfig
 from ctx_tf.data.simclr import to_simclr_episode
@@ -103,8 +103,8 @@ def define_flags(flag_values=None):
                         flag_values=fv, required=True)
     flags.DEFINE_string("dataset", None, "Source name.", flag_values=fv, required=True)
     flags.DEFINE_string("out", "simclr_episode.png", "The PNG written.", flag_values=fv)
-    flags.DEFINE_enum("split", "train", ["train", "valid", "test"], "Classes of the episode.",
-                      flag_values=fv)
+    flags.DEFINE_enum("split", "train", [name.lower() for name in SPLIT_NAMES],
+                      "Classes of the episode.", flag_values=fv)
     flags.DEFINE_integer("image_size", 84, "Image side.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Episode and augmentation seed.", flag_values=fv)
     flags.DEFINE_integer("max_rows", 16, "Rows (queries) shown at most.", flag_values=fv)

@@ -27,8 +27,8 @@ import tensorflow as tf
 
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
-from ctx_tf.data import reader as reader_lib
 from ctx_tf.data import sampling
+from ctx_tf.data.reading import episode_reader as reader_lib
 from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import comparability
 from ctx_tf.errors import UserError

@@ -12,11 +12,13 @@ from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split, use_ontologies
 from ctx_tf.data.episode import Episode
-from ctx_tf.data.class_records import ReaderError, RecordsError
+from ctx_tf.data.reading.errors import ReaderError, RecordsError
+from ctx_tf.data.sources import omniglot
+from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.errors import UserError
 from tests.conftest import shared_path
-from tests.data.test_reader import (IMAGE_SIDE, band_image, encode, example,
-                                    read_bands, write_source)
+from tests.data.reading.test_episode_reader import (IMAGE_SIDE, band_image, encode, example,
+                                                    read_bands, write_source)
 
 SMALL = dict(num_ways=5, num_support=2, num_query=2)  # chunks 10 / 10 / 20: fast episodes
 
@@ -371,9 +373,6 @@ def _superclasses_of(spec, class_ids):
 
 @pytest.mark.slow
 def test_real_omniglot_slice_written_by_the_writer(tmp_path):
-    from ctx_tf.data import writer  # pylint: disable=import-outside-toplevel
-    from ctx_tf.data.sources import omniglot  # pylint: disable=import-outside-toplevel
-
     omniglot_dir = shared_path("data", "omniglot")
     test_classes = [c for c in omniglot.list_classes(omniglot_dir) if c.split == "TEST"]
     alphabets = sorted({c.alphabet for c in test_classes})[:3]
@@ -383,7 +382,7 @@ def test_real_omniglot_slice_written_by_the_writer(tmp_path):
         arrays = [drawings[c.npz_row] for c in chosen]
     superclasses = [(a, [i for i, c in enumerate(chosen) if c.alphabet == a])
                     for a in alphabets]
-    writer.write_source_from_arrays(
+    write_source_from_arrays(
         tmp_path, "omniglot", arrays, class_names=[c.name for c in chosen],
         splits={"TEST": alphabets}, superclasses=superclasses, invert=True)
     spec = dataset_spec_lib.load_dataset_spec(str(tmp_path / "omniglot"))

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from ctx_tf.data import iteration, pipeline, sampling
 from ctx_tf.data.dataset_spec import Split
-from tests.data.test_reader import write_source
+from tests.data.reading.test_episode_reader import write_source
 
 CHILD = textwrap.dedent("""
     import sys

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
-from ctx_tf.data import spec_writer
-from ctx_tf.data.class_records import RecordsError
 from ctx_tf.data.dataset_spec import DatasetSpecError, Split
-from tests.data.test_reader import IMAGE_SIDE, write_source
+from ctx_tf.data.reading.errors import RecordsError
+from ctx_tf.data.writing import spec_writer
+from tests.data.reading.test_episode_reader import IMAGE_SIDE, write_source
 
 COUNTS = [4] * 5
 
@@ -150,7 +150,7 @@ def test_random_image_bytes_in_the_writer_are_written_skipped_or_refused(tmp_pat
                                                                          strict):
     """Whatever bytes an image file holds, the writer writes it, names it as unreadable and
     skips it, or (strict) refuses it with the project's own error: never another exception."""
-    from ctx_tf.data import writer
+    from ctx_tf.data.writing.folder import write_source_from_folder
     from ctx_tf.errors import UserError
 
     valid = _png_bytes(0)
@@ -165,8 +165,8 @@ def test_random_image_bytes_in_the_writer_are_written_skipped_or_refused(tmp_pat
             (images / f"class_{c}" / f"{i}.png").write_bytes(_png_bytes(10 * c + i + 1))
     (images / "class_0" / "drawn.png").write_bytes(contents)
     try:
-        report = writer.write_source_from_folder(images, case / "records", "src",
-                                                 splits=(1, 1, 1), strict=strict)
+        report = write_source_from_folder(images, case / "records", "src",
+                                          splits=(1, 1, 1), strict=strict)
     except UserError as e:
         assert strict and "drawn.png" in str(e)
         assert not (case / "records" / "src").exists()

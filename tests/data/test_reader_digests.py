@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctx_tf.data import pipeline, synthetic
+from ctx_tf.data import pipeline
 from ctx_tf.data.dataset_spec import Split, load_dataset_spec, use_ontologies
-from ctx_tf.data.records import encode_example, write_tfrecord
+from ctx_tf.data.reading.record_format import encode_example, write_tfrecord
 from ctx_tf.data.sampling import EpisodeDescriptionConfig
+from ctx_tf.data.writing import synthetic
 
 DIGESTS = pathlib.Path(__file__).with_name("reader_digests.json")
 SIDE = 4

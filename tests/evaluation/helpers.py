@@ -4,7 +4,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data import writer
+from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.keras import keras
 
 
@@ -17,7 +17,7 @@ def write_tiny_source(records_root, name="tiny", num_classes=14, images_per_clas
         colour = rng.randint(0, 256, size=3)
         noise = rng.randint(-30, 31, size=(images_per_class, size, size, 3))
         arrays.append(np.clip(colour + noise, 0, 255).astype(np.uint8))
-    writer.write_source_from_arrays(str(records_root), name, arrays, splits=splits, seed=seed)
+    write_source_from_arrays(str(records_root), name, arrays, splits=splits, seed=seed)
     return str(records_root)
 
 

@@ -8,7 +8,8 @@ from ctx_tf.data import facts
 from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import (BiLevelDatasetSpecification, DatasetSpecification,
                                       Split, dataset_spec_from_dict, load_dataset_spec)
-from ctx_tf.data.sources import dtd, engine
+from ctx_tf.data.sources import dtd
+from ctx_tf.data.writing import engine
 from ctx_tf.evaluation import comparability
 from tests.conftest import official_spec_dir
 from tests.data.sources.raw_trees import tiny_jpeg

@@ -1,6 +1,6 @@
 """All-sources training end to end, through the real commands, on miniature copies of the
-Meta-Dataset sources (`ctx_tf.data.synthetic.write_benchmark_copy`: each source's official spec
-type, class ids and class layout, with four generated images per class).
+Meta-Dataset sources (`ctx_tf.data.writing.synthetic.write_benchmark_copy`: each source's
+official spec type, class ids and class layout, with four generated images per class).
 
 `python -m ctx_tf.train` trains a few updates on the official all-sources lists
 (`gin/setups/all.gin`, `all_v2.gin`) with a tiny backbone and validates on the setup's
@@ -22,7 +22,7 @@ import textwrap
 import pytest
 
 from ctx_tf.data import facts
-from ctx_tf.data import synthetic
+from ctx_tf.data.writing import synthetic
 from ctx_tf.evaluation import benchmark_versions
 
 # The command's own start (cli.run) hides TensorFlow's logs; these must not reach stderr.

@@ -4,7 +4,7 @@ per run, whatever the support and query sizes of the episodes (every episode has
 import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data.spec_base import Split
+from ctx_tf.data.dataset_spec.base import Split
 from ctx_tf.evaluation import protocol
 from ctx_tf.learners import build_learner_variables
 from tests.training.test_loop import make_episode, make_trainer, toy_learner

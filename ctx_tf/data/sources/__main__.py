@@ -15,8 +15,10 @@ import sys
 from absl import app, flags
 
 from ctx_tf import cli
-from ctx_tf.data.sources import engine, omniglot, registry
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data import sources
+from ctx_tf.data.sources import omniglot
+from ctx_tf.data.writing import engine
+from ctx_tf.data.writing.errors import SourceConversionError
 
 PROG = "ctx_tf.data.sources"
 
@@ -24,7 +26,7 @@ PROG = "ctx_tf.data.sources"
 def _raw_dir_help():
     lines = ["Folder with the raw data of the source (for several sources: NAME=DIR, once per "
              "source). Each source expects:"]
-    lines += [f"  {name}: {registry.raw_expects(name)}" for name in registry.SOURCES]
+    lines += [f"  {name}: {sources.raw_expects(name)}" for name in sources.SOURCES]
     return "\n".join(lines)
 
 
@@ -32,7 +34,7 @@ def define_flags(flag_values=None):
     """Defines the command-line flags on `flag_values` (default: the global absl FLAGS)."""
     fv = flags.FLAGS if flag_values is None else flag_values
     flags.DEFINE_string("source", None, "Source(s) to convert: one of "
-                        f"{', '.join(registry.SOURCES)}; a comma-separated list; or all.",
+                        f"{', '.join(sources.SOURCES)}; a comma-separated list; or all.",
                         flag_values=fv)
     flags.DEFINE_multi_string("raw_dir", [], _raw_dir_help(), flag_values=fv)
     flags.DEFINE_string("records_root_dir", None, "Folder receiving one <source>/ folder per "
@@ -80,11 +82,11 @@ def run_cli(flag_values) -> int:
     SourceConversionError (turned into one line by `main`)."""
     f = flag_values
     if not f.source:
-        raise SourceConversionError(f"--source is required: one of {', '.join(registry.SOURCES)}"
+        raise SourceConversionError(f"--source is required: one of {', '.join(sources.SOURCES)}"
                                     ", a comma-separated list, or all")
-    names = list(registry.SOURCES) if f.source == "all" else _split(f.source)
+    names = list(sources.SOURCES) if f.source == "all" else _split(f.source)
     for name in names:
-        registry.module(name)  # unknown or absent converters fail before any work
+        sources.module(name)  # unknown or absent converters fail before any work
     if not f.raw_dir:
         raise SourceConversionError("--raw_dir is required")
     if not f.records_root_dir:
@@ -95,8 +97,8 @@ def run_cli(flag_values) -> int:
     raw_dirs = _raw_dirs(names, f.raw_dir)
     plans = {}
     for name in names:  # every raw folder is read before anything is written
-        print(f"reading {registry.describe_raw(name, raw_dirs[name])}", flush=True)
-        plans[name] = registry.plan(name, raw_dirs[name])
+        print(f"reading {sources.describe_raw(name, raw_dirs[name])}", flush=True)
+        plans[name] = sources.plan(name, raw_dirs[name])
     for name in names:
         ids = None
         if alphabets:

@@ -11,8 +11,9 @@ import os
 
 import numpy as np
 
-from ctx_tf.data.sources.errors import MissingRawFileError, SourceConversionError
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
+from ctx_tf.data.writing.errors import MissingRawFileError, SourceConversionError
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
 
 
 def require_file(path, what):
@@ -33,7 +34,8 @@ def require_dir(path, what):
 
 # DatasetConverter's default `random_seed`.
 OFFICIAL_SEED = 22
-SPLITS = ("train", "valid", "test")
+# The keys of the official split files: "train", "valid", "test".
+SPLIT_KEYS = tuple(name.lower() for name in SPLIT_NAMES)
 
 
 def seeded_class_split(class_names, num_train, num_valid, num_test, seed=OFFICIAL_SEED):
@@ -52,12 +54,12 @@ def seeded_class_split(class_names, num_train, num_valid, num_test, seed=OFFICIA
     train = rng.choice(trainval, num_train, replace=False)
     valid = np.setdiff1d(trainval, train)
     return {split: [class_names[i] for i in inds]
-            for split, inds in zip(SPLITS, (train, valid, test))}
+            for split, inds in zip(SPLIT_KEYS, (train, valid, test))}
 
 
 def classes_in_id_order(splits):
     """The class names of a split dict in class-id order: TRAIN, then VALID, then TEST."""
-    return [name for split in SPLITS for name in splits[split]]
+    return [name for split in SPLIT_KEYS for name in splits[split]]
 
 
 def flat_plan(name, splits, classes, skipped=()):
@@ -65,7 +67,7 @@ def flat_plan(name, splits, classes, skipped=()):
     return SourcePlan(
         name=name,
         classes=tuple(classes),
-        classes_per_split={split.upper(): len(splits[split]) for split in SPLITS},
+        classes_per_split={name: len(splits[key]) for name, key in zip(SPLIT_NAMES, SPLIT_KEYS)},
         skipped=tuple(skipped))
 
 

@@ -22,17 +22,17 @@ import os
 import re
 
 from ctx_tf.data import facts
-from ctx_tf.data.sources import archives
-from ctx_tf.data.sources.errors import MissingRawFileError, SourceConversionError
-from ctx_tf.data.sources.spec import spanning_counts
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
+from ctx_tf.data.writing import archives
+from ctx_tf.data.writing.errors import MissingRawFileError, SourceConversionError
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.writing.spec_writer import spanning_counts
 
 NAMES = ("ilsvrc_2012", "ilsvrc_2012_v2")
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 RAW_EXPECTS = ("--raw_dir: the ILSVRC-2012 train folder (as the official "
                "--ilsvrc_2012_data_root) with its 1000 <synset>/ folders of .JPEG images, or "
                f"the download {TRAIN_TAR} itself (its 1000 <synset>.tar read in place)")
-SPLITS = ("TRAIN", "VALID", "TEST")
 
 
 def leaves(subgraph):
@@ -42,7 +42,7 @@ def leaves(subgraph):
 
 def official_classes(spec):
     """{split: [synset, ...]} of an official ILSVRC spec (a dict), in class-id order."""
-    return {split: leaves(spec["split_subgraphs"][split]) for split in SPLITS}
+    return {split: leaves(spec["split_subgraphs"][split]) for split in SPLIT_NAMES}
 
 
 def restrict(subgraph, kept_leaves):
@@ -199,7 +199,7 @@ def plan(raw_dir, name=NAMES[0], allow_missing_classes=False):
         raise KeyError(f"{name!r} is not an ILSVRC source; known: {', '.join(NAMES)}")
     spec = facts.dataset_spec(name)
     split_classes = official_classes(spec)
-    official = [s for split in SPLITS for s in split_classes[split]]
+    official = [s for split in SPLIT_NAMES for s in split_classes[split]]
     form = _raw_form(os.fspath(raw_dir), official)
     present = form.present
     missing = [s for s in official if s not in present]
@@ -217,16 +217,16 @@ def plan(raw_dir, name=NAMES[0], allow_missing_classes=False):
         counts[synset] = count
         classes.append(ClassPlan(name=synset, images=images, num_images=count))
     subgraphs = {split: restrict(spec["split_subgraphs"][split], set(counts))
-                 for split in SPLITS}
+                 for split in SPLIT_NAMES}
     return SourcePlan(
         name=name,
         classes=tuple(classes),
         classes_per_split={split: sum(s in present for s in split_classes[split])
-                           for split in SPLITS},
+                           for split in SPLIT_NAMES},
         spec_type="hierarchical",
         spec_fields={
             "split_subgraphs": subgraphs,
             "images_per_class": {split: spanning_counts(subgraphs[split], counts)
-                                 for split in SPLITS},
+                                 for split in SPLIT_NAMES},
         },
         skipped=tuple(skipped))

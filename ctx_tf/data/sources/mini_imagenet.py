@@ -16,9 +16,10 @@ import functools
 import os
 import pickle
 
-from ctx_tf.data import image_encoding
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
 from ctx_tf.data.sources import common
-from ctx_tf.data.sources.plan import ClassPlan, SourcePlan
+from ctx_tf.data.writing import image_encoding
+from ctx_tf.data.writing.plan import ClassPlan, SourcePlan
 
 NAME = "mini_imagenet"
 RAW_EXPECTS = ("--raw_dir: the folder holding mini-imagenet-cache-train.pkl, "
@@ -88,4 +89,4 @@ def plan(raw_dir, name=NAME):
     return SourcePlan(
         name=name,
         classes=tuple(classes),
-        classes_per_split=dict(zip(("TRAIN", "VALID", "TEST"), NUM_CLASSES.values())))
+        classes_per_split=dict(zip(SPLIT_NAMES, NUM_CLASSES.values())))

@@ -28,9 +28,10 @@ from typing import Optional
 
 from PIL import Image
 
-from ctx_tf.data import image_encoding
-from ctx_tf.data.sources import archives, common
-from ctx_tf.data.sources.plan import ClassPlan, LeftOut
+from ctx_tf.data.sources import common
+from ctx_tf.data.writing import archives
+from ctx_tf.data.writing import image_encoding
+from ctx_tf.data.writing.plan import ClassPlan, LeftOut
 
 NAME = "mscoco"
 RAW_EXPECTS = ("--raw_dir: the folder holding COCO 2017's train images (train2017/, or "

@@ -36,12 +36,13 @@ import warnings
 
 import numpy as np
 
-from ctx_tf.data import image_encoding
-from ctx_tf.data.sources import engine, omniglot_raw
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
+from ctx_tf.data.sources import omniglot_raw
 from ctx_tf.data.sources.omniglot_raw import SETS
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
-from ctx_tf.data.sources.spec import SPLITS, make_spec
+from ctx_tf.data.writing import engine, image_encoding
+from ctx_tf.data.writing.errors import SourceConversionError
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.writing.plan_spec import make_spec
 
 NAME = "omniglot"
 RAW_EXPECTS = (
@@ -240,12 +241,12 @@ def _plan_of(classes, class_plans):
         supers[-1][2] += 1
     return SourcePlan(
         NAME, tuple(class_plans),
-        {s: sum(1 for c in classes if c.split == s) for s in SPLITS},
+        {s: sum(1 for c in classes if c.split == s) for s in SPLIT_NAMES},
         spec_type="bilevel",
         spec_fields={
             "superclass_names": [s[0] for s in supers],
             "superclasses_per_split": {
-                split: sum(1 for s in supers if s[1] == split) for split in SPLITS},
+                split: sum(1 for s in supers if s[1] == split) for split in SPLIT_NAMES},
             "classes_per_superclass": [s[2] for s in supers]})
 
 

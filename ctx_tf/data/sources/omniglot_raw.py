@@ -21,7 +21,7 @@ import zlib
 
 import numpy as np
 
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.writing.errors import SourceConversionError
 
 INDEX_FILENAME = "omniglot_index.json"
 SETS = ("images_background", "images_evaluation")

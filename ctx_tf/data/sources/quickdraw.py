@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ctx_tf.data.sources import common
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef
 
 NAME = "quickdraw"
 RAW_EXPECTS = ("--raw_dir: the folder of the per-class numpy bitmaps; reads "

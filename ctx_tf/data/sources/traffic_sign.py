@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from ctx_tf.data import facts
-from ctx_tf.data.sources import archives, common
+from ctx_tf.data.sources import common
+from ctx_tf.data.writing import archives
 
 NAME = "traffic_sign"
 ZIP_NAME = "GTSRB_Final_Training_Images.zip"

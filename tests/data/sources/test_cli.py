@@ -12,9 +12,9 @@ import time
 import pytest
 from absl import flags
 
+from ctx_tf.data import sources
 from ctx_tf.data.sources import __main__ as cli
-from ctx_tf.data.sources import registry
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources import toy_source
 
 
@@ -26,26 +26,26 @@ def _flags(*args):
 
 @pytest.fixture(name="toy_registered")
 def _toy_registered(monkeypatch):
-    monkeypatch.setitem(registry.MODULES, "toy", "tests.data.sources.toy_source")
-    monkeypatch.setattr(registry, "SOURCES", registry.SOURCES + ("toy",))
+    monkeypatch.setitem(sources.MODULES, "toy", "tests.data.sources.toy_source")
+    monkeypatch.setattr(sources, "SOURCES", sources.SOURCES + ("toy",))
 
 
 def test_every_source_is_registered_and_help_says_what_raw_dir_holds():
-    assert set(registry.SOURCES) == {
+    assert set(sources.SOURCES) == {
         "ilsvrc_2012", "ilsvrc_2012_v2", "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw",
         "fungi", "vgg_flower", "traffic_sign", "mscoco", "mini_imagenet"}
     help_text = _flags()["raw_dir"].help
     assert "omniglot: the Omniglot download: the unzipped folders images_background/" in help_text
-    for name in registry.SOURCES:
+    for name in sources.SOURCES:
         assert f"\n  {name}: " in help_text
 
 
 def test_missing_converter_is_one_clear_error(monkeypatch):
-    monkeypatch.setitem(registry.MODULES, "dtd", "ctx_tf.data.sources.no_such_module")
+    monkeypatch.setitem(sources.MODULES, "dtd", "ctx_tf.data.sources.no_such_module")
     with pytest.raises(SourceConversionError,
                        match="source 'dtd': its converter ctx_tf.data.sources.no_such_module is "
                              "not in this installation"):
-        registry.module("dtd")
+        sources.module("dtd")
     with pytest.raises(SourceConversionError, match="unknown source 'nope'; known sources: "):
         cli.run_cli(_flags("--source=nope", "--raw_dir=x", "--records_root_dir=y"))
 

@@ -14,11 +14,15 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from ctx_tf.data import check, facts, image_encoding, records
-from ctx_tf.data.sources import (aircraft, cu_birds, dtd, engine, fungi, ilsvrc, mini_imagenet,
-                                 mscoco, quickdraw, registry, traffic_sign, vgg_flower)
+from ctx_tf.data import facts
+from ctx_tf.data import sources
+from ctx_tf.data.checking import consistency
+from ctx_tf.data.reading import record_format
+from ctx_tf.data.sources import (aircraft, cu_birds, dtd, fungi, ilsvrc, mini_imagenet, mscoco,
+                                 quickdraw, traffic_sign, vgg_flower)
 from ctx_tf.data.sources.__main__ import define_flags, run_cli
-from ctx_tf.data.sources.spec import spanning_counts
+from ctx_tf.data.writing import engine, image_encoding
+from ctx_tf.data.writing.spec_writer import spanning_counts
 from tests.data.sources import (test_aircraft, test_cu_birds, test_dtd, test_fungi, test_ilsvrc,
                                 test_mini_imagenet, test_mscoco, test_quickdraw,
                                 test_traffic_sign, test_vgg_flower)
@@ -45,11 +49,11 @@ def convert(plan, tmp_path, **kwargs):
     report = engine.convert(plan, tmp_path / "records", workers=1, log=lambda line: None,
                             **kwargs)
     out = tmp_path / "records" / plan.name
-    assert check.check_source(out).ok
+    assert consistency.check_source(out).ok
     written = {}
     for class_id in range(len(plan.classes)):
         examples = [tf.train.Example.FromString(r)
-                    for r in records.read_tfrecord(out / f"{class_id}.tfrecords")]
+                    for r in record_format.read_tfrecord(out / f"{class_id}.tfrecords")]
         written[class_id] = [(e.features.feature["image"].bytes_list.value[0],
                               e.features.feature["label"].int64_list.value[0]) for e in examples]
         assert all(label == class_id for _, label in written[class_id])
@@ -95,7 +99,7 @@ def test_dtd_with_a_stray_file_skipped_and_counted(tmp_path):
     assert [w for w, _ in report.skipped] == [str(raw / "images" / "waffled" / ".directory")]
     assert "left out 1 file(s)" in report.summary()
     # Against the official spec shipped with ctx_tf: same classes and splits, fewer images.
-    checked = check.check_source(tmp_path / "records" / "dtd", raise_on_error=False,
+    checked = consistency.check_source(tmp_path / "records" / "dtd", raise_on_error=False,
                                  reference_spec="official")
     assert not checked.problems and checked.reference_differences
     assert all("images" in d and "official dtd spec" in d
@@ -279,7 +283,7 @@ def test_cli_all_two_sources(tmp_path, capsys, monkeypatch):
     qd_raw = test_quickdraw._raw_tree(tmp_path / "quickdraw",
                                       sorted(official_class_names("quickdraw")))
     # `all` with the registry narrowed to two sources: every other needs its own download.
-    monkeypatch.setattr(registry, "SOURCES", ("dtd", "quickdraw"))
+    monkeypatch.setattr(sources, "SOURCES", ("dtd", "quickdraw"))
     fv = define_flags(flags.FlagValues())
     fv(["prog", "--source=all", f"--raw_dir=dtd={dtd_raw}", f"--raw_dir=quickdraw={qd_raw}",
         f"--records_root_dir={tmp_path / 'out'}", "--workers=1"])
@@ -287,4 +291,4 @@ def test_cli_all_two_sources(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "wrote source 'dtd'" in out and "wrote source 'quickdraw'" in out
     for name in ("dtd", "quickdraw"):
-        assert check.check_source(tmp_path / "out" / name).ok
+        assert consistency.check_source(tmp_path / "out" / name).ok

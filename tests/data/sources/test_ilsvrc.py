@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from ctx_tf.data import facts
+from ctx_tf.data.dataset_spec import SPLIT_NAMES
 from ctx_tf.data.sources import ilsvrc
-from ctx_tf.data.sources.spec import spanning_counts
+from ctx_tf.data.writing.spec_writer import spanning_counts
 from tests.data.sources.raw_trees import official
 
 
@@ -21,7 +22,7 @@ def _jpeg(shade=90):
 
 def _leaf_splits(spec):
     return {split: sorted(n["wn_id"] for n in spec["split_subgraphs"][split]
-                          if not n["children_ids"]) for split in ilsvrc.SPLITS}
+                          if not n["children_ids"]) for split in SPLIT_NAMES}
 
 
 @pytest.mark.parametrize("name,sizes", [("ilsvrc_2012", (712, 158, 130)),
@@ -29,8 +30,8 @@ def _leaf_splits(spec):
 def test_official_class_order_and_split_sizes(name, sizes):
     spec = official(f"{name}_dataset_spec.json")
     classes = ilsvrc.official_classes(facts.dataset_spec(name))
-    assert tuple(len(classes[s]) for s in ilsvrc.SPLITS) == sizes
-    assert [w for s in ilsvrc.SPLITS for w in classes[s]] == [
+    assert tuple(len(classes[s]) for s in SPLIT_NAMES) == sizes
+    assert [w for s in SPLIT_NAMES for w in classes[s]] == [
         spec["class_names"][str(i)] for i in range(1000)]
 
 
@@ -38,7 +39,7 @@ def test_official_class_order_and_split_sizes(name, sizes):
 def test_spanning_image_counts_of_the_official_leaf_counts_equal_the_official_spec(name):
     spec = official(f"{name}_dataset_spec.json")
     leaf_images = official(f"{name}_num_leaf_images.json")
-    for split in ilsvrc.SPLITS:
+    for split in SPLIT_NAMES:
         assert spanning_counts(spec["split_subgraphs"][split], leaf_images) == (
             spec["images_per_class"][split])
 

@@ -8,8 +8,9 @@ import zipfile
 
 import pytest
 
-from ctx_tf.data.sources import engine, ilsvrc
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.sources import ilsvrc
+from ctx_tf.data.writing import engine
+from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources.test_ilsvrc import _subset_tree
 
 

@@ -9,8 +9,9 @@ import zipfile
 import pytest
 from PIL import Image
 
-from ctx_tf.data.sources import engine, mscoco
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.sources import mscoco
+from ctx_tf.data.writing import engine
+from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources.raw_trees import official
 
 # The categories of COCO 2017's instances_train2017.json, in the file's order, with their ids.

@@ -15,11 +15,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image, features
 
-from ctx_tf.data import image_encoding, spec_writer, writer
+from ctx_tf.data.checking.consistency import check_source
+from ctx_tf.data.dataset_spec import load_dataset_spec
 from ctx_tf.data.sources import __main__ as cli
 from ctx_tf.data.sources import omniglot, omniglot_raw
-from ctx_tf.data.sources.common import SourceConversionError
-from ctx_tf.data.dataset_spec import load_dataset_spec
+from ctx_tf.data.writing import image_encoding
+from ctx_tf.data.writing import spec_writer
+from ctx_tf.data.writing.errors import SourceConversionError
 from tests.conftest import shared_path
 
 # The environment of the official records (see their README): same Pillow and libjpeg-turbo
@@ -114,7 +116,7 @@ def test_fake_omniglot_order_inversion_and_spec(tmp_path):
     assert report.superclasses_per_split == {"TRAIN": 2, "VALID": 5, "TEST": 2}
     spec = load_dataset_spec(tmp_path / "rec" / "omniglot")
     assert spec.num_classes == 14 and list(spec.get_classes("TEST")) == [11, 12, 13]
-    assert writer.check_source(tmp_path / "rec" / "omniglot").ok
+    assert check_source(tmp_path / "rec" / "omniglot").ok
     # Class 3 = Zeta-character01 = background row 0; images are inverted (ink -> white).
     bg = np.load(raw / "images_background.npz")["images"]
     for drawer, ex in enumerate(_records(tmp_path / "rec" / "omniglot" / "3.tfrecords")):
@@ -138,11 +140,11 @@ def test_fake_omniglot_slices_resume_and_overwrite(tmp_path):
     # The full conversion keeps the slice's classes and writes the rest.
     report = omniglot.convert(raw, tmp_path / "rec")
     assert (report.classes_resumed, report.classes_written) == (2, 12)
-    assert writer.check_source(out).ok
+    assert check_source(out).ok
     (out / "20.tfrecords").write_bytes(b"stale")
     report = omniglot.convert(raw, tmp_path / "rec", overwrite=True)
     assert (report.classes_resumed, report.num_classes) == (0, 14)
-    assert writer.check_source(out).ok
+    assert check_source(out).ok
     with pytest.raises(SourceConversionError, match="unknown Omniglot alphabet 'Nope'"):
         omniglot.convert(raw, tmp_path / "x", alphabets=["Nope"])
     with pytest.raises(SourceConversionError, match="class id 99"):
@@ -449,7 +451,7 @@ def test_omniglot_full_conversion_matches_official(tmp_path, monkeypatch):
     assert report.num_images == 32460
     ours = tmp_path / "omniglot"
     assert (ours / "dataset_spec.json").read_text() == (official / "dataset_spec.json").read_text()
-    assert writer.check_source(ours).ok
+    assert check_source(ours).ok
     if _same_jpeg_encoder():
         for cid in range(1623):
             name = f"{cid}.tfrecords"

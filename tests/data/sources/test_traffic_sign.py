@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from ctx_tf.data import facts
-from ctx_tf.data.sources import engine, traffic_sign
-from ctx_tf.data.sources.common import SourceConversionError
+from ctx_tf.data.sources import traffic_sign
+from ctx_tf.data.writing import engine
+from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources.raw_trees import official, official_class_names
 
 # The permutation RandomState(23).shuffle gives 7 items: pinned, so a NumPy release that

@@ -13,8 +13,9 @@ import os
 import numpy as np
 from PIL import Image
 
-from ctx_tf.data.sources.common import SourceConversionError, require_file
-from ctx_tf.data.sources.plan import ClassPlan, ImageRef, SourcePlan
+from ctx_tf.data.sources.common import require_file
+from ctx_tf.data.writing.errors import SourceConversionError
+from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
 
 NAME = "toy"
 RAW_EXPECTS = "a folder of <class>/<image> folders and annotations.txt"
