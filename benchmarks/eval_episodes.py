@@ -28,13 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from ctx_tf import compute
+from ctx_tf import distribute as distribute_lib
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import sampling
 from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.learners import CrossTransformerLearner, build_learner_variables
 from ctx_tf.models import backbones
-from ctx_tf.training import step as step_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_SPECS = REPO.parent / "shared" / "meta_dataset_specs"
@@ -130,7 +130,7 @@ class Timer:
             return episode_logits(*args, **kwargs)
 
         learner.episode_logits = counted
-        self.predict = step_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
+        self.predict = distribute_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
         image = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
         self.backbone = tf.function(
             lambda s, q: learner.embed_episode(_Images(s, q), training=False),

@@ -38,6 +38,7 @@ from ctx_tf import cli_flags
 from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
+from ctx_tf import progress as progress_lib
 from ctx_tf.data import config as config_lib
 from ctx_tf.data import demo
 from ctx_tf.data import sampling
@@ -45,7 +46,6 @@ from ctx_tf.errors import UserError
 from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import journal as journal_lib
 from ctx_tf.evaluation import leaderboard
-from ctx_tf.evaluation import progress as progress_lib
 from ctx_tf.evaluation import protocol
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import stats

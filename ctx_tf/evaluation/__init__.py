@@ -2,7 +2,7 @@
 
 * `stats`: per-episode accuracy, mean and 95% CI (ddof=0), paired differences.
 * `protocol`: episodes of each source's TEST/VALID classes run through a learner.
-* `floor`: the raw-pixel nearest-centroid floor; `progress`: progress lines.
+* `floor`: the raw-pixel nearest-centroid floor.
 * `results`: results.json / episodes.csv / results.md / results.png.
 * `leaderboard`: published Meta-Dataset rows and the official ranking rule.
 * `plot`: the Pillow bar chart.

@@ -25,6 +25,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf import distribute as distribute_lib
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import reader as reader_lib
@@ -37,7 +38,6 @@ from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import stats
 from ctx_tf.evaluation.floor import nearest_centroid_accuracy
 from ctx_tf.seeds import derive_seed
-from ctx_tf.training import step as step_lib
 
 NUM_EVAL_EPISODES = comparability.MIN_EPISODES
 # Forced for evaluation, whatever the (training) gin config binds.
@@ -173,8 +173,8 @@ def load_sources(records_root, source_names, split):
 
 def make_predict_fn(learner):
     """`learner`'s compiled `episode -> (logits, support image means, query image means)` on
-    the current strategy: the one predict function, `ctx_tf.training.step.make_predict_fn`."""
-    return step_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
+    the current strategy: the one predict function, `ctx_tf.distribute.make_predict_fn`."""
+    return distribute_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
 
 
 def make_image_means_fn():

@@ -31,6 +31,7 @@ from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results
 from ctx_tf.evaluation.floor import FLOOR_NAME
 from ctx_tf.evaluation.stats import mean_and_ci95
+from ctx_tf.progress import format_duration
 
 FLAGS = flags.FLAGS
 
@@ -132,13 +133,13 @@ def compare(runs):
                 published=published, withheld=withheld)
 
 
+def _duration(seconds):
+    return "" if seconds is None else format_duration(seconds)
+
+
 def _pct(pair, sign=False):
     mean, ci = pair
     return f"{100 * mean:{'+' if sign else ''}.2f} ± {100 * ci:.2f}"
-
-
-def _minutes(seconds):
-    return "" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def table_markdown(comparison):
@@ -157,7 +158,8 @@ def table_markdown(comparison):
         lines.append(
             f"| {row['name']} | {_pct(row['accuracy'])} | {_pct(row['minus_floor'], True)} "
             f"| {'' if row['minus_first'] is None else _pct(row['minus_first'], True)} "
-            f"| {updates} | {_minutes(row['train_seconds'])} | {_minutes(row['test_seconds'])} |")
+            f"| {updates} | {_duration(row['train_seconds'])} "
+            f"| {_duration(row['test_seconds'])} |")
     lines.append(f"| {FLOOR_NAME} | {_pct(comparison['floor'])} | | | | | |")
     for row in comparison.get("published", []):
         cell = "withheld" if comparison["withheld"] else _pct(row["accuracy"])

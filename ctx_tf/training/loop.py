@@ -25,7 +25,7 @@ from ctx_tf import files
 from ctx_tf import learners
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import benchmark_versions
-from ctx_tf.evaluation.progress import format_duration
+from ctx_tf.progress import format_duration
 from ctx_tf.keras import keras
 from ctx_tf.seeds import derive_seed
 from ctx_tf.training import step as step_lib
@@ -184,7 +184,7 @@ class Trainer:
                 self.optimizer.build(self.learner.trainable_variables)
         self.checkpoint = checkpoints.make_checkpoint(self.learner, self.optimizer, self.step)
         self._compiled = {}
-        self.predict_fn = step_lib.make_predict_fn(self.strategy, self.learner)
+        self.predict_fn = distribute_lib.make_predict_fn(self.strategy, self.learner)
 
     def _ensure_variables(self, episode):
         if not self._variables_built:
@@ -196,7 +196,7 @@ class Trainer:
     def _compiled_fn(self, name, episode):
         self._ensure_variables(episode)
         if name not in self._compiled:
-            signature = step_lib.episode_signature(episode)
+            signature = distribute_lib.episode_signature(episode)
             self._compiled[name] = (
                 step_lib.make_train_step(self.strategy, self.learner, self.optimizer, self.step,
                                          self.normalized_gradient_descent, signature)

@@ -10,7 +10,7 @@ from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import protocol
 from ctx_tf.evaluation import results as results_lib
-from ctx_tf.evaluation.progress import Progress
+from ctx_tf.progress import Progress
 from tests.conftest import shared_path
 from tests.evaluation.helpers import TinyPrototypeLearner, write_tiny_source
 
@@ -124,7 +124,7 @@ def test_progress_lines(records_root):
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3
     assert lines[-1].startswith("[tiny] 3/3 episodes") and "episodes/s" in lines[-1]
-    assert "ETA 0m00s" in lines[-1]
+    assert "ETA 0:00:00" in lines[-1]
 
 
 def test_unknown_source_and_split_without_classes(records_root):

@@ -103,7 +103,7 @@ def test_command_line_writes_table_and_chart(tmp_path, episodes):
     assert f"| CTX + SimCLR | {100 * b.mean():.2f} ± {100 * ci95(b):.2f} |" in table
     assert f"| {100 * (b - a).mean():+.2f} ± {100 * ci95(b - a):.2f} |" in table
     assert f"{runs.FLOOR_NAME} | {100 * floor.mean():.2f}" in table
-    assert "| 1200 (300) | 25.0 min | 4.0 min |" in table
+    assert "| 1200 (300) | 0:25:00 | 0:04:00 |" in table
     png = (out / "omni.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 2000
     proc = subprocess.run(

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf import compute
+from ctx_tf import distribute as distribute_lib
 from ctx_tf import learners
 from ctx_tf import official_checkpoint as oc
 from ctx_tf.keras import keras
@@ -130,9 +131,9 @@ def test_jit_compile_equals_the_plain_path():
     episode = make_episode(np.random.RandomState(2), way=3, shot=3, query=2)
     learner(episode, training=False)
     strategy = tf.distribute.get_strategy()
-    signature = step_lib.episode_signature(episode)
+    signature = distribute_lib.episode_signature(episode)
     # Every prediction before any gradient: a training-mode pass moves the batch-norm EMAs.
-    results = {jit: [step_lib.make_predict_fn(strategy, learner, jit_compile=jit)(episode)[0]]
+    results = {jit: [distribute_lib.make_predict_fn(strategy, learner, jit_compile=jit)(episode)[0]]
                for jit in (False, True)}
     for jit in (False, True):
         gradient_fn = step_lib.make_gradient_fn(strategy, learner, signature, jit_compile=jit)
@@ -148,7 +149,7 @@ def test_jit_compile_equals_the_plain_path():
 def test_jit_compile_rejects_the_rematerialized_head():
     learner = toy_learner()
     with pytest.raises(compute.ComputeError, match="CrossTransformerLearner.rematerialize"):
-        step_lib.make_predict_fn(tf.distribute.get_strategy(), learner, jit_compile=True)
+        distribute_lib.make_predict_fn(tf.distribute.get_strategy(), learner, jit_compile=True)
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
