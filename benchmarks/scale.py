@@ -116,7 +116,7 @@ def child(job):
 
     from ctx_tf import cli  # pylint: disable=import-outside-toplevel
 
-    cli.import_configurables(cli.CONFIGURABLE_MODULES)
+    cli.import_configurables()
     baseline = machine.Peak.rss_bytes()
     peak = machine.Peak()
     start = time.perf_counter()

@@ -23,6 +23,11 @@ With a seed, the same episodes are drawn every run, so two models can be compare
 identical episodes: `--compare_with=<other>/results.json` adds their paired difference.
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import os
 import sys
 
@@ -34,11 +39,11 @@ import tensorflow as tf
 import ctx_tf
 from ctx_tf import checkpoints
 from ctx_tf import cli
-from ctx_tf import cli_flags
 from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
 from ctx_tf import progress as progress_lib
+from ctx_tf.cli import flags as cli_flags
 from ctx_tf.data import config as config_lib
 from ctx_tf.data import demo
 from ctx_tf.data import sampling

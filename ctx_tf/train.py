@@ -28,6 +28,11 @@ writes them, to `<train_checkpoint_dir>/final_test/` (results.json, episodes.csv
 results.png).
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import os
 import time
 
@@ -35,8 +40,8 @@ from absl import app
 from absl import flags
 
 from ctx_tf import cli
-from ctx_tf import cli_flags
 from ctx_tf import files
+from ctx_tf.cli import flags as cli_flags
 from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data import demo
 from ctx_tf.errors import UserError

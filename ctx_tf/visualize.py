@@ -18,6 +18,11 @@ official TF1 checkpoint (no operative config) needs `--gin_config` (e.g. gin/ctx
 `--records_root_dir` and `--dataset`.
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import itertools
 import os
 
@@ -25,9 +30,9 @@ from absl import flags
 
 from ctx_tf import checkpoints
 from ctx_tf import cli
-from ctx_tf import cli_flags
 from ctx_tf import files
 from ctx_tf import learners
+from ctx_tf.cli import flags as cli_flags
 from ctx_tf.data import config as config_lib
 from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data import demo

@@ -1,8 +1,11 @@
 """The package surface: lazy public names, one Keras import site, the layers of the imports."""
 
 import ast
+import json
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -137,3 +140,54 @@ def test_the_layer_test_sees_an_upward_import(tmp_path):
     assert _imports(fake, modules, top_level_only=False) == {"ctx_tf.training.loop"}
     assert _layer("ctx_tf.data.x") == "data"
     assert "training" not in LAYERS_ALLOWED["data"]
+
+
+INSTALLED_SCRIPT = """
+import json, os, sys
+import gin
+import ctx_tf
+from ctx_tf import cli
+
+parsed = {}
+for config in ("ctx_simclr", "demo"):  # by name, from a folder outside the repository
+    cli.parse_gin([config], [])
+    parsed[config] = gin.query_parameter("benchmark.train_datasets")
+os.chdir(sys.argv[1])  # the repository root: the path the README gives
+cli.parse_gin(["gin/ctx_simclr.gin"], [])
+parsed["gin/ctx_simclr.gin"] = gin.query_parameter("benchmark.train_datasets")
+print(json.dumps(dict(package=ctx_tf.__file__, gin_dir=cli.GIN_DIR,
+                      gin_library=os.path.dirname(gin.__file__), parsed=parsed)))
+"""
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_configs(tmp_path):
+    """`pip install .` (not -e): the configs and their includes parse by name from any folder
+    and by path from the repository root; the config folder is the package's own."""
+    source = tmp_path / "source"  # a copy: the build writes build/ and *.egg-info beside it
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+        shutil.copy(ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "configs")
+    shutil.copytree(ROOT / "ctx_tf", source / "ctx_tf", ignore=ignore)
+    shutil.copytree(ROOT / "gin", source / "gin")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "-w", str(tmp_path / "wheel"), str(source)],
+                   check=True, capture_output=True, timeout=600)
+    [wheel] = (tmp_path / "wheel").glob("ctx_tf-*.whl")
+    target = tmp_path / "target"
+    subprocess.run(pip + ["install", "--no-deps", "--no-index", "--target", str(target),
+                          str(wheel)], check=True, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(target)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, "-c", INSTALLED_SCRIPT, str(ROOT)], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["package"].startswith(str(target))
+    assert out["gin_dir"] == str(target / "ctx_tf" / "configs")
+    assert not out["gin_dir"].startswith(out["gin_library"])
+    assert out["parsed"] == {"ctx_simclr": "ilsvrc_2012", "demo": "demo_glyphs",
+                             "gin/ctx_simclr.gin": "ilsvrc_2012"}

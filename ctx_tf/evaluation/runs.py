@@ -17,6 +17,11 @@ Writes `<name>_table.md` (accuracy +- 95% CI of every run and of the floor, pair
 differences, updates and wall times) and `<name>.png` (bar chart), and prints the table.
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import os
 
 import numpy as np
