@@ -22,7 +22,7 @@ With `--records_root_dir`, each process is instead a real training run's first u
 official episodes: Omniglot TRAIN records, the official variable-way/shot episode
 configuration (up to 50 ways and 500 support images), 84 px, the official DataConfig, the
 four-layer convnet with the CTX head, through the trainer's own episode pipeline and train
-step (`Trainer.train_episodes`, `Trainer.train_on_episode`). It reports the time from the
+step (`Trainer.train_episodes`, `Trainer.updater.train_on_episode`). It reports the time from the
 process start (interpreter and TensorFlow start-up included) to the end of the first update,
 updates/s over the following `--steps` updates (each on a new episode, pipeline included) and
 the peak resident memory. The episodes are seeded (`--episode_seed`). With
@@ -73,8 +73,9 @@ def official_child(args):
     from ctx_tf.training import loop
 
     cli.parse_gin([], [OFFICIAL_EPISODES.format(policy=args.policy)])
-    trainer = loop.Trainer(records_root_dir=args.records_root_dir,
-                           train_dataset_list=["omniglot"], eval_dataset_list=["omniglot"],
+    trainer = loop.Trainer(loop.RunInputs(records_root_dir=args.records_root_dir,
+                                          train_datasets=["omniglot"],
+                                          eval_datasets=["omniglot"]),
                            print_fn=lambda m: None)
     episodes = trainer.train_episodes(args.episode_seed)
     sizes = []  # (ways, support, query) of each update's episode, the first included
@@ -85,11 +86,11 @@ def official_child(args):
                       int(episode.support_labels.shape[0]), int(episode.query_labels.shape[0])))
         return episode
 
-    out = trainer.train_on_episode(next_episode())
+    out = trainer.updater.train_on_episode(next_episode())
     first = time.time() - START
     start = time.time()
     for _ in range(args.steps):
-        out = trainer.train_on_episode(next_episode())
+        out = trainer.updater.train_on_episode(next_episode())
     elapsed = time.time() - start
     assert np.isfinite(out["loss"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -157,18 +158,17 @@ def child(args):
     strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(args.devices)])
                 if args.devices > 1 else tf.distribute.get_strategy())
     never = lambda *a: iter(())  # noqa: E731 -- episodes are fed directly
-    t = loop.Trainer(
-        train_learner_class=learners.CrossTransformerLearner, data_config=None,
-        normalized_gradient_descent=True, learning_rate=6e-4, strategy=strategy,
-        train_episodes_fn=never, eval_episodes_fn=never, print_fn=lambda m: None)
-    t.image_size = args.size
+    t = loop.Trainer(loop.RunInputs(), loop.trainer_options(
+        train_learner_class=learners.CrossTransformerLearner, normalized_gradient_descent=True,
+        learning_rate=6e-4), strategy=strategy, train_episodes_fn=never,
+        eval_episodes_fn=never, print_fn=lambda m: None)
     matmul_gflops = matmul_rate()
     start = time.time()
-    t.train_on_episode(episode)  # tracing + first step
+    t.updater.train_on_episode(episode)  # tracing + first step
     first = time.time() - start
     start = time.time()
     for _ in range(args.steps):
-        out = t.train_on_episode(episode)
+        out = t.updater.train_on_episode(episode)
     elapsed = time.time() - start
     assert np.isfinite(out["loss"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -66,6 +66,18 @@ def make_strategy(distribute=False, tpu=None, devices=None, cluster=True):
     return tf.distribute.get_strategy()
 
 
+def is_chief(strategy):
+    """False only for the non-chief workers of a multi-worker run (they write no files)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    return (task_type == "worker" and task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
+
 def replica_info():
     """(replica id, number of replicas) in the current replica context; (0, 1) outside."""
     ctx = tf.distribute.get_replica_context()

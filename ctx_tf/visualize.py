@@ -41,6 +41,7 @@ from ctx_tf.data.reader import ReaderError
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import attention_figure
 from ctx_tf.evaluation import protocol
+from ctx_tf.evaluation import sources as sources_lib
 from ctx_tf.training import episodes as episodes_lib
 
 FLAGS = flags.FLAGS
@@ -117,10 +118,8 @@ def run_visualize(checkpoint, gin_config=(), gin_bindings=(), records_root_dir=N
     cli.parse_gin(gin_config, gin_bindings)
     records_root_dir, dataset = _records_and_dataset(records_root_dir, dataset, log)
     split_enum = spec_lib.as_split(split)
-    try:
-        spec = protocol.load_sources(records_root_dir, [dataset], split_enum)[dataset]
-    except protocol.EvaluationError as e:
-        raise UserError(str(e)) from e
+    spec = sources_lib.load_sources(records_root_dir, [dataset], split_enum,
+                                    "--dataset")[dataset]
     output_dir = output_dir or os.path.join(os.path.dirname(os.path.abspath(prefix)),
                                             "attention")
     data_config = config_lib.DataConfig()

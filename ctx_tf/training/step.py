@@ -5,7 +5,8 @@ of training and evaluation): every replica keeps its contiguous chunks of the su
 query sets and calls the learner's own `episode_logits`, gathering the support side from all
 replicas. The losses of the replicas sum to the episode's loss (mean cross-entropy + L2), so
 the summed gradients are the episode's gradients. On one device all of this is the identity.
-The step knows no model class.
+The step knows no model class; `Updater` holds the learner, its optimizer and step counter and
+the compiled update of a run.
 
 Under `compute.policy = "mixed_float16"` the optimizer is a `LossScaleOptimizer`: the loss is
 scaled before the gradients and the gradients unscaled before the cross-replica sum and the
@@ -16,7 +17,9 @@ normalization; an update whose gradients are not finite is skipped (the episode 
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf import compute
 from ctx_tf import distribute as distribute_lib
+from ctx_tf import learners
 from ctx_tf.keras import keras
 
 
@@ -106,3 +109,60 @@ def make_gradient_fn(strategy, learner, signature, jit_compile=None):
             strategy, strategy.run(replica_fn, args=(episode,)))
 
     return gradient_fn
+
+
+class Updater:
+    """The learner of a run, its optimizer and step counter, and the compiled replicated
+    update: what the loop calls once per training episode.
+
+    Args:
+      strategy: the run's tf.distribute strategy.
+      learner_class: builds the learner (`ctx_tf.learners.build_learner`).
+      schedule: the `LearningRateSchedule`.
+      normalized: divide the episode gradient by its (clamped) global norm before Adam.
+      image_size: builds the variables now (None: at the first episode).
+      seed: the initialization seed (`Trainer.seed`), so a run is reproducible end to end.
+    """
+
+    def __init__(self, strategy, learner_class, schedule, normalized, image_size=None, seed=0):
+        self.strategy = strategy
+        self.schedule = schedule
+        self.normalized = bool(normalized)
+        keras.utils.set_random_seed(seed % (2 ** 31))
+        with strategy.scope():
+            self.learner = learners.build_learner(learner_class=learner_class)
+            if image_size is not None:
+                learners.build_learner_variables(self.learner, image_size)
+            # Keras Adam with epsilon 1e-7, as the official distributed (CTX) path; loss
+            # scaling when the learner computes in float16 (gin `compute.policy`).
+            self.optimizer = compute.training_optimizer(keras.optimizers.Adam(
+                learning_rate=schedule.for_optimizer(), epsilon=1e-7), self.learner)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # `built`, not `variables`: some variables may exist before the first call.
+        self._built = self.learner.built
+        if self._built:
+            with strategy.scope():
+                self.optimizer.build(self.learner.trainable_variables)
+        self.predict_fn = distribute_lib.make_predict_fn(strategy, self.learner)
+        self._train_step = None
+
+    def ensure_variables(self, episode):
+        """Builds the learner's and the optimizer's variables on `episode` if not yet built."""
+        if not self._built:
+            with self.strategy.scope():
+                self.learner(episode, training=False)
+                self.optimizer.build(self.learner.trainable_variables)
+            self._built = True
+
+    def train_on_episode(self, episode):
+        """One update on `episode`; returns floats loss, accuracy, grad_norm, learning_rate
+        (and `skipped`, `loss_scale` under loss scaling)."""
+        self.ensure_variables(episode)
+        if self._train_step is None:
+            self._train_step = make_train_step(
+                self.strategy, self.learner, self.optimizer, self.step, self.normalized,
+                distribute_lib.episode_signature(episode))
+        learning_rate = self.schedule.at(int(self.step.numpy()))
+        result = {k: float(v) for k, v in self._train_step(episode).items()}
+        result["learning_rate"] = learning_rate
+        return result

@@ -8,8 +8,10 @@ import pytest
 from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.episode import Episode
+from ctx_tf.evaluation import comparison
 from ctx_tf.evaluation import protocol
 from ctx_tf.evaluation import results as results_lib
+from ctx_tf.evaluation import sources as sources_lib
 from ctx_tf.progress import Progress
 from tests.conftest import shared_path
 from tests.evaluation.helpers import TinyPrototypeLearner, write_tiny_source
@@ -127,26 +129,6 @@ def test_progress_lines(records_root):
     assert "ETA 0:00:00" in lines[-1]
 
 
-def test_unknown_source_and_split_without_classes(records_root):
-    with pytest.raises(protocol.EvaluationError, match=r"unknown source 'nope'.*other, tiny"):
-        protocol.load_sources(records_root, ["tiny", "nope"], Split.TEST)
-    with pytest.raises(protocol.EvaluationError, match="listed more than once"):
-        protocol.load_sources(records_root, ["tiny", "tiny"], Split.TEST)
-    with pytest.raises(protocol.EvaluationError, match="does not exist"):
-        protocol.load_sources(records_root + "/missing", ["tiny"], Split.TEST)
-
-
-def test_ilsvrc_2012_v2_has_no_test_split(tmp_path):
-    spec_json = shared_path("meta_dataset_specs", "ilsvrc_2012_v2_dataset_spec.json")
-    source = tmp_path / "ilsvrc_2012_v2"
-    source.mkdir()
-    (source / "dataset_spec.json").write_text(spec_json.read_text())
-    with pytest.raises(protocol.EvaluationError,
-                       match=r"'ilsvrc_2012_v2' has no TEST classes \(TRAIN 1000, VALID 0, "
-                             r"TEST 0 classes"):
-        protocol.load_sources(str(tmp_path), ["ilsvrc_2012_v2"], "test")
-
-
 @pytest.mark.slow
 def test_official_omniglot_records(tmp_path):
     root = shared_path("data", "official_records")
@@ -176,7 +158,7 @@ def test_records_and_results_on_another_filesystem(records_root):
     result["model"] = {"name": "tiny"}
     paths = results_lib.write_results("ram://eval_test/out", result)
     assert paths["results.json"] == "ram://eval_test/out/results.json"
-    assert results_lib.load_results("ram://eval_test/out") == results_lib.with_comparisons(result)
+    assert results_lib.load_results("ram://eval_test/out") == comparison.with_comparisons(result)
     assert result["sources"]["tiny"]["comparability"]["official"] is False
     assert tf.io.gfile.GFile(paths["results.png"], "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(tf.io.gfile.listdir("ram://eval_test/out")) == [
@@ -191,7 +173,7 @@ def test_episodes_do_not_depend_on_the_callers_global_seed(records_root):
 
     import tensorflow as tf
 
-    spec = protocol.load_sources(records_root, ["tiny"], Split.TEST)["tiny"]
+    spec = sources_lib.load_sources(records_root, ["tiny"], Split.TEST)["tiny"]
     setup = _setup(records_root)
 
     def digests(global_seed_while_reading):

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from ctx_tf import checkpoints
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import runs
 
@@ -23,8 +24,8 @@ def write_run(directory, accuracies, floor, dataset="omniglot", **extra):
                "model": {"learner": "X", "checkpoint_info": {"step": 300}},
                "training": {"num_updates": 1200, "train_seconds": 1500.0},
                "sources": {dataset: results_lib.source_result(episodes, seconds=240.0)}}
-    os.makedirs(os.path.join(directory, runs.FINAL_TEST_SUBDIR), exist_ok=True)
-    with open(os.path.join(directory, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON), "w") as f:
+    os.makedirs(os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR), exist_ok=True)
+    with open(os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON), "w") as f:
         json.dump(results, f)
     return str(directory)
 
@@ -78,7 +79,7 @@ def test_unfinished_or_old_runs_are_named(tmp_path, episodes):
     with pytest.raises(runs.RunsError, match="not finished its final test"):
         runs.load_run(tmp_path / "nothing")
     old = write_run(tmp_path / "old", a, floor)
-    path = os.path.join(old, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    path = os.path.join(old, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
     record = json.load(open(path))
     for e in record["sources"]["omniglot"]["episodes"]:
         del e["floor_accuracy"]
@@ -128,7 +129,7 @@ def test_published_row_beside_runs_only_when_comparable(tmp_path, episodes):
     assert "- omniglot: not the official records (not checked against the official spec" in table
     # The official omniglot records under the official protocol: CTX's number is shown.
     directory = write_run(tmp_path / "b", list(a) * 20, list(floor) * 20)
-    path = os.path.join(directory, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    path = os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
     record = json.load(open(path))
     record["protocol"].update(num_episodes=600, image_size=224, episode_config=dict(
         comparability._official_episode_parameters(), num_support=None))
