@@ -1,6 +1,7 @@
 """The evaluation protocol on tiny records: episode config, seeding, per-episode records."""
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -187,3 +188,23 @@ def test_episodes_do_not_depend_on_the_callers_global_seed(records_root):
             tf.random.set_seed(None)
 
     assert digests(None) == digests(123) == digests(4567)
+
+
+def test_the_multisource_pipeline_draws_every_source_and_scores_one_entry(records_root):
+    """The official validation of several sources: one pipeline, each episode's source drawn
+    at random, accuracy averaged over all episodes."""
+    setup = _setup(records_root, sources=("tiny", "other"), num_episodes=12)
+    setup.multisource = True
+    specs = sources_lib.load_sources(records_root, ["tiny", "other"], Split.TEST)
+    drawn = [int(source_id) for _, source_id in itertools.islice(
+        protocol.multisource_episodes(setup, list(specs.values())), 12)]
+    assert set(drawn) == {0, 1}  # both sources, in one stream
+    again = [int(source_id) for _, source_id in itertools.islice(
+        protocol.multisource_episodes(setup, list(specs.values())), 12)]
+    assert again == drawn  # seeded by the protocol seed
+    results = protocol.evaluate(TinyPrototypeLearner(), setup, log=lambda *_: None)
+    assert list(results["sources"]) == ["multisource(tiny,other)"]
+    entry = results["sources"]["multisource(tiny,other)"]
+    assert entry["num_episodes"] == 12 and entry["sampling"] == "multisource"
+    assert entry["num_classes"] == 12  # the TEST classes of both sources
+    assert entry["mean"] == pytest.approx(np.mean([e["accuracy"] for e in entry["episodes"]]))

@@ -21,11 +21,14 @@ def write_run(directory, accuracies, floor, dataset="omniglot", **extra):
                      image_digest=("other" if i == extra.get("changed") else "d") + str(i))
                 for i, (acc, f) in enumerate(zip(accuracies, floor))]
     results = {"format": results_lib.FORMAT, "protocol": {"split": "TEST", "seed": 5678},
-               "model": {"learner": "X", "checkpoint_info": {"step": 300}},
+               "model": {"learner": "X", "checkpoint_info": {"step": 300},
+                         **({"training_setting": extra["setting"]} if "setting" in extra
+                            else {})},
                "training": {"num_updates": 1200, "train_seconds": 1500.0},
                "sources": {dataset: results_lib.source_result(episodes, seconds=240.0)}}
     os.makedirs(os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR), exist_ok=True)
-    with open(os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON), "w") as f:
+    path = os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    with open(path, "w") as f:
         json.dump(results, f)
     return str(directory)
 
@@ -60,6 +63,16 @@ def test_compare_matches_a_numpy_reference(tmp_path, episodes):
     assert row_a["minus_first"] is None
     # Pairing removes the shared episode difficulty: the paired CI is the smaller one.
     assert row_b["minus_first"][1] < row_b["accuracy"][1]
+
+
+def test_published_rows_stand_beside_runs_of_their_training_setting_only(tmp_path, episodes):
+    floor, a, b = episodes
+    imagenet = runs.load_run(write_run(tmp_path / "a", a, floor))  # no setting: ImageNet only
+    every = runs.load_run(write_run(tmp_path / "b", b, floor, setting="all"))
+    assert [row["name"] for row in runs.compare({"A": imagenet})["published"]] == [
+        "CTX (published)"]
+    assert runs.compare({"A": imagenet, "B": every})["published"] == []
+    assert runs.compare({"B": every})["published"] == []
 
 
 def test_runs_on_different_episodes_are_refused(tmp_path, episodes):

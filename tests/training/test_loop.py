@@ -337,3 +337,45 @@ def test_checkpoint_to_restore_initializes_the_backbone_only(tmp_path, uninterru
     for a, b in zip(source.learner.head.variables, t.learner.head.variables):
         assert not np.array_equal(a.numpy(), b.numpy())
     assert int(t.updater.step.numpy()) == 0
+
+
+# ----------------------------------------------------------------------------- final test
+
+
+def test_validation_and_final_test_show_progress_and_a_killed_final_test_resumes(
+        tmp_path, monkeypatch):
+    from ctx_tf.evaluation import evaluator as evaluator_lib
+    from ctx_tf.training import final_test
+
+    messages = []
+    t = make_trainer(tmp_path, num_updates=0, print_fn=messages.append)
+    best = t.train()  # the validation of step 0 only
+    assert any(m.startswith("[episodes] 3/3 episodes") and " ETA " in m for m in messages)
+    assert (tmp_path / "ckpt" / "valid" / "results.json").exists()
+    assert not (tmp_path / "ckpt" / "valid" / evaluator_lib.JOURNAL_NAME).exists()
+
+    append = evaluator_lib.Journal.append
+
+    def append_then_die(self, source, record, seconds):
+        append(self, source, record, seconds)
+        if len(self.done[source]) == 2:
+            raise KeyboardInterrupt  # killed after two journaled episodes
+
+    monkeypatch.setattr(evaluator_lib.Journal, "append", append_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        final_test.run_final_test(t, best, num_episodes=5, seed=3)
+    output = tmp_path / "ckpt" / "final_test"
+    journal = output / evaluator_lib.JOURNAL_NAME
+    assert len(journal.read_text().splitlines()) == 3 and not (output / "results.json").exists()
+    monkeypatch.undo()
+
+    messages.clear()
+    results = final_test.run_final_test(t, best, num_episodes=5, seed=3)
+    assert any(m.startswith("resuming: 2 episode(s) already evaluated") for m in messages)
+    assert any(m.startswith("[episodes] 5/5 episodes") and " ETA " in m for m in messages)
+    assert not journal.exists() and (output / "results.json").exists()
+    # The same episodes and accuracies as a final test never interrupted.
+    whole = t.validation.run(t.predict_fn, "test", num_episodes=5, seed=3, floor=True)
+    ours, want = (r["sources"]["episodes"]["episodes"] for r in (results, whole))
+    assert [(e["fingerprint"], e["accuracy"], e["floor_accuracy"]) for e in ours] == [
+        (e["fingerprint"], e["accuracy"], e["floor_accuracy"]) for e in want]
