@@ -168,18 +168,21 @@ class Evaluator:
         systems only: its appends must be durable).
       identity: what besides `setup` decides the results (checkpoint, step, gin files...): a
         journal of another setup or identity is refused (`replace_stale`: replaced).
-      log: where one-line messages and the progress lines go.
+      log: where one-line messages (classes per source, results, a resume) go.
       progress_every_seconds: seconds between progress lines (the first and the last episode
         of each source are always shown).
+      progress_log: where the progress lines go (default: `log`).
       journal: False: no journal (e.g. the non-chief workers of a multi-worker run).
     """
 
     def __init__(self, setup, output_dir, identity=None, log=print,
-                 progress_every_seconds=10.0, journal=True, replace_stale=False):
+                 progress_every_seconds=10.0, journal=True, replace_stale=False,
+                 progress_log=None):
         self.setup = setup
         self.output_dir = str(output_dir)
         self.log = log
-        self.progress = progress_lib.Progress(every_seconds=progress_every_seconds, log=log)
+        self.progress = progress_lib.Progress(every_seconds=progress_every_seconds,
+                                              log=progress_log or log)
         self.journal = None
         if journal and "://" not in self.output_dir:
             self.journal = Journal(

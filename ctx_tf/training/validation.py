@@ -87,12 +87,12 @@ class Validation:
             multisource=split == "valid" and self.options.pipeline == MULTISOURCE)
 
     def evaluator(self, split, output_dir, identity, num_episodes=None, seed=None, log=None,
-                  journal=True, replace_stale=False):
+                  journal=True, replace_stale=False, progress_log=None):
         """The `Evaluator` of `split` writing to `output_dir` (`journal`: resumable)."""
         return evaluator_lib.Evaluator(
             self.setup(split, num_episodes, seed), output_dir, identity,
             log=log or (lambda message: None), progress_every_seconds=PROGRESS_EVERY_SECONDS,
-            journal=journal, replace_stale=replace_stale)
+            journal=journal, replace_stale=replace_stale, progress_log=progress_log)
 
     def episodes_fn_for(self, split):
         """The protocol's `episodes_fn` of the injected episodes (None: the records)."""
@@ -111,10 +111,11 @@ class Validation:
 
     def validate(self, step, predict_fn, checkpoint_dir, chief=True, log=None):
         """Validates the model of `step`; writes `<checkpoint_dir>/valid/` (the chief only,
-        resumable through its journal); returns `(mean, ci95)` (`overall`)."""
+        resumable through its journal); returns `(mean, ci95)` (`overall`). `log` gets the
+        progress lines only: a run validates often."""
         output_dir = os.path.join(checkpoint_dir, checkpoints.VALID_SUBDIR)
-        evaluator = self.evaluator("valid", output_dir, {"step": int(step)}, log=log,
-                                   journal=chief, replace_stale=True)
+        evaluator = self.evaluator("valid", output_dir, {"step": int(step)}, journal=chief,
+                                   replace_stale=True, progress_log=log)
         results = evaluator.evaluate(predict_fn=predict_fn, floor=False,
                                      episodes_fn=self.episodes_fn_for("valid"))
         if chief:
