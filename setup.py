@@ -3,8 +3,26 @@
 import pathlib
 
 import setuptools
+from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
+
+
+class BuildPyWithConfigs(build_py):
+    """Also copies the gin configs, edited in the top-level gin/ folder, into the built package
+    as ctx_tf/configs/, where `ctx_tf.cli.GIN_DIR` finds them in an installed package (an
+    editable install reads gin/ in place)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        source = HERE / "gin"
+        target = pathlib.Path(self.build_lib) / "ctx_tf" / "configs"
+        for path in sorted(source.rglob("*.gin")):
+            destination = target / path.relative_to(source)
+            self.mkpath(str(destination.parent))
+            self.copy_file(str(path), str(destination))
 
 setuptools.setup(
     name="ctx_tf",
@@ -48,4 +66,5 @@ setuptools.setup(
         "test": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3", "pytest-timeout>=2.1"],
     },
     entry_points={},
+    cmdclass={"build_py": BuildPyWithConfigs},
 )

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ctx_tf.data.writing import engine
 from ctx_tf.data.writing.plan import ClassPlan, ImageRef, SourcePlan
-from ctx_tf.data.writing.report import format_duration
+from ctx_tf.progress import format_duration
 
 # Images of each full source (official dataset_spec.json totals, rounded), by the kind of
 # image it is closest to.

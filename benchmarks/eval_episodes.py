@@ -29,13 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from ctx_tf import compute
+from ctx_tf import distribute as distribute_lib
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import sampling
 from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.learners import CrossTransformerLearner, build_learner_variables
 from ctx_tf.models import backbones
-from ctx_tf.training import step as step_lib
 
 import machine  # this folder is the script's sys.path[0]
 
@@ -123,7 +123,7 @@ class Timer:
             return episode_logits(*args, **kwargs)
 
         learner.episode_logits = counted
-        self.predict = step_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
+        self.predict = distribute_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
         image = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
         self.backbone = tf.function(
             lambda s, q: learner.embed_episode(_Images(s, q), training=False),

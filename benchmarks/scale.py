@@ -91,19 +91,20 @@ def _ctx_episodes(job):
     from ctx_tf.data.dataset_spec import Split
     from ctx_tf.data.sampling import EpisodeDescriptionConfig
     from ctx_tf.evaluation import protocol
+    from ctx_tf.evaluation import sources as sources_lib
     from ctx_tf.training import episodes as episodes_lib
 
     root = job["root"]
     if job["kind"] == "eval":
         setup = protocol.EvaluationSetup(records_root=root, sources=tuple(job["sources"]),
                                          split=Split.TEST, image_size=job["image_size"])
-        specs = protocol.load_sources(root, job["sources"], Split.TEST)
+        specs = sources_lib.load_sources(root, job["sources"], Split.TEST)
         stream = (e for e, _ in protocol.source_episodes(setup, specs[job["sources"][0]]))
     else:
         cli.parse_gin([ALL_GIN], [f"DataConfig.image_height = {job['image_size']}"])
         with gin.config_scope("train"):
             config = EpisodeDescriptionConfig()
-        specs = episodes_lib.load_specs(root, job["sources"], "train")
+        specs = list(sources_lib.load_sources(root, job["sources"], Split.TRAIN).values())
         stream = episodes_lib.training_episodes(specs, config, DataConfig(), seed=0)
     return ((len(e.support_labels), len(e.query_labels)) for e in stream)
 
@@ -115,7 +116,7 @@ def child(job):
 
     from ctx_tf import cli  # pylint: disable=import-outside-toplevel
 
-    cli.import_configurables(cli.CONFIGURABLE_MODULES)
+    cli.import_configurables()
     machine.measure_episodes(job, lambda: _ctx_episodes(job))
 
 

@@ -45,6 +45,7 @@ def child(args):
 
     from ctx_tf import learners
     from ctx_tf.training import loop
+    from ctx_tf.data.config import DataConfig
     from ctx_tf.data.episode import Episode
 
     gin.parse_config([
@@ -73,18 +74,17 @@ def child(args):
     strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(args.devices)])
                 if args.devices > 1 else tf.distribute.get_strategy())
     never = lambda *a: iter(())  # noqa: E731 -- episodes are fed directly
-    t = loop.Trainer(
-        train_learner_class=learners.CrossTransformerLearner, data_config=None,
-        normalized_gradient_descent=True, learning_rate=6e-4, strategy=strategy,
+    t = loop.Trainer(loop.RunInputs(), loop.trainer_options(
+        train_learner_class=learners.CrossTransformerLearner, normalized_gradient_descent=True,
+        learning_rate=6e-4, data_config=DataConfig(image_height=args.size)), strategy=strategy,
         train_episodes_fn=never, eval_episodes_fn=never, print_fn=lambda m: None)
-    t.image_size = args.size
     matmul_gflops = machine.matmul_gflops()
     start = time.time()
-    t.train_on_episode(episode)  # tracing + first step
+    t.updater.train_on_episode(episode)  # tracing + first step
     first = time.time() - start
     start = time.time()
     for _ in range(args.steps):
-        out = t.train_on_episode(episode)
+        out = t.updater.train_on_episode(episode)
     elapsed = time.time() - start
     assert np.isfinite(out["loss"])
     peak_mb = machine.Peak.peak_rss_bytes() / 2 ** 20

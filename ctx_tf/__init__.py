@@ -1,21 +1,12 @@
 """ctx_tf: CrossTransformers and SimCLR episodes for Meta-Dataset, in TensorFlow 2 / Keras 2.
 
 The public names below are imported lazily, so `import ctx_tf` stays cheap (TensorFlow is only
-loaded by the modules that need it).
+loaded by the modules that need it) and changes nothing in the process.
 """
 
 import importlib
-import sys
 
 __version__ = "0.1.0"
-
-if getattr(sys, "argv", [None])[:1] == ["-m"]:
-    # `python -m ctx_tf.<command>` (Python sets argv[0] to "-m" while it locates the module):
-    # the command's imports load TensorFlow before its `cli.run`; TensorFlow's import-time
-    # C++ logs are captured from here until `cli.run` ends the capture.
-    from ctx_tf import cli
-
-    cli.begin_quiet_start()
 
 _EXPORTS = {
     "Split": "ctx_tf.data.dataset_spec",

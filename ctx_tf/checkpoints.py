@@ -10,6 +10,9 @@ Layout of a training directory (`--train_checkpoint_dir`):
     operative_config.gin          gin's operative config of the run
     run_manifest.json             the run's inputs (records root, sources, image size, gin
                                   files, seeds): `python -m ctx_tf.evaluate` reads it
+    valid/                        the last validation's results files (while it runs: its
+                                  episode journal)
+    final_test/                   the final test's results files (or its episode journal)
 
 A checkpoint to evaluate is named by `resolve_checkpoint`: `best` (what best_checkpoint.json
 records), `best:<train dir>`, a best_checkpoint.json path, a directory (its latest checkpoint)
@@ -37,6 +40,8 @@ CHECKPOINT_PREFIX = "ckpt"
 OPERATIVE_CONFIG = "operative_config.gin"
 RUN_MANIFEST = "run_manifest.json"
 RUN_MANIFEST_FORMAT = "ctx_tf.run_manifest/1"
+VALID_SUBDIR = "valid"
+FINAL_TEST_SUBDIR = "final_test"
 
 
 class CheckpointError(UserError, ValueError):

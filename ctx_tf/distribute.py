@@ -1,4 +1,5 @@
-"""Strategies and the episode split/gather helpers (docs/protocol.md §7.2).
+"""Strategies, the episode split/gather helpers and the replicated forward pass (docs/protocol.md
+§7.2).
 
 An episode is split over replicas in contiguous chunks of `ceil(N / num_replicas)` images
 (support and query separately; later chunks may be shorter or empty). Each replica embeds its
@@ -7,6 +8,12 @@ attends over the whole support set while computing logits only for its own queri
 
 All helpers are the identity (or trivial) outside a multi-replica replica context, so the same
 step function runs under the default strategy on one device.
+
+`replica_forward` is the one forward pass of training (`ctx_tf.training.step`) and evaluation
+(`make_predict_fn`, the predict function of validation, the final test and
+`python -m ctx_tf.evaluate`); it lives here, below both, so that evaluation needs nothing of
+training. The predict function has a shape-free signature, so a run traces it once however
+many episode shapes it meets (XLA, `compute.jit_compile`, still compiles once per shape).
 """
 
 import json
@@ -14,6 +21,7 @@ import os
 
 import tensorflow as tf
 
+from ctx_tf import compute
 from ctx_tf.errors import UserError
 
 
@@ -56,6 +64,18 @@ def make_strategy(distribute=False, tpu=None, devices=None, cluster=True):
         if len(cpus) > 1:
             return tf.distribute.MirroredStrategy(devices=[d.name for d in cpus])
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """False only for the non-chief workers of a multi-worker run (they write no files)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    return (task_type == "worker" and task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def replica_info():
@@ -122,3 +142,99 @@ def first_replica_value(strategy, value):
     """The value of the first local replica (for results every replica holds identically)."""
     return tf.nest.map_structure(
         lambda v: strategy.experimental_local_results(v)[0], value)
+
+
+# ------------------------------------------------------------ the replicated forward pass
+
+def local_episode(episode):
+    """This replica's chunk of the support and of the query set (all of it on one device)."""
+    replica_id, num_replicas = replica_info()
+    return type(episode)(*[local_chunk(t, replica_id, num_replicas)
+                           for t in episode])
+
+
+def replica_forward(learner, episode, training):
+    """Logits and loss terms of this replica's share of `episode` (a dict of tensors):
+
+      logits: of the local queries; loss: local CE sum / total queries + regularization /
+      replicas; ce_sum, correct: local sums; num_query: total queries; regularization.
+    """
+    _, num_replicas = replica_info()
+    local = local_episode(episode)
+    # The loss and its statistics stay float32 whatever the learner computes in.
+    logits = tf.cast(learner.episode_logits(local, training=training,
+                                            gather=aggregate), tf.float32)
+    query_labels = tf.cast(local.query_labels, tf.int32)
+    ce_sum = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=query_labels, logits=logits))
+    correct = tf.reduce_sum(tf.cast(
+        tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), query_labels), tf.float32))
+    num_query = tf.shape(episode.query_labels)[0]
+    regularization = (tf.add_n([tf.cast(x, tf.float32) for x in learner.losses])
+                      if learner.losses else tf.constant(0.0))
+    loss = ce_sum / tf.cast(num_query, tf.float32) + regularization / float(num_replicas)
+    return dict(logits=logits, loss=loss, ce_sum=ce_sum, correct=correct, num_query=num_query,
+                regularization=regularization)
+
+
+def episode_signature(episode):
+    """A TensorSpec per field with a free first dimension: one trace serves every shape."""
+    def spec(t):
+        t = tf.convert_to_tensor(t)
+        return tf.TensorSpec([None] + t.shape.as_list()[1:], t.dtype)
+    return type(episode)(*[spec(t) for t in episode])
+
+
+def use_jit(learner, jit_compile=None):
+    """Whether to compile with XLA: `jit_compile`, else gin's `compute.jit_compile`, checked
+    against the learner (`compute.check_jit`)."""
+    jit_compile = compute.options().jit_compile if jit_compile is None else bool(jit_compile)
+    return compute.check_jit(learner, jit_compile)
+
+
+def learner_logits(learner, episode):
+    """Query logits of a model without `episode_logits`, called on the whole episode in
+    evaluation mode: its output, or the `logits` entry or attribute of it."""
+    outputs = learner(episode, training=False)
+    if isinstance(outputs, dict):
+        return outputs["logits"]
+    if hasattr(outputs, "logits"):
+        return outputs.logits
+    return outputs
+
+
+def make_predict_fn(strategy, learner, jit_compile=None):
+    """`episode -> (logits, support image means, query image means)` in inference mode, run
+    on every replica; the one predict function of validation, the final test and
+    `python -m ctx_tf.evaluate` (`ctx_tf.evaluation.protocol` takes it as its predict_fn).
+
+    Compiled at the first episode with a signature whose first dimensions are free, so it is
+    traced once for every episode shape of a run. A model without `episode_logits` (a plain
+    Keras model taking the episode) is called on the whole episode, on one replica only.
+    `jit_compile` None: gin's `compute.jit_compile`."""
+    if not hasattr(learner, "episode_logits") and strategy.num_replicas_in_sync > 1:
+        raise TypeError(f"{type(learner).__name__} has no episode_logits: it cannot be split "
+                        f"over {strategy.num_replicas_in_sync} replicas")
+
+    def replica_fn(episode):
+        if not hasattr(learner, "episode_logits"):
+            return tf.cast(learner_logits(learner, episode), tf.float32)
+        out = replica_forward(learner, episode, training=False)
+        return aggregate(out["logits"])
+
+    def predict(episode):
+        logits = first_replica_value(
+            strategy, strategy.run(replica_fn, args=(episode,)))
+        return (logits, tf.reduce_mean(episode.support_images, axis=[1, 2, 3]),
+                tf.reduce_mean(episode.query_images, axis=[1, 2, 3]))
+
+    compiled = []
+    jit = use_jit(learner, jit_compile)
+
+    def predict_fn(episode):
+        if not compiled:
+            compiled.append(tf.function(predict, input_signature=[episode_signature(episode)],
+                                        autograph=False, jit_compile=jit))
+        return compiled[0](episode)
+
+    return predict_fn

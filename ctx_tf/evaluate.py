@@ -10,7 +10,10 @@ without `--datasets` its test sources are evaluated (md_v1: ten, md_v2: eight). 
 version is the one the run trained for (its run manifest, else the gin configuration's
 `benchmark.train_datasets`: `ilsvrc_2012_v2` is md_v2, `ilsvrc_2012` md_v1); a run on
 neither evaluates its own eval datasets under md_v1. Sources the version holds out, or a
-version other than the run's, are refused. Published rows are compared within their version.
+version other than the run's, are refused. Published rows are compared within their version
+and the run's training setting only (ImageNet only, or all datasets: the run manifest's or the
+gin configuration's `benchmark.train_datasets`); a run trained otherwise is not compared, and
+results.md says so.
 
 Per source: 600 episodes of its TEST classes (official variable way and shot, DAG sampling for
 ilsvrc_2012*, bi-level for omniglot, uniform elsewhere, no SimCLR episodes, no
@@ -20,36 +23,41 @@ episode's way, shots, queries, accuracy), episodes.csv, results.md (leaderboard-
 beside the published CTX row), results.png (bar chart) and operative_config.gin.
 
 With a seed, the same episodes are drawn every run, so two models can be compared on
-identical episodes: `--compare_with=<other>/results.json` adds their paired difference.
+identical episodes: `--compare_with=<other>/results.json` adds their paired difference. A
+killed evaluation resumes from the journal in --output_dir when the same command runs again.
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import os
-import sys
 
 from absl import app
 from absl import flags
 import gin
 import tensorflow as tf
 
-import ctx_tf
 from ctx_tf import checkpoints
 from ctx_tf import cli
-from ctx_tf import cli_flags
 from ctx_tf import distribute as distribute_lib
 from ctx_tf import files
 from ctx_tf import learners
+from ctx_tf.cli import flags as cli_flags
 from ctx_tf.data import config as config_lib
+from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data import demo
 from ctx_tf.data import sampling
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import benchmark_versions
-from ctx_tf.evaluation import journal as journal_lib
+from ctx_tf.evaluation import comparison
+from ctx_tf.evaluation import evaluator as evaluator_lib
 from ctx_tf.evaluation import leaderboard
-from ctx_tf.evaluation import progress as progress_lib
 from ctx_tf.evaluation import protocol
 from ctx_tf.evaluation import results as results_lib
+from ctx_tf.evaluation import sources as sources_lib
 from ctx_tf.evaluation import stats
-from ctx_tf.evaluation.floor import FLOOR_NAME
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
@@ -138,6 +146,15 @@ def _run_sources(manifest, train_checkpoint_dir):
             _names(_bound("benchmark.eval_datasets")))
 
 
+def _trained_on(manifest):
+    """The training datasets of the evaluated model (the run manifest's, else the gin
+    configuration's `benchmark.train_datasets`), or None when neither says: they decide the
+    leaderboard setting its results are compared in."""
+    if manifest is not None and manifest.get("train_datasets"):
+        return list(manifest["train_datasets"])
+    return _names(_bound("benchmark.train_datasets")) or None
+
+
 def resolve_benchmark(requested, datasets, manifest, train_checkpoint_dir):
     """`(BenchmarkVersion, sources, why those sources)`: the version evaluated (`requested`,
     else the run's, else md_v1) and the sources (`datasets`, else the version's test sources
@@ -161,10 +178,10 @@ def resolve_benchmark(requested, datasets, manifest, train_checkpoint_dir):
 
 
 def _evaluate_model(setup, prefix, info, output_dir, floor_only, model_name, gin_config,
-                    gin_bindings, progress_every_seconds, log):
-    """Builds the learner from `prefix` (none with `floor_only`) and runs the protocol on
-    `setup`, resuming from the journal in `output_dir`; returns the results (with the model)
-    and the journal (None on remote file systems).
+                    gin_bindings, train_datasets, progress_every_seconds, log):
+    """Builds the learner from `prefix` (none with `floor_only`) and evaluates it on `setup`,
+    resuming from the journal in `output_dir`; returns the results (with the model section)
+    and the `Evaluator`.
 
     Runs under the strategy of the run's `Trainer.distribute`: all visible GPUs (or the
     logical CPU devices a process configured), as training did; never multi-worker."""
@@ -173,6 +190,12 @@ def _evaluate_model(setup, prefix, info, output_dir, floor_only, model_name, gin
     if strategy.num_replicas_in_sync > 1:
         log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
             "replicas")
+    evaluator = evaluator_lib.Evaluator(
+        setup, output_dir, dict(floor_only=bool(floor_only), checkpoint=prefix,
+                                checkpoint_step=info.get("step"),
+                                gin_config=[str(c) for c in gin_config],
+                                gin_bindings=list(gin_bindings)),
+        log=log, progress_every_seconds=progress_every_seconds)
     learner = None
     with strategy.scope():
         if not floor_only:
@@ -180,55 +203,27 @@ def _evaluate_model(setup, prefix, info, output_dir, floor_only, model_name, gin
             loaded = checkpoints.load_learner_weights(learner, prefix)
             if loaded.startswith("official"):
                 log(loaded)
-        results, journal = _run_protocol(learner, setup, prefix, info, output_dir,
-                                         floor_only, gin_config, gin_bindings,
-                                         progress_every_seconds, log)
-    results["model"] = {
-        "name": FLOOR_NAME if floor_only else model_name,
-        "learner": None if floor_only else type(learner).__name__,
-        "checkpoint": prefix,
-        "checkpoint_info": info,
-        "gin_config": [str(c) for c in gin_config],
-        "gin_bindings": list(gin_bindings),
-    }
-    if floor_only:
-        results["model"]["floor_only"] = True
-    return results, journal
+        results = evaluator.evaluate(learner, floor=True, floor_only=floor_only)
+    results["model"] = evaluator_lib.model_section(
+        model_name, learner, checkpoint=prefix, checkpoint_info=info, gin_config=gin_config,
+        gin_bindings=gin_bindings, train_datasets=train_datasets, floor_only=floor_only)
+    results["environment"] = evaluator_lib.environment_section()
+    return results, evaluator
 
 
-def _run_protocol(learner, setup, prefix, info, output_dir, floor_only, gin_config,
-                  gin_bindings, progress_every_seconds, log):
-    """The protocol's results of `setup`, resumed from and recorded in the journal of
-    `output_dir` (local file systems only); returns them and the journal (or None)."""
-    journal = None
-    if "://" not in str(output_dir):  # appends are durable on local file systems only
-        identity = dict(protocol.run_identity(setup), floor_only=bool(floor_only),
-                        checkpoint=prefix, checkpoint_step=info.get("step"),
-                        gin_config=[str(c) for c in gin_config],
-                        gin_bindings=list(gin_bindings))
-        journal = journal_lib.Journal(
-            os.path.join(str(output_dir), journal_lib.JOURNAL_NAME), identity)
-    progress = progress_lib.Progress(stream=sys.stdout, every_seconds=progress_every_seconds)
-    results = protocol.evaluate(learner, setup, progress=progress, log=log, floor=True,
-                                floor_only=floor_only, journal=journal)
-    return results, journal
-
-
-def _write_outputs(results, output_dir, published_rows, journal, log):
+def _write_outputs(results, output_dir, published_rows, evaluator, log):
     """Writes the operative config and the results files (results.json last), removes the
     journal and prints the table; returns the results with their comparisons."""
     results = {k: results[k] for k in ("format", "model", "protocol", "sources", "comparison",
                                        "environment") if k in results}
-    results = results_lib.with_comparisons(results, published_rows)
+    results = comparison.with_comparisons(results, published_rows)
     tf.io.gfile.makedirs(str(output_dir))
     files.atomic_write(os.path.join(str(output_dir), "operative_config.gin")
                        if "://" not in str(output_dir)
                        else f"{str(output_dir).rstrip('/')}/operative_config.gin",
                        gin.operative_config_str())
     # results.json last: what is there is complete.
-    paths = results_lib.write_results(output_dir, results, published=published_rows)
-    if journal is not None:
-        journal.remove()  # results.json now holds every episode
+    paths = evaluator.write(results, published=published_rows)
     log("")
     log(results_lib.results_markdown(results, published_rows).split("## Per source")[0])
     log("wrote " + ", ".join(paths.values()))
@@ -264,8 +259,7 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     if num_episodes < 1:
         raise UsageError(f"--num_episodes must be >= 1, got {num_episodes}")
     seed = None if seed is not None and seed < 0 else seed
-    for name in published_rows:
-        leaderboard.published_row(name)  # fails now, not after an hour of evaluation
+    leaderboard.check_row_names(published_rows)  # fails now, not after an hour of evaluation
     previous = results_lib.load_results(compare_with) if compare_with else None
 
     if not gin_config and train_checkpoint_dir:
@@ -280,17 +274,18 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
     cli.parse_gin(gin_config, gin_bindings)
     version, datasets, described = resolve_benchmark(benchmark, datasets, manifest,
                                                      train_checkpoint_dir)
+    train_datasets = _trained_on(manifest)
     data_config = config_lib.DataConfig()
     image_size = image_size or data_config.image_height
-    split_enum = protocol.dataset_spec_lib.as_split(split)
+    split_enum = spec_lib.as_split(split)
 
     log(f"benchmark: {described}")
     log(f"records: {records_root_dir}; sources: {', '.join(datasets)}; split: {split_enum.name}; "
         f"{num_episodes} episodes per source; seed: {seed}; image size: {image_size}")
     # Every source is checked before the model is built or any episode drawn.
-    protocol.load_sources(records_root_dir, list(datasets), split_enum)
+    sources_lib.load_sources(records_root_dir, datasets, split_enum)
     if floor_only:
-        learner, prefix, info = None, None, {}
+        prefix, info = None, {}
     else:
         prefix, info = checkpoints.resolve_checkpoint(checkpoint, train_checkpoint_dir)
         log(f"checkpoint: {prefix} (step {info.get('step')}, selected by "
@@ -306,18 +301,17 @@ def run_evaluation(gin_config=(), gin_bindings=(), checkpoint=None, train_checkp
         read_buffer_size_bytes=data_config.read_buffer_size_bytes,
         num_prefetch=data_config.num_prefetch,
         episode_config=sampling.EpisodeDescriptionConfig(), benchmark=version.name)
-    results, journal = _evaluate_model(setup, prefix, info, output_dir, floor_only=floor_only,
-                                       model_name=model_name, gin_config=gin_config,
-                                       gin_bindings=gin_bindings,
-                                       progress_every_seconds=progress_every_seconds, log=log)
-    results["environment"] = {"tensorflow": tf.__version__, "ctx_tf": ctx_tf.__version__}
+    results, evaluator = _evaluate_model(
+        setup, prefix, info, output_dir, floor_only=floor_only, model_name=model_name,
+        gin_config=gin_config, gin_bindings=gin_bindings, train_datasets=train_datasets,
+        progress_every_seconds=progress_every_seconds, log=log)
     if previous is not None:
         results["comparison"] = {
             "against": str(compare_with),
             "against_model": previous.get("model", {}).get("name"),
             "paired_difference": stats.paired_difference(results, previous),
         }
-    return _write_outputs(results, output_dir, tuple(published_rows), journal, log)
+    return _write_outputs(results, output_dir, tuple(published_rows), evaluator, log)
 
 
 def main(argv):

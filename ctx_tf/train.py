@@ -4,10 +4,11 @@
         --records_root_dir=/data/records --train_checkpoint_dir=runs/ctx/ckpt \\
         --summary_dir=runs/ctx/summaries [--gin_bindings="Trainer.num_updates=1000"]
 
-    python -m ctx_tf.train --gin_config=gin/demo.gin      # the built-in demo, no downloads
+    python -m ctx_tf.train --gin_config=demo      # the built-in demo, no downloads
 
-Flags as the official launcher: `--gin_config` and `--gin_bindings` (both repeatable, later
-wins), `--records_root_dir`, `--train_checkpoint_dir`, `--summary_dir`. Datasets come from
+Flags as the official launcher: `--gin_config` (a path, or the name of a config shipped with
+ctx_tf: `demo`, `ctx_simclr`, ...) and `--gin_bindings` (both repeatable, later wins),
+`--records_root_dir`, `--train_checkpoint_dir`, `--summary_dir`. Datasets come from
 `benchmark.train_datasets` / `benchmark.eval_datasets`. Before anything is built the gin
 configuration is parsed (unknown names fail) and the Trainer's bound arguments checked, the
 records of every dataset are located and their specs loaded, and the output locations are
@@ -22,11 +23,17 @@ default to `runs/<name of the first gin file>/{checkpoints,summaries}`.
 
 After training, the best-validated checkpoint is restored and `final_test.num_episodes` TEST
 episodes (600 officially; gin/demo.gin uses fewer) of the single eval dataset are evaluated by
-the evaluation protocol (`final_test.seed`); mean +- 95% CI is printed next to nearest-centroid
-on raw pixels on the same episodes, and the results are written as `python -m ctx_tf.evaluate`
-writes them, to `<train_checkpoint_dir>/final_test/` (results.json, episodes.csv, results.md,
+the evaluation of `python -m ctx_tf.evaluate` (`final_test.seed`), with its progress lines and
+its journal: a killed final test resumes when the same command runs again. Mean +- 95% CI is
+printed next to nearest-centroid on raw pixels on the same episodes, and the results are
+written to `<train_checkpoint_dir>/final_test/` (results.json, episodes.csv, results.md,
 results.png).
 """
+
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
 
 import os
 import time
@@ -34,16 +41,20 @@ import time
 from absl import app
 from absl import flags
 
+from ctx_tf import checkpoints
 from ctx_tf import cli
-from ctx_tf import cli_flags
 from ctx_tf import files
-from ctx_tf.data import dataset_spec as spec_lib
+from ctx_tf.cli import flags as cli_flags
 from ctx_tf.data import demo
+from ctx_tf.data.dataset_spec import Split
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import benchmark_versions
+from ctx_tf.evaluation import sources as sources_lib
+from ctx_tf.progress import format_duration
 from ctx_tf.training import episodes as episodes_lib
 from ctx_tf.training import final_test as final_test_lib
 from ctx_tf.training import loop
+from ctx_tf.training import options as options_lib
 
 FLAGS = flags.FLAGS
 cli_flags.define_shared_flags()
@@ -55,48 +66,17 @@ class LaunchError(UserError, RuntimeError):
     """The run cannot start; the message names the flag, binding or file at fault."""
 
 
-def check_records(records_root_dir, names, binding):
-    """Loads the spec of every dataset in `names`; raises LaunchError if one is missing."""
-
-    if not names:
-        raise LaunchError(f"{binding} is empty; bind it to comma-separated dataset names")
-    if not os.path.isdir(records_root_dir):
-        raise LaunchError(f"--records_root_dir={records_root_dir} is not a directory")
-    summaries = []
-    for name in names:
-        directory = os.path.join(records_root_dir, name)
-        if not os.path.isdir(directory):
-            raise LaunchError(f"dataset {name!r} ({binding}) has no records: {directory} is not "
-                              f"a directory under --records_root_dir={records_root_dir}")
-        try:
-            spec = spec_lib.load_dataset_spec(directory)
-        except (ValueError, OSError) as e:
-            raise LaunchError(f"dataset {name!r} ({binding}): {e}") from e
-        counts = []
-        for split in (spec_lib.Split.TRAIN, spec_lib.Split.VALID, spec_lib.Split.TEST):
-            try:
-                counts.append(f"{split.name.lower()} {len(spec.get_classes(split))}")
-            except Exception:  # noqa: BLE001 -- a summary only
-                pass
-        summaries.append(f"{name} ({', '.join(counts)} classes)" if counts else name)
-    return summaries
-
-
-def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, summary_dir=None,
-        print_fn=None):
-    """The launcher's work; returns the test results dict. Raises UserError (LaunchError,
-    TrainerError, data errors) naming the flag, binding or file at fault."""
-
-    say = print_fn or (lambda message: print(message, flush=True))
-    # Everything is checked before anything is created: a failed start leaves no folder.
+def _configuration(configs, bindings):
+    """Parses the gin configuration and checks what the run will use; returns
+    `(config files, train names, eval names, benchmark version, final test config)`."""
     if not configs:
-        raise LaunchError("no --gin_config given (e.g. --gin_config=gin/demo.gin)")
-    cli.parse_gin(configs, bindings)
+        raise LaunchError("no --gin_config given (e.g. --gin_config=demo)")
+    configs = cli.parse_gin(configs, bindings)
     train_names, eval_names = episodes_lib.benchmark()
     version = benchmark_versions.of_training(train_names)
     benchmark_versions.check_evaluation(version or benchmark_versions.DEFAULT, eval_names,
                                         "benchmark.eval_datasets")
-    loop.check_configuration()
+    options_lib.check_configuration()
     test_config = final_test_lib.final_test()
     if test_config["enabled"] and len(eval_names) != 1:
         raise LaunchError(
@@ -106,26 +86,58 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
     if test_config["enabled"] and not test_config["num_episodes"] >= 1:
         raise LaunchError(f"final_test.num_episodes must be >= 1, got "
                           f"{test_config['num_episodes']!r} (or set final_test.enabled = False)")
+    return configs, train_names, eval_names, version, test_config
+
+
+def _records(records_root_dir, train_names, eval_names, test_config, say):
+    """`(records root, train specs, eval specs)`, every split the run draws from checked; the
+    demo source is generated when no records root is given."""
+    if records_root_dir is None:
+        if train_names != [demo.DEMO_SOURCE_NAME] or eval_names != [demo.DEMO_SOURCE_NAME]:
+            raise LaunchError("--records_root_dir is required (only the demo, "
+                              f"benchmark.train_datasets='{demo.DEMO_SOURCE_NAME}', generates "
+                              "its own records)")
+        records_root_dir = demo.ensure_demo_source(print_fn=say)
+    train_specs = sources_lib.load_sources(records_root_dir, train_names, Split.TRAIN,
+                                           "benchmark.train_datasets")
+    eval_specs = sources_lib.load_sources(records_root_dir, eval_names, Split.VALID,
+                                          "benchmark.eval_datasets")
+    if test_config["enabled"]:
+        sources_lib.load_sources(records_root_dir, eval_names, Split.TEST,
+                                 "benchmark.eval_datasets")
+    return records_root_dir, train_specs, eval_specs
+
+
+def _report_final_test(results, best, test_config, seconds, learner_name, say):
+    ((source, entry),) = results["sources"].items()
+    say(f"Test ({source}, {entry['num_episodes']} episodes, seed {test_config['seed']}, "
+        f"checkpoint of step {best['step']}, {format_duration(seconds)}):")
+    say(f"  {learner_name}: {100 * entry['mean']:.2f} +- {100 * entry['ci95']:.2f} %")
+    say(f"  nearest centroid on raw pixels: "
+        f"{100 * entry['floor_mean']:.2f} +- {100 * entry['floor_ci95']:.2f} %")
+
+
+def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, summary_dir=None,
+        print_fn=None):
+    """The launcher's work; returns the test results dict. Raises UserError (LaunchError,
+    SourceError, TrainerError, data errors) naming the flag, binding or file at fault."""
+    say = print_fn or (lambda message: print(message, flush=True))
+    # Everything is checked before anything is created: a failed start leaves no folder.
+    configs, train_names, eval_names, version, test_config = _configuration(configs, bindings)
     name = os.path.splitext(os.path.basename(configs[0]))[0]
     train_checkpoint_dir = train_checkpoint_dir or os.path.join("runs", name, "checkpoints")
     summary_dir = summary_dir or os.path.join("runs", name, "summaries")
     files.check_output_dir(train_checkpoint_dir, "--train_checkpoint_dir")
     files.check_output_dir(summary_dir, "--summary_dir")
     demo_source = records_root_dir is None
-    if demo_source:
-        if train_names == [demo.DEMO_SOURCE_NAME] and eval_names == [demo.DEMO_SOURCE_NAME]:
-            records_root_dir = demo.ensure_demo_source(print_fn=say)
-        else:
-            raise LaunchError("--records_root_dir is required (only the demo, "
-                              f"benchmark.train_datasets='{demo.DEMO_SOURCE_NAME}', generates "
-                              "its own records)")
-    train_summary = check_records(records_root_dir, train_names, "benchmark.train_datasets")
-    eval_summary = check_records(records_root_dir, eval_names, "benchmark.eval_datasets")
+    records_root_dir, train_specs, eval_specs = _records(records_root_dir, train_names,
+                                                         eval_names, test_config, say)
     say(f"Records: {records_root_dir}")
     if version:
         say(f"Benchmark: {benchmark_versions.get(version).title} ({version})")
-    say(f"Training on: {', '.join(train_summary)}")
-    say(f"Validating/testing on: {', '.join(eval_summary)}")
+    say(f"Training on: {', '.join(sources_lib.describe(*i) for i in train_specs.items())}")
+    say(f"Validating/testing on: "
+        f"{', '.join(sources_lib.describe(*i) for i in eval_specs.items())}")
     say(f"Checkpoints: {os.path.abspath(train_checkpoint_dir)}")
     say(f"Summaries:   {os.path.abspath(summary_dir)}")
     manifest = dict(
@@ -135,34 +147,29 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
         final_test=test_config)
 
     start = time.time()
-    trainer = loop.Trainer(
-        records_root_dir=records_root_dir, train_dataset_list=train_names,
-        eval_dataset_list=eval_names, checkpoint_dir=train_checkpoint_dir,
-        summary_dir=summary_dir, print_fn=say, run_manifest=manifest)
+    trainer = loop.Trainer(loop.RunInputs(
+        checkpoint_dir=train_checkpoint_dir, records_root_dir=records_root_dir,
+        train_datasets=train_names, eval_datasets=eval_names, summary_dir=summary_dir,
+        manifest=manifest), print_fn=say)
     say(f"Strategy: {type(trainer.strategy).__name__} with "
         f"{trainer.strategy.num_replicas_in_sync} replica(s); learner "
         f"{type(trainer.learner).__name__}")
     best = trainer.train()
     train_seconds = time.time() - start
-    say(f"Training done in {train_seconds:.0f} s. Best validation: "
+    say(f"Training done in {format_duration(train_seconds)}. Best validation: "
         f"{100 * best['valid_accuracy']:.2f} +- {100 * best['valid_ci95']:.2f} % at step "
         f"{best['step']} ({best['checkpoint']})")
     if not test_config["enabled"]:
         return dict(best=best)
-
+    say(f"Final test: {test_config['num_episodes']} TEST episodes of {eval_names[0]} "
+        f"(seed {test_config['seed']}), best checkpoint")
     start = time.time()
     results = final_test_lib.run_final_test(
         trainer, best, test_config["num_episodes"], test_config["seed"],
         training_info=dict(train_seconds=round(train_seconds, 1)))
-    test_seconds = time.time() - start
-    entry = results["sources"][eval_names[0]]
-    say(f"Test ({eval_names[0]}, {entry['num_episodes']} episodes, seed {test_config['seed']}, "
-        f"checkpoint of step {best['step']}, {test_seconds:.0f} s):")
-    say(f"  {type(trainer.learner).__name__}: "
-        f"{100 * entry['mean']:.2f} +- {100 * entry['ci95']:.2f} %")
-    say(f"  nearest centroid on raw pixels: "
-        f"{100 * entry['floor_mean']:.2f} +- {100 * entry['floor_ci95']:.2f} %")
-    say(f"Results: {os.path.join(os.path.abspath(train_checkpoint_dir), final_test_lib.FINAL_TEST_SUBDIR)}")
+    _report_final_test(results, best, test_config, time.time() - start,
+                       type(trainer.learner).__name__, say)
+    say(f"Results: {os.path.join(trainer.checkpoint_dir, checkpoints.FINAL_TEST_SUBDIR)}")
     trainer.write_operative_config()
     return results
 

@@ -18,6 +18,11 @@ official TF1 checkpoint (no operative config) needs `--gin_config` (e.g. gin/ctx
 `--records_root_dir` and `--dataset`.
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import itertools
 import os
 
@@ -25,9 +30,9 @@ from absl import flags
 
 from ctx_tf import checkpoints
 from ctx_tf import cli
-from ctx_tf import cli_flags
 from ctx_tf import files
 from ctx_tf import learners
+from ctx_tf.cli import flags as cli_flags
 from ctx_tf.data import config as config_lib
 from ctx_tf.data import dataset_spec as spec_lib
 from ctx_tf.data import demo
@@ -36,6 +41,7 @@ from ctx_tf.data.reading.errors import ReaderError
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import attention_figure
 from ctx_tf.evaluation import protocol
+from ctx_tf.evaluation import sources as sources_lib
 from ctx_tf.training import episodes as episodes_lib
 
 FLAGS = flags.FLAGS
@@ -112,10 +118,8 @@ def run_visualize(checkpoint, gin_config=(), gin_bindings=(), records_root_dir=N
     cli.parse_gin(gin_config, gin_bindings)
     records_root_dir, dataset = _records_and_dataset(records_root_dir, dataset, log)
     split_enum = spec_lib.as_split(split)
-    try:
-        spec = protocol.load_sources(records_root_dir, [dataset], split_enum)[dataset]
-    except protocol.EvaluationError as e:
-        raise UserError(str(e)) from e
+    spec = sources_lib.load_sources(records_root_dir, [dataset], split_enum,
+                                    "--dataset")[dataset]
     output_dir = output_dir or os.path.join(os.path.dirname(os.path.abspath(prefix)),
                                             "attention")
     data_config = config_lib.DataConfig()

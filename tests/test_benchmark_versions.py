@@ -14,6 +14,7 @@ from ctx_tf import train
 from ctx_tf.data import sampling
 from ctx_tf.data.writing import synthetic
 from ctx_tf.evaluation import benchmark_versions as versions
+from ctx_tf.evaluation import comparison
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.training import episodes as episodes_lib
@@ -197,7 +198,7 @@ def test_md_v2_results_name_their_version_and_withhold_the_v1_rows():
                "protocol": dict(benchmark="md_v2", split="TEST", num_episodes=600,
                                 image_size=224, episode_config=None),
                "sources": {"omniglot": results_lib.source_result(episodes)}}
-    verdict = results_lib.comparison_verdicts(results)["omniglot"]
+    verdict = comparison.comparison_verdicts(results)["omniglot"]
     assert not verdict["comparable"]
     assert verdict["withheld"] == ("omniglot: an md_v2 result; the published CTX row is md_v1 "
                                    "and no md_v2 CTX row is published")
@@ -207,8 +208,8 @@ def test_md_v2_results_name_their_version_and_withhold_the_v1_rows():
     assert f"- omniglot: {verdict['withheld'][len('omniglot: '):]}" in report
     # Without a recorded version, results are md_v1 (older results files).
     del results["protocol"]["benchmark"]
-    assert results_lib.benchmark_of(results) == "md_v1"
-    assert "an md_v2 result" not in results_lib.comparison_verdicts(results)["omniglot"][
+    assert comparison.benchmark_of(results) == "md_v1"
+    assert "an md_v2 result" not in comparison.comparison_verdicts(results)["omniglot"][
         "withheld"]
 
 

@@ -58,9 +58,9 @@ def trained(tmp_path_factory):
     gin.clear_config()
     try:
         cli.parse_gin([str(gin_file)], [])
-        trainer = loop.Trainer(
-            records_root_dir=records, train_dataset_list=["tiny"], eval_dataset_list=["tiny"],
-            checkpoint_dir=train_dir, print_fn=lambda *_: None)
+        trainer = loop.Trainer(loop.RunInputs(
+            checkpoint_dir=train_dir, records_root_dir=records, train_datasets=["tiny"],
+            eval_datasets=["tiny"]), print_fn=lambda *_: None)
         trainer.train()
     finally:
         gin.clear_config()
@@ -225,14 +225,14 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 from ctx_tf import evaluate
-from ctx_tf.evaluation import journal
+from ctx_tf.evaluation import evaluator
 
-append = journal.Journal.append
+append = evaluator.Journal.append
 def append_then_die(self, source, record, seconds):
     append(self, source, record, seconds)
     if source == "other" and len(self.done[source]) == 2:
         os.kill(os.getpid(), signal.SIGKILL)  # a hard kill after 3 + 2 journaled episodes
-journal.Journal.append = append_then_die
+evaluator.Journal.append = append_then_die
 evaluate.run_evaluation(**eval(sys.argv[2]))
 """
 
@@ -252,7 +252,7 @@ def test_floor_only_evaluation_survives_a_hard_kill(tmp_path):
     import subprocess
     import sys
 
-    from ctx_tf.evaluation import journal as journal_lib
+    from ctx_tf.evaluation import evaluator as journal_lib
     from ctx_tf.evaluation.floor import FLOOR_NAME
 
     records = write_tiny_source(tmp_path / "records", "tiny", size=8)

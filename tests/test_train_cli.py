@@ -52,7 +52,8 @@ def test_missing_records_root_fails_fast(tmp_path):
     proc = run_cli([f"--gin_config={CTX_GIN}", f"--records_root_dir={missing}"]
                    + flags(tmp_path), tmp_path)
     assert proc.returncode == 2
-    assert "dataset 'ilsvrc_2012' (benchmark.train_datasets) has no records" in proc.stderr
+    assert "unknown source 'ilsvrc_2012': no " in proc.stderr
+    assert "(benchmark.train_datasets)" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

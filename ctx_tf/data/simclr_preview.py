@@ -6,6 +6,11 @@ Command line::
       [--split=train] [--image_size=84] [--seed=0] [--max_rows=16] [--color_jitter_strength=S]
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import os
 
 import numpy as np

@@ -15,6 +15,11 @@ by ``--splits_file``, are drawn at random with ``--seed``. ``--check`` runs
 :func:`ctx_tf.data.writing.arrays.write_source_from_arrays` (``ctx_tf.write_source_from_arrays``).
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 from absl import app, flags
 
 from ctx_tf import cli

@@ -1,11 +1,15 @@
 """Meta-Dataset evaluation: the official test protocol, statistics, leaderboard and reports.
 
-* `stats`: per-episode accuracy, mean and 95% CI (ddof=0), paired differences.
+* `sources`: a records root and source names -> checked specs.
 * `protocol`: episodes of each source's TEST/VALID classes run through a learner.
-* `floor`: the raw-pixel nearest-centroid floor; `progress`: progress lines.
+* `evaluator`: one evaluation start to finish (progress, journal, files), for validation, the
+  final test and `python -m ctx_tf.evaluate`.
+* `stats`: per-episode accuracy, mean and 95% CI (ddof=0), paired differences.
+* `floor`: the raw-pixel nearest-centroid floor.
 * `results`: results.json / episodes.csv / results.md / results.png.
-* `leaderboard`: published Meta-Dataset rows and the official ranking rule.
-* `plot`: the Pillow bar chart.
+* `comparison`, `comparability`: which published rows a result stands beside, and why not.
+* `leaderboard`: published Meta-Dataset rows, their training settings, the official ranking.
+* `plot`: the bar chart.
 
 The command line is `python -m ctx_tf.evaluate`.
 """

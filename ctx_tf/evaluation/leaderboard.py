@@ -60,8 +60,10 @@ SHORT_TITLES = {
     "mscoco": "MSCOCO",
 }
 
+# The leaderboard's two training settings: a result is set beside rows of its own only.
 IMAGENET_ONLY = "imagenet"
 ALL_DATASETS = "all"
+SETTING_TITLES = {IMAGENET_ONLY: "ImageNet only", ALL_DATASETS: "all datasets"}
 
 _README = "google-research/meta-dataset README.md, leaderboard 'Training on ImageNet only'"
 _NOTEBOOK = "google-research/meta-dataset Leaderboard.ipynb (commit d6574b42)"
@@ -170,6 +172,47 @@ def published_row(name, setting=IMAGENET_ONLY):
             return row
     known = ", ".join(repr(r.name) for r in PUBLISHED if r.setting == setting)
     raise UnknownRowError(f"no published row {name!r} for setting {setting!r}; known: {known}")
+
+
+def check_row_names(names):
+    """Raises UnknownRowError for a name that is no published row in any setting."""
+    for name in names:
+        if not any(row.name.lower() == name.lower() for row in PUBLISHED):
+            known = ", ".join(dict.fromkeys(repr(row.name) for row in PUBLISHED))
+            raise UnknownRowError(f"no published row {name!r}; known: {known}")
+
+
+def published_rows(names, setting):
+    """`(rows, missing)`: the published rows called `names` in `setting` (None, an unknown
+    training setting, has none), and the names without a row in it."""
+    rows, missing = [], []
+    for name in names:
+        found = [row for row in PUBLISHED
+                 if row.name.lower() == name.lower() and row.setting == setting]
+        rows.extend(found[:1])
+        if not found:
+            missing.append(name)
+    return rows, missing
+
+
+def training_setting(train_datasets):
+    """The leaderboard setting of a run trained on `train_datasets`: IMAGENET_ONLY (ILSVRC
+    alone, of either benchmark version, or nothing at all: the raw-pixel floor), ALL_DATASETS
+    (a version's whole training list), or None (another setting, e.g. Omniglot alone or
+    mini-ImageNet: no published row has it)."""
+    names = sorted(set(train_datasets))
+    if not names:
+        return IMAGENET_ONLY  # trained on no data: within the ImageNet-only restriction
+    for version in benchmark_versions.VERSIONS.values():
+        if names == [version.imagenet_source]:
+            return IMAGENET_ONLY
+        if names == sorted(version.train_sources):
+            return ALL_DATASETS
+    return None
+
+
+def setting_title(setting):
+    return SETTING_TITLES.get(setting, "another training setting")
 
 
 @dataclasses.dataclass(frozen=True)

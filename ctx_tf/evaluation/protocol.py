@@ -19,25 +19,23 @@ import contextlib
 import copy
 import dataclasses
 import itertools
-import os
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from ctx_tf import distribute as distribute_lib
 from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import pipeline
 from ctx_tf.data import sampling
-from ctx_tf.data.reading import episode_reader as reader_lib
 from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import comparability
 from ctx_tf.errors import UserError
-from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
+from ctx_tf.evaluation import sources as sources_lib
 from ctx_tf.evaluation import stats
 from ctx_tf.evaluation.floor import nearest_centroid_accuracy
 from ctx_tf.seeds import derive_seed
-from ctx_tf.training import step as step_lib
 
 NUM_EVAL_EPISODES = comparability.MIN_EPISODES
 # Forced for evaluation, whatever the (training) gin config binds.
@@ -99,82 +97,13 @@ def sampling_name(source_name):
     return "dag" if use_dag else "bilevel" if use_bilevel else "uniform"
 
 
-# ------------------------------------------------------------------------------ sources
-
-
-def _join(root, name):
-    root = str(root)
-    return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(root, name)
-
-
-def _available_sources(records_root):
-    try:
-        entries = tf.io.gfile.listdir(str(records_root))
-    except tf.errors.NotFoundError:
-        return None
-    found = []
-    for entry in sorted(entries):
-        name = entry.rstrip("/")
-        if tf.io.gfile.exists(_join(_join(records_root, name),
-                                    dataset_spec_lib.SPEC_FILENAME)):
-            found.append(name)
-    return found
-
-
-def load_sources(records_root, source_names, split):
-    """`{name: dataset_spec}` for every source, checked before any episode is drawn.
-
-    Raises:
-      EvaluationError: unknown source (no `<records_root>/<name>/dataset_spec.json`), a
-        source listed twice, or a source whose `split` has no classes (e.g. ilsvrc_2012_v2,
-        or traffic_sign for VALID).
-    """
-    split = dataset_spec_lib.as_split(split)
-    if not source_names:
-        raise EvaluationError("no source to evaluate; pass --datasets=name1,name2,...")
-    duplicates = sorted({s for s in source_names if list(source_names).count(s) > 1})
-    if duplicates:
-        raise EvaluationError(f"sources listed more than once: {duplicates}")
-    missing = [name for name in source_names if not tf.io.gfile.exists(
-        _join(_join(records_root, name), dataset_spec_lib.SPEC_FILENAME))]
-    if missing:
-        available = _available_sources(records_root)
-        if available is None:
-            raise EvaluationError(f"records root {records_root} does not exist")
-        known = ", ".join(leaderboard.TEST_SOURCES)
-        names = ", ".join(repr(name) for name in missing)
-        where = (f"{_join(records_root, missing[0])}/{dataset_spec_lib.SPEC_FILENAME}"
-                 if len(missing) == 1 else
-                 f"{_join(records_root, '<name>')}/{dataset_spec_lib.SPEC_FILENAME}")
-        raise EvaluationError(
-            f"unknown source{'s' if len(missing) > 1 else ''} {names}: no {where}. "
-            f"Sources under {records_root}: {', '.join(available) or 'none'}. "
-            f"Meta-Dataset test sources: {known}")
-    specs = {}
-    for name in source_names:
-        directory = _join(records_root, name)
-        spec = dataset_spec_lib.load_dataset_spec(directory)
-        classes = list(spec.get_classes(split))
-        if not classes:
-            counts = ", ".join(f"{s.name} {len(list(spec.get_classes(s)))}"
-                               for s in dataset_spec_lib.Split)
-            raise EvaluationError(
-                f"source {name!r} has no {split.name} classes ({counts} classes in "
-                f"{directory}/{dataset_spec_lib.SPEC_FILENAME}); evaluate it on another split "
-                "or leave it out")
-        # Missing, empty and badly truncated class files are named before anything is written.
-        reader_lib.check_split_files(spec, split, validate_records=False, num_to_take=None)
-        specs[name] = spec
-    return specs
-
-
 # ----------------------------------------------------------------------------- episodes
 
 
 def make_predict_fn(learner):
     """`learner`'s compiled `episode -> (logits, support image means, query image means)` on
-    the current strategy: the one predict function, `ctx_tf.training.step.make_predict_fn`."""
-    return step_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
+    the current strategy: the one predict function, `ctx_tf.distribute.make_predict_fn`."""
+    return distribute_lib.make_predict_fn(tf.distribute.get_strategy(), learner)
 
 
 def make_image_means_fn():
@@ -270,6 +199,9 @@ class EvaluationSetup:
     num_prefetch: int = 0
     episode_config: object = None
     benchmark: str = benchmark_versions.DEFAULT
+    # Several sources as one pipeline drawing each episode's source at random (the official
+    # validation of several sources), scored as one entry (`multisource_name`).
+    multisource: bool = False
 
 
 @contextlib.contextmanager
@@ -315,7 +247,7 @@ def run_identity(setup):
             "split": dataset_spec_lib.as_split(setup.split).name,
             "num_episodes": setup.num_episodes, "seed": setup.seed,
             "image_size": setup.image_size, "shuffle_buffer_size": setup.shuffle_buffer_size,
-            "episode_config": config_as_dict(config)}
+            "episode_config": config_as_dict(config), "multisource": bool(setup.multisource)}
 
 
 def source_episodes(setup, spec):
@@ -328,6 +260,69 @@ def source_episodes(setup, spec):
                                setup.shuffle_buffer_size, setup.read_buffer_size_bytes,
                                setup.num_prefetch)
     return pipeline.iterate(dataset, [spec], split)
+
+
+def multisource_name(sources):
+    """The results entry of a multi-source evaluation: `multisource(a,b,...)`."""
+    return f"multisource({','.join(sources)})"
+
+
+def multisource_episodes(setup, specs):
+    """The episodes of every source of `setup` from one pipeline that draws each episode's
+    source uniformly at random (seeded by the protocol seed and the sources' names)."""
+    config, _ = evaluation_episode_config(setup.episode_config)
+    split = dataset_spec_lib.as_split(setup.split)
+    flags = [dataset_spec_lib.use_ontologies(spec.name) for spec in specs]
+    seed = source_seed(setup.seed, multisource_name(spec.name for spec in specs))
+    with _global_seed(seed):
+        dataset = pipeline.make_multisource_episode_pipeline(
+            specs, [f[0] for f in flags], [f[1] for f in flags], split, config,
+            shuffle_buffer_size=setup.shuffle_buffer_size,
+            read_buffer_size_bytes=setup.read_buffer_size_bytes,
+            num_prefetch=setup.num_prefetch, image_size=setup.image_size,
+            simclr_episode_fraction=0.0, seed=seed)
+    return pipeline.iterate(dataset, specs, split)
+
+
+def _streams(setup, specs, episodes_fn, split):
+    """`{entry name: (specs, () -> episodes)}`: one entry per source, or one for all of them
+    (`setup.multisource`)."""
+    if setup.multisource and len(specs) > 1 and episodes_fn is None:
+        every = list(specs.values())
+        return {multisource_name(specs): (every, lambda: multisource_episodes(setup, every))}
+    if episodes_fn is not None:
+        return {name: ([], lambda name=name: episodes_fn(
+            name, split, source_seed(setup.seed, name))) for name in specs}
+    return {name: ([spec], lambda spec=spec: source_episodes(setup, spec))
+            for name, spec in specs.items()}
+
+
+def _evaluate_entry(name, entry_specs, episodes, predict_fn, setup, split, progress, floor,
+                    journal):
+    """The `results["sources"][name]` entry of one source (or of a multi-source pipeline)."""
+    done = journal.records(name) if journal is not None else []
+    dataset = () if len(done) >= setup.num_episodes else episodes()  # () : nothing to draw
+    on_record = None
+    if journal is not None:
+        on_record = lambda record, secs: journal.append(name, record, secs)  # noqa: E731
+    start = time.perf_counter()
+    records = evaluate_source(predict_fn, dataset, setup.num_episodes, name, progress,
+                              floor=floor, done=done, on_record=on_record)
+    seconds = time.perf_counter() - start + (journal.seconds(name) if done else 0.0)
+    info = {}
+    if floor:
+        info["floor_mean"], info["floor_ci95"] = stats.mean_and_ci95(
+            [e["floor_accuracy"] for e in records])
+    if len(entry_specs) == 1:
+        info["comparability"] = comparability.check_source(name, entry_specs[0],
+                                                           split).to_json()
+    return results_lib.source_result(
+        records, split=split.name,
+        sampling="multisource" if len(entry_specs) > 1 else sampling_name(name),
+        num_classes=(sum(len(list(spec.get_classes(split))) for spec in entry_specs)
+                     if entry_specs else None),
+        seconds=round(seconds, 3),
+        episodes_per_second=round(len(records) / max(seconds, 1e-9), 4), **info)
 
 
 def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes_fn=None,
@@ -346,8 +341,8 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
       floor: also record each episode's raw-pixel nearest-centroid accuracy, and its mean
         and CI per source (`floor_mean`, `floor_ci95`).
       floor_only: no learner: the raw-pixel floor is the evaluated row.
-      journal: a `journal.Journal`: episodes it holds are not evaluated again, new ones are
-        appended to it as they finish.
+      journal: an `evaluator.Journal`: episodes it holds are not evaluated again, new ones
+        are appended to it as they finish.
     """
     split = dataset_spec_lib.as_split(setup.split)
     config, overrides = evaluation_episode_config(setup.episode_config)
@@ -355,7 +350,7 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
         log(f"evaluation uses EpisodeDescriptionConfig.{name} = {used!r} (configured: "
             f"{configured!r})")
     if episodes_fn is None:
-        specs = load_sources(setup.records_root, list(setup.sources), split)
+        specs = sources_lib.load_sources(setup.records_root, setup.sources, split)
     else:
         specs = {name: None for name in setup.sources}
     for name, spec in specs.items():
@@ -370,34 +365,11 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
     elif predict_fn is None:
         predict_fn = make_predict_fn(learner)
     sources = {}
-    for name, spec in specs.items():
-        done = journal.records(name) if journal is not None else []
-        if len(done) >= setup.num_episodes:
-            dataset = ()  # nothing left to draw
-        elif spec is None:
-            dataset = episodes_fn(name, split, source_seed(setup.seed, name))
-        else:
-            dataset = source_episodes(setup, spec)
-        on_record = None
-        if journal is not None:
-            on_record = lambda record, secs, name=name: journal.append(name, record, secs)  # noqa: E731
-        start = time.perf_counter()
-        records = evaluate_source(predict_fn, dataset, setup.num_episodes, name, progress,
-                                  floor=floor, done=done, on_record=on_record)
-        seconds = time.perf_counter() - start + (journal.seconds(name) if done else 0.0)
-        info = {}
-        if floor:
-            info["floor_mean"], info["floor_ci95"] = stats.mean_and_ci95(
-                [e["floor_accuracy"] for e in records])
-        if spec is not None:
-            info["comparability"] = comparability.check_source(name, spec, split).to_json()
-        sources[name] = results_lib.source_result(
-            records, split=split.name, sampling=sampling_name(name),
-            num_classes=None if spec is None else len(list(spec.get_classes(split))),
-            seconds=round(seconds, 3),
-            episodes_per_second=round(len(records) / max(seconds, 1e-9), 4), **info)
+    for name, (entry_specs, episodes) in _streams(setup, specs, episodes_fn, split).items():
+        sources[name] = _evaluate_entry(name, entry_specs, episodes, predict_fn, setup, split,
+                                        progress, floor, journal)
         log(f"{name}: {100 * sources[name]['mean']:.2f} ± {100 * sources[name]['ci95']:.2f}% "
-            f"over {len(records)} episodes")
+            f"over {sources[name]['num_episodes']} episodes")
     return {
         "format": results_lib.FORMAT,
         "protocol": {

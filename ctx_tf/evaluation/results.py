@@ -6,9 +6,9 @@ accuracy and a fingerprint of the episode (see `episode_fingerprint`), and the
 summary `mean` / `ci95` (fractions in [0, 1]), the raw-pixel floor on the same episodes
 (`floor_accuracy`, `floor_mean`, `floor_ci95`) and `comparability`: whether the source is the
 official one and the protocol the published rows', and if not the one line why
-(`comparison_verdicts`). `episodes.csv` has the per-episode rows of all sources; `results.md`
-the leaderboard-layout table (published rows ranked only where comparable); `results.png` the
-bar chart.
+(`comparison.comparison_verdicts`). `episodes.csv` has the per-episode rows of all sources;
+`results.md` the leaderboard-layout table (published rows ranked only where comparable);
+`results.png` the bar chart.
 
 Every file is written to a temporary name and renamed into place, on any `tf.io.gfile`
 filesystem, results.json last, so a reader never sees a half-written or partial result.
@@ -24,10 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from ctx_tf import files
-from ctx_tf.data import facts
-from ctx_tf.evaluation import benchmark_versions
-from ctx_tf.evaluation import comparability
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import benchmark_versions
+from ctx_tf.evaluation import comparison
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import stats
@@ -157,86 +156,12 @@ def _is_test(results):
     return str(results.get("protocol", {}).get("split", "")).upper() == "TEST"
 
 
-def _protocol_reasons(results, rows):
-    """Why the protocol of `results` differs from each of the published `rows`'."""
-    protocol = results.get("protocol", {})
-    reasons = []
-    for row in rows:
-        for reason in comparability.check_protocol(
-                protocol.get("num_episodes", 0), protocol.get("image_size"),
-                protocol.get("split", "TEST"), protocol.get("episode_config"),
-                published_image_size=row.image_size):
-            if len(rows) > 1:
-                reason = reason.replace("the published row used", f"{row.name} used")
-            if reason not in reasons:
-                reasons.append(reason)
-    return reasons
-
-
-def benchmark_of(results):
-    """The benchmark version `results` were measured under (`md_v1` when unrecorded)."""
-    return results.get("protocol", {}).get("benchmark") or benchmark_versions.DEFAULT
-
-
-def _version_reason(results, rows):
-    """Why `results` cannot stand beside published `rows` of another benchmark version."""
-    version = benchmark_of(results)
-    other = [row for row in rows if row.benchmark != version]
-    if not other:
-        return ""
-    names = ", ".join(row.name for row in other)
-    theirs = ", ".join(sorted({row.benchmark for row in other}))
-    return (f"an {version} result; the published {names} "
-            f"{'row is' if len(other) == 1 else 'rows are'} {theirs} and no {version} "
-            f"{names} row is published")
-
-
-def comparison_verdicts(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
-    """`{source: comparability}`: the per-source `comparability` entry of results.json.
-
-    The protocol records the source's check against the official spec (`official`,
-    `matches`, `summary`, `differences`: `comparability.SourceCheck.to_json`); this adds
-    `published_rows` (the rows it was set against), `comparable` and `withheld` (the one
-    line saying why not, empty when comparable). A Meta-Dataset name whose spec was never
-    checked (episodes fed in by a test or a caller) is not comparable either, and no result
-    is comparable with a published row of another benchmark version.
-    """
-    rows = [leaderboard.published_row(name, setting) for name in published]
-    protocol_reasons = _protocol_reasons(results, rows)
-    version_reason = _version_reason(results, rows)
-    verdicts = {}
-    for source, entry in results["sources"].items():
-        recorded = entry.get("comparability")
-        if source not in facts.SOURCES:
-            check = comparability.check_source(source, None)
-        elif recorded is None or "official" not in recorded:
-            check = comparability.SourceCheck(
-                name=source, official=True, matches=False,
-                summary="not checked against the official spec (no dataset_spec.json read)")
-        else:
-            check = comparability.SourceCheck.from_json(source, recorded)
-        comparable, reason = comparability.comparison_verdict(check, protocol_reasons)
-        if version_reason:
-            comparable, reason = False, f"{source}: {version_reason}"
-        verdicts[source] = dict(check.to_json(), published_rows=[r.name for r in rows],
-                                comparable=comparable and bool(rows), withheld=reason)
-    return verdicts
-
-
-def with_comparisons(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
-    """A copy of `results` whose sources carry their `comparison_verdicts`."""
-    verdicts = comparison_verdicts(results, published, setting)
-    annotated = dict(results, sources={s: dict(e, comparability=verdicts[s])
-                                       for s, e in results["sources"].items()})
-    return annotated
-
-
 def _has_floor_row(results):
     return (not results.get("model", {}).get("floor_only")
             and all("floor_mean" in e for e in results["sources"].values()))
 
 
-def comparison_table(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
+def comparison_table(results, published=("CTX",), setting=None):
     """`(table, sources, withheld, published_names)`.
 
     `table` is `{model: {source: Score}}` in fractions: ours, the raw-pixel floor on the same
@@ -253,11 +178,12 @@ def comparison_table(results, published=("CTX",), setting=leaderboard.IMAGENET_O
                                                   e["num_episodes"])
                              for s, e in results["sources"].items()}
     published_names, withheld = [], {}
-    if _is_test(results) and published:
-        verdicts = comparison_verdicts(results, published, setting)
+    setting = comparison.setting_of(results) if setting is None else setting
+    rows, _ = leaderboard.published_rows(published, setting)
+    if _is_test(results) and rows:
+        verdicts = comparison.comparison_verdicts(results, published, setting)
         withheld = {s: v["withheld"] for s, v in verdicts.items() if not v["comparable"]}
-        for name in published:
-            row = leaderboard.published_row(name, setting)
+        for row in rows:
             scores = {s: leaderboard.Score(v.mean / 100.0, v.ci95 / 100.0, v.num_episodes)
                       for s, v in leaderboard.published_scores(row).items() if s in sources}
             if scores:  # nothing to show for sources outside Meta-Dataset
@@ -266,13 +192,14 @@ def comparison_table(results, published=("CTX",), setting=leaderboard.IMAGENET_O
     return table, sources, withheld, published_names
 
 
-def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY):
+def results_markdown(results, published=("CTX",), setting=None):
     """The Markdown report: protocol, leaderboard-layout table, per-source details."""
+    setting = comparison.setting_of(results) if setting is None else setting
     protocol = results.get("protocol", {})
     model = results.get("model", {})
     table, sources, withheld, published_names = comparison_table(results, published, setting)
     rankable = bool(published_names) and len(withheld) < len(sources)
-    version = benchmark_versions.get(benchmark_of(results))
+    version = benchmark_versions.get(comparison.benchmark_of(results))
     lines = [f"# Meta-Dataset evaluation: {_model_name(results)}", ""]
     lines.append(f"- benchmark: {version.title} (`{version.name}`)")
     lines.append(f"- split: {protocol.get('split')}, {protocol.get('num_episodes')} episodes per "
@@ -288,8 +215,7 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
         table, sources, rank=rankable, scale=100.0, withheld=withheld,
         published=published_names, unranked=[FLOOR_NAME]))
     if rankable:
-        trained_on = ("ImageNet only" if setting == leaderboard.IMAGENET_ONLY
-                      else "all datasets")
+        trained_on = leaderboard.setting_title(setting)
         ranked = len(sources) - len(withheld)
         lines.append(
             f"Accuracy in percent ± 95% CI (rank). Ranks follow the official leaderboard rule "
@@ -302,6 +228,9 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
     elif not _is_test(results):
         lines.append("Accuracy in percent ± 95% CI. Not ranked: published numbers are TEST "
                      "results.")
+    note = comparison.setting_note(results, published, setting) if _is_test(results) else ""
+    if note:
+        lines.append(f"Accuracy in percent ± 95% CI. Not ranked: {note}.")
     for name in published_names:
         row = leaderboard.published_row(name[:-len(" (published)")], setting)
         lines.append(f"- {row.name}: {row.description}. {row.reference}. Read from "
@@ -312,7 +241,7 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
     lines.append("| source | classes | sampling | episodes | way (min–max) | support (min–max) "
                  "| queries (min–max) | accuracy | floor | episodes/s | records |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    verdicts = comparison_verdicts(results, published, setting)
+    verdicts = comparison.comparison_verdicts(results, published, setting)
     for source, e in results["sources"].items():
         eps = e["episodes"]
 
@@ -329,24 +258,24 @@ def results_markdown(results, published=("CTX",), setting=leaderboard.IMAGENET_O
             f"| {span('num_query')} | {100 * e['mean']:.2f} ± {100 * e['ci95']:.2f} "
             f"| {floor} | {'–' if eps_per_s is None else f'{eps_per_s:.2f}'} "
             f"| {verdicts[source]['summary']} |")
-    comparison = results.get("comparison")
-    if comparison:
+    paired = results.get("comparison")
+    if paired:
         lines.append("")
-        lines.append(f"## Paired difference against `{comparison['against']}`")
+        lines.append(f"## Paired difference against `{paired['against']}`")
         lines.append("")
         lines.append("Same episodes; difference of per-episode accuracies (ours − theirs), "
                      "mean ± 95% CI in percent points.")
         lines.append("")
         lines.append("| source | ours | theirs | difference | significant |")
         lines.append("|---|---|---|---|---|")
-        for source, d in comparison["paired_difference"].items():
+        for source, d in paired["paired_difference"].items():
             lines.append(f"| {source} | {100 * d['mean_a']:.2f} | {100 * d['mean_b']:.2f} "
                          f"| {100 * d['mean']:+.2f} ± {100 * d['ci95']:.2f} "
                          f"| {'yes' if d['significant'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
-def results_plot(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY,
+def results_plot(results, published=("CTX",), setting=None,
                  size=plot.DEFAULT_SIZE):
     """PNG bytes: our accuracy per source with CI bars beside the floor and the published
     rows (not drawn where the comparison is withheld)."""
@@ -360,13 +289,13 @@ def results_plot(results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY,
                           published=published_names)
 
 
-def write_results(output_dir, results, published=("CTX",), setting=leaderboard.IMAGENET_ONLY,
+def write_results(output_dir, results, published=("CTX",), setting=None,
                   plot_size=plot.DEFAULT_SIZE):
     """Writes episodes.csv, results.md, results.png and, last, results.json (with every
     source's comparability verdict); returns their paths."""
     output_dir = str(output_dir)
     tf.io.gfile.makedirs(output_dir)
-    results = with_comparisons(results, published, setting)
+    results = comparison.with_comparisons(results, published, setting)
     contents = {
         EPISODES_CSV: episodes_csv(results),
         RESULTS_MD: results_markdown(results, published, setting),

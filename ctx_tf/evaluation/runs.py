@@ -17,24 +17,31 @@ Writes `<name>_table.md` (accuracy +- 95% CI of every run and of the floor, pair
 differences, updates and wall times) and `<name>.png` (bar chart), and prints the table.
 """
 
+from ctx_tf.cli import quiet_start
+
+# First, so that `python -m` captures TensorFlow's start-up logs of the imports below.
+quiet_start.begin_if_main(__name__)
+
 import os
 
 import numpy as np
 from absl import app
 from absl import flags
 
+from ctx_tf import checkpoints
 from ctx_tf import cli
 from ctx_tf import files
 from ctx_tf.errors import UserError
+from ctx_tf.evaluation import comparison
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results
 from ctx_tf.evaluation.floor import FLOOR_NAME
 from ctx_tf.evaluation.stats import mean_and_ci95
+from ctx_tf.progress import format_duration
 
 FLAGS = flags.FLAGS
 
-FINAL_TEST_SUBDIR = "final_test"  # ctx_tf.training.final_test writes it
 PUBLISHED = ("CTX",)  # published rows set beside the runs where comparable
 
 
@@ -44,7 +51,7 @@ class RunsError(UserError, ValueError):
 
 def load_run(directory):
     """The final test of a training run directory as a flat record, checked."""
-    path = os.path.join(str(directory), FINAL_TEST_SUBDIR, results.RESULTS_JSON)
+    path = os.path.join(str(directory), checkpoints.FINAL_TEST_SUBDIR, results.RESULTS_JSON)
     if not os.path.exists(path):
         raise RunsError(f"{path} does not exist: the run has not finished its final test "
                         "(python -m ctx_tf.train writes it after training)")
@@ -68,7 +75,8 @@ def load_run(directory):
         step=model.get("checkpoint_info", {}).get("step"), learner=model.get("learner"),
         num_updates=training.get("num_updates"), train_seconds=training.get("train_seconds"),
         test_seconds=entry.get("seconds"),
-        verdict=results.comparison_verdicts(loaded, PUBLISHED)[dataset])
+        setting=comparison.setting_of(loaded),
+        verdict=comparison.comparison_verdicts(loaded, PUBLISHED)[dataset])
 
 
 def paired(a, b):
@@ -116,13 +124,19 @@ def compare(runs):
             learner=record.get("learner"), num_updates=record.get("num_updates"),
             best_step=record["step"], train_seconds=record.get("train_seconds"),
             test_seconds=record.get("test_seconds")))
-    # A published row stands beside the runs only when every run's records and protocol
-    # match it; otherwise the first reason is the one line saying why not.
+    # A published row stands beside the runs only when every run's records, protocol and
+    # training setting match it; otherwise the first reason is the one line saying why not.
     withheld = next((runs[n]["verdict"]["withheld"] for n in names
                      if not runs[n]["verdict"]["comparable"]), "")
+    settings = {runs[n]["setting"] for n in names}
+    if len(settings) > 1:
+        withheld = withheld or ("the runs were trained in different settings ("
+                                + ", ".join(leaderboard.setting_title(s) for s in settings)
+                                + "): no published row stands beside all of them")
+    rows_of_setting, _ = leaderboard.published_rows(
+        PUBLISHED, settings.pop() if len(settings) == 1 else None)
     published = []
-    for row_name in PUBLISHED:
-        row = leaderboard.published_row(row_name)
+    for row in rows_of_setting:
         if first["dataset"] in row.results:
             mean, ci = row.results[first["dataset"]]
             published.append(dict(name=f"{row.name} (published)", accuracy=(mean / 100,
@@ -132,13 +146,13 @@ def compare(runs):
                 published=published, withheld=withheld)
 
 
+def _duration(seconds):
+    return "" if seconds is None else format_duration(seconds)
+
+
 def _pct(pair, sign=False):
     mean, ci = pair
     return f"{100 * mean:{'+' if sign else ''}.2f} ± {100 * ci:.2f}"
-
-
-def _minutes(seconds):
-    return "" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def table_markdown(comparison):
@@ -157,7 +171,8 @@ def table_markdown(comparison):
         lines.append(
             f"| {row['name']} | {_pct(row['accuracy'])} | {_pct(row['minus_floor'], True)} "
             f"| {'' if row['minus_first'] is None else _pct(row['minus_first'], True)} "
-            f"| {updates} | {_minutes(row['train_seconds'])} | {_minutes(row['test_seconds'])} |")
+            f"| {updates} | {_duration(row['train_seconds'])} "
+            f"| {_duration(row['test_seconds'])} |")
     lines.append(f"| {FLOOR_NAME} | {_pct(comparison['floor'])} | | | | | |")
     for row in comparison.get("published", []):
         cell = "withheld" if comparison["withheld"] else _pct(row["accuracy"])

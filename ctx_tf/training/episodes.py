@@ -1,7 +1,5 @@
 """The datasets of a run (`benchmark`) and its training episodes."""
 
-import os
-
 import gin
 
 from ctx_tf.data import dataset_spec as spec_lib
@@ -34,26 +32,6 @@ def benchmark(train_datasets="", eval_datasets="", use_dumped_episodes=False,
 
     return (split(train_datasets, "benchmark.train_datasets"),
             split(eval_datasets, "benchmark.eval_datasets"))
-
-
-def load_specs(records_root_dir, names, what):
-    """The dataset specs of `names` under the records root (`what`: 'train' or 'eval')."""
-    if not names:
-        raise DataError(f"no {what} datasets: bind benchmark.{what}_datasets")
-    if not records_root_dir:
-        raise DataError("no records root: pass --records_root_dir")
-    specs = []
-    for name in names:
-        directory = os.path.join(records_root_dir, name)
-        if not os.path.isdir(directory):
-            raise DataError(
-                f"records of dataset {name!r} not found: {directory} is not a directory "
-                f"(benchmark.{what}_datasets, --records_root_dir={records_root_dir})")
-        try:
-            specs.append(spec_lib.load_dataset_spec(directory))
-        except (ValueError, OSError) as e:
-            raise DataError(f"dataset {name!r}: {e}") from e
-    return specs
 
 
 def training_episodes(specs, config, data_config, seed):

@@ -1,18 +1,24 @@
 """The learning-rate schedule of a run (docs/protocol.md §7.4), defined once for the optimizer and the logs."""
 
+import dataclasses
+
 from ctx_tf.keras import keras
 
 
+@dataclasses.dataclass(frozen=True)
 class LearningRateSchedule:
     """Staircase exponential decay, `lr0 * decay_rate ** floor(step / decay_every)`, or a
     constant `lr0` without decay; the official `Trainer` parameters."""
 
-    def __init__(self, learning_rate, decay_learning_rate=False, decay_every=5000,
-                 decay_rate=0.5):
-        self.learning_rate = float(learning_rate)
-        self.decay_learning_rate = bool(decay_learning_rate)
-        self.decay_every = int(decay_every)
-        self.decay_rate = float(decay_rate)
+    learning_rate: float
+    decay_learning_rate: bool = False
+    decay_every: int = 5000
+    decay_rate: float = 0.5
+
+    def __post_init__(self):
+        for name, kind in (("learning_rate", float), ("decay_learning_rate", bool),
+                           ("decay_every", int), ("decay_rate", float)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
 
     def at(self, step):
         """The rate of update `step` (counted from 0), as a Python float."""

@@ -12,6 +12,7 @@ from ctx_tf.data import facts
 from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import DatasetSpecification, Split
 from ctx_tf.evaluation import comparability
+from ctx_tf.evaluation import comparison
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import protocol as protocol_lib
@@ -83,7 +84,7 @@ def test_write_results_writes_all_outputs_atomically(tmp_path):
 
     loaded = results_lib.load_results(str(tmp_path / "out"))
     # What was given, plus the verdict of every source.
-    want = json.loads(json.dumps(results_lib.with_comparisons(results)))
+    want = json.loads(json.dumps(comparison.with_comparisons(results)))
     assert loaded == want
     for source in ("omniglot", "aircraft"):
         verdict = loaded["sources"][source]["comparability"]
@@ -247,7 +248,7 @@ def test_each_protocol_mismatch_withholds_the_comparison(tmp_path, change, reaso
 def test_sources_with_other_names_are_never_compared():
     results = _results(sources=("tiny", "omniglot"), num_episodes=600,
                        checks={"tiny": None})  # omniglot fed in without a spec
-    verdicts = results_lib.comparison_verdicts(results)
+    verdicts = comparison.comparison_verdicts(results)
     assert verdicts["tiny"]["withheld"] == "tiny: not a Meta-Dataset source"
     assert not verdicts["omniglot"]["comparable"]
     assert "not checked against the official spec" in verdicts["omniglot"]["withheld"]

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from ctx_tf import checkpoints
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import runs
 
@@ -20,11 +21,14 @@ def write_run(directory, accuracies, floor, dataset="omniglot", **extra):
                      image_digest=("other" if i == extra.get("changed") else "d") + str(i))
                 for i, (acc, f) in enumerate(zip(accuracies, floor))]
     results = {"format": results_lib.FORMAT, "protocol": {"split": "TEST", "seed": 5678},
-               "model": {"learner": "X", "checkpoint_info": {"step": 300}},
+               "model": {"learner": "X", "checkpoint_info": {"step": 300},
+                         **({"training_setting": extra["setting"]} if "setting" in extra
+                            else {})},
                "training": {"num_updates": 1200, "train_seconds": 1500.0},
                "sources": {dataset: results_lib.source_result(episodes, seconds=240.0)}}
-    os.makedirs(os.path.join(directory, runs.FINAL_TEST_SUBDIR), exist_ok=True)
-    with open(os.path.join(directory, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON), "w") as f:
+    os.makedirs(os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR), exist_ok=True)
+    path = os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    with open(path, "w") as f:
         json.dump(results, f)
     return str(directory)
 
@@ -61,6 +65,16 @@ def test_compare_matches_a_numpy_reference(tmp_path, episodes):
     assert row_b["minus_first"][1] < row_b["accuracy"][1]
 
 
+def test_published_rows_stand_beside_runs_of_their_training_setting_only(tmp_path, episodes):
+    floor, a, b = episodes
+    imagenet = runs.load_run(write_run(tmp_path / "a", a, floor))  # no setting: ImageNet only
+    every = runs.load_run(write_run(tmp_path / "b", b, floor, setting="all"))
+    assert [row["name"] for row in runs.compare({"A": imagenet})["published"]] == [
+        "CTX (published)"]
+    assert runs.compare({"A": imagenet, "B": every})["published"] == []
+    assert runs.compare({"B": every})["published"] == []
+
+
 def test_runs_on_different_episodes_are_refused(tmp_path, episodes):
     floor, a, b = episodes
     # Episode 3 has other images (its image digest differs).
@@ -78,7 +92,7 @@ def test_unfinished_or_old_runs_are_named(tmp_path, episodes):
     with pytest.raises(runs.RunsError, match="not finished its final test"):
         runs.load_run(tmp_path / "nothing")
     old = write_run(tmp_path / "old", a, floor)
-    path = os.path.join(old, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    path = os.path.join(old, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
     record = json.load(open(path))
     for e in record["sources"]["omniglot"]["episodes"]:
         del e["floor_accuracy"]
@@ -103,7 +117,7 @@ def test_command_line_writes_table_and_chart(tmp_path, episodes):
     assert f"| CTX + SimCLR | {100 * b.mean():.2f} ± {100 * ci95(b):.2f} |" in table
     assert f"| {100 * (b - a).mean():+.2f} ± {100 * ci95(b - a):.2f} |" in table
     assert f"{runs.FLOOR_NAME} | {100 * floor.mean():.2f}" in table
-    assert "| 1200 (300) | 25.0 min | 4.0 min |" in table
+    assert "| 1200 (300) | 0:25:00 | 0:04:00 |" in table
     png = (out / "omni.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 2000
     proc = subprocess.run(
@@ -128,7 +142,7 @@ def test_published_row_beside_runs_only_when_comparable(tmp_path, episodes):
     assert "- omniglot: not the official records (not checked against the official spec" in table
     # The official omniglot records under the official protocol: CTX's number is shown.
     directory = write_run(tmp_path / "b", list(a) * 20, list(floor) * 20)
-    path = os.path.join(directory, runs.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
+    path = os.path.join(directory, checkpoints.FINAL_TEST_SUBDIR, results_lib.RESULTS_JSON)
     record = json.load(open(path))
     record["protocol"].update(num_episodes=600, image_size=224, episode_config=dict(
         comparability._official_episode_parameters(), num_support=None))

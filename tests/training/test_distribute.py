@@ -33,7 +33,8 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     import json, pathlib, sys
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from tests.training.test_loop import make_trainer, make_episode
+    from tests.training.test_loop import (episode_gradients, evaluate_episode, make_episode,
+                                          make_trainer)
     tmp = pathlib.Path(sys.argv[2])
 
     single = make_trainer(tmp / "one", strategy=tf.distribute.get_strategy(),
@@ -45,7 +46,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     # 9 support images and 6 queries: chunks of 5 + 4 and 3 + 3.
     episodes = [make_episode(rng, way=3, shot=3, query=2) for _ in range(2)]
     for t in (single, mirrored):
-        t._ensure_variables(episodes[0])
+        t.updater.ensure_variables(episodes[0])
     for a, b in zip(single.learner.variables, mirrored.learner.variables):
         b.assign(a.numpy())
 
@@ -56,8 +57,8 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
         return max(float(np.max(np.abs(np.asarray(x)))) for x in xs)
 
     out = {}
-    loss1, grads1 = single.episode_gradients(episodes[0])
-    loss2, grads2 = mirrored.episode_gradients(episodes[0])
+    loss1, grads1 = episode_gradients(single, episodes[0])
+    loss2, grads2 = episode_gradients(mirrored, episodes[0])
     out["loss"] = [loss1, loss2]
     out["grad_diff"], out["grad_scale"] = diff(grads1, grads2), scale(grads1)
     # A training-mode pass updates the EMAs from the (all-reduced) support moments.
@@ -66,14 +67,14 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     out["ema_diff"] = diff(emas(single), emas(mirrored))
     results = []
     for episode in episodes:
-        results.append([single.train_on_episode(episode), mirrored.train_on_episode(episode)])
+        results.append([single.updater.train_on_episode(episode),
+                        mirrored.updater.train_on_episode(episode)])
     out["train"] = results
     out["weight_diff"] = diff([v.numpy() for v in single.learner.variables],
                               [v.numpy() for v in mirrored.learner.variables])
-    out["steps"] = [int(single.step.numpy()), int(mirrored.step.numpy()),
-                    int(single.optimizer.iterations.numpy()),
-                    int(mirrored.optimizer.iterations.numpy())]
-    out["eval"] = [single.evaluate_episode(episodes[0]), mirrored.evaluate_episode(episodes[0])]
+    out["steps"] = [int(t.updater.step.numpy()) for t in (single, mirrored)] + [
+        int(t.updater.optimizer.iterations.numpy()) for t in (single, mirrored)]
+    out["eval"] = [evaluate_episode(single, episodes[0]), evaluate_episode(mirrored, episodes[0])]
     print("RESULT " + json.dumps(out))
 """)
 
@@ -93,8 +94,8 @@ WORKER_SCRIPT = textwrap.dedent("""
     best = t.train()
     weights = [v.numpy().astype(float) for v in t.learner.trainable_variables]
     print("RESULT " + json.dumps(dict(
-        replicas=strategy.num_replicas_in_sync, step=int(t.step.numpy()),
-        chief=t.is_chief(), checksum=[float(np.sum(w)) for w in weights],
+        replicas=strategy.num_replicas_in_sync, step=int(t.updater.step.numpy()),
+        chief=t.chief, checksum=[float(np.sum(w)) for w in weights],
         sq=[float(np.sum(w * w)) for w in weights], best=best["valid_accuracy"])))
 """)
 

@@ -1,5 +1,7 @@
 """Trainer: LR schedule, gradient normalization, checkpoints, resume, validation, errors."""
 
+import dataclasses
+import inspect
 import json
 import os
 
@@ -9,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf import checkpoints
+from ctx_tf import distribute
 from ctx_tf import learners
 from ctx_tf.seeds import derive_seed
 from ctx_tf.training import episodes as episodes_lib
@@ -56,20 +59,48 @@ def episode_stream(seed, **kwargs):
         yield make_episode(rng, **kwargs)
 
 
+OPTION_NAMES = set(inspect.signature(loop.trainer_options).parameters)
+RUN_NAMES = {field.name for field in dataclasses.fields(loop.RunInputs)}
+
+
 def make_trainer(tmp_path, **kwargs):
-    defaults = dict(
+    """A Trainer on injected episodes; `kwargs` are gin `Trainer` options (`num_updates`,
+    ...), `RunInputs` fields or Trainer arguments (`strategy`, `train_episodes_fn`, ...)."""
+    options = dict(
         num_updates=6, learning_rate=1e-3, decay_learning_rate=True, decay_every=2,
         decay_rate=0.5, normalized_gradient_descent=True, checkpoint_every=2,
         validate_every=3, log_every=2, num_eval_episodes=3, seed=7,
-        train_learner_class=toy_learner, data_config=None,
-        checkpoint_dir=str(tmp_path / "ckpt"), summary_dir=str(tmp_path / "summaries"),
-        train_episodes_fn=episode_stream,
-        eval_episodes_fn=lambda split, seed: episode_stream(seed + 1000),
-        print_fn=lambda message: None)
-    defaults.update(kwargs)
-    t = loop.Trainer(**defaults)
-    t.image_size = IMAGE_SIZE
-    return t
+        train_learner_class=toy_learner)
+    run = dict(checkpoint_dir=str(tmp_path / "ckpt"), summary_dir=str(tmp_path / "summaries"))
+    others = dict(train_episodes_fn=episode_stream,
+                  eval_episodes_fn=lambda split, seed: episode_stream(seed + 1000),
+                  print_fn=lambda message: None)
+    for name, value in kwargs.items():
+        (options if name in OPTION_NAMES else run if name in RUN_NAMES else others)[name] = value
+    return loop.Trainer(loop.RunInputs(**run), options=loop.trainer_options(**options), **others)
+
+
+def episode_gradients(trainer, episode):
+    """(loss, raw gradients of the trainable variables) of one episode, summed over
+    replicas, without an update (batch-norm EMAs do move: a training-mode pass)."""
+    trainer.updater.ensure_variables(episode)
+    gradient_fn = step_lib.make_gradient_fn(trainer.strategy, trainer.learner,
+                                            distribute.episode_signature(episode))
+    out = gradient_fn(episode)
+    return float(out[0]), [g.numpy() for g in out[1:]]
+
+
+def evaluate_episode(trainer, episode):
+    """(accuracy, loss) of the learner in inference mode on one episode."""
+    trainer.updater.ensure_variables(episode)
+    logits = np.asarray(trainer.predict_fn(episode)[0])
+    labels = np.asarray(episode.query_labels)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    losses = trainer.learner.losses
+    regularization = float(tf.add_n(losses)) if losses else 0.0
+    loss = float(-log_softmax[np.arange(len(labels)), labels].mean()) + regularization
+    return float((logits.argmax(axis=1) == labels).mean()), loss
 
 
 # ----------------------------------------------------------------------------- pure maths
@@ -135,12 +166,12 @@ def test_updates_match_hand_computed_normalized_adam_and_decay(tmp_path):
     t = make_trainer(tmp_path, learning_rate=1e-2, decay_every=1, decay_rate=0.5)
     rng = np.random.RandomState(3)
     episodes = [make_episode(rng) for _ in range(2)]
-    t._ensure_variables(episodes[0])
+    t.updater.ensure_variables(episodes[0])
     w0 = [v.numpy() for v in t.learner.trainable_variables]
     raw, lrs = [], []
     for step, episode in enumerate(episodes):
-        loss, grads = t.episode_gradients(episode)
-        out = t.train_on_episode(episode)
+        loss, grads = episode_gradients(t, episode)
+        out = t.updater.train_on_episode(episode)
         assert out["loss"] == pytest.approx(loss, rel=1e-5)
         norm = np.sqrt(max(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads), 1e-5))
         assert out["grad_norm"] == pytest.approx(norm, rel=1e-4)
@@ -150,12 +181,12 @@ def test_updates_match_hand_computed_normalized_adam_and_decay(tmp_path):
     expected = _adam(w0, raw, lrs)
     for want, var in zip(expected, t.learner.trainable_variables):
         np.testing.assert_allclose(var.numpy(), want, rtol=1e-4, atol=2e-6, err_msg=var.name)
-    assert int(t.step.numpy()) == 2 and int(t.optimizer.iterations.numpy()) == 2
+    assert int(t.updater.step.numpy()) == 2 and int(t.updater.optimizer.iterations.numpy()) == 2
     # The learner's own loss (mean CE + L2) equals the trainer's split forward pass.
     rng = np.random.RandomState(4)
     episode = make_episode(rng, way=4, shot=3, query=3)
     own = t.learner(episode, training=False)
-    accuracy, loss = t.evaluate_episode(episode)
+    accuracy, loss = evaluate_episode(t, episode)
     assert float(own.loss) == pytest.approx(loss, rel=1e-5)
     assert float(own.accuracy) == pytest.approx(accuracy)
 
@@ -209,9 +240,10 @@ def uninterrupted(tmp_path_factory):
 
 
 def _state(t):
-    return dict(step=int(t.step.numpy()), iterations=int(t.optimizer.iterations.numpy()),
+    return dict(step=int(t.updater.step.numpy()),
+                iterations=int(t.updater.optimizer.iterations.numpy()),
                 weights=[v.numpy() for v in t.learner.variables],
-                slots=[v.numpy() for v in t.optimizer.variables()])
+                slots=[v.numpy() for v in t.updater.optimizer.variables()])
 
 
 @pytest.mark.slow
@@ -235,7 +267,8 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
     _, reference, reference_best = uninterrupted
     want, got = _state(reference), _state(resumed)
     assert got["step"] == want["step"] == 6 and got["iterations"] == want["iterations"] == 6
-    assert resumed.learning_rate_at(6) == reference.learning_rate_at(6) == 1e-3 * 0.5 ** 3
+    assert (resumed.options.schedule.at(6) == reference.options.schedule.at(6)
+            == 1e-3 * 0.5 ** 3)
     # Same episodes (one stream per checkpoint period, seeded by its first step), same
     # optimizer state: the resumed run reproduces the uninterrupted one.
     for a, b in zip(want["weights"] + want["slots"], got["weights"] + got["slots"]):
@@ -252,7 +285,7 @@ def test_summaries_hold_the_scalars_and_one_attention_image_per_validation(unint
     assert list(scalars[curves.VALID_MEAN][0]) == [0, 3, 6]
     assert np.all((scalars[curves.VALID_MEAN][1] >= 0) & (scalars[curves.VALID_MEAN][1] <= 1))
     assert list(scalars[curves.LEARNING_RATE][1]) == pytest.approx(
-        [t.learning_rate_at(s - 1) for s in (1, 2, 4, 6)])
+        [t.options.schedule.at(s - 1) for s in (1, 2, 4, 6)])
     images = {}
     for path in curves.event_files(tmp / "summaries"):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -297,10 +330,52 @@ def test_checkpoint_to_restore_initializes_the_backbone_only(tmp_path, uninterru
     source_dir, source, _ = uninterrupted
     t = make_trainer(tmp_path, num_updates=0,
                      checkpoint_to_restore=str(source_dir / "ckpt" / "ckpt-6"))
-    t._ensure_variables(make_episode(np.random.RandomState(0)))
-    t._restore_or_initialize(t._managers()[0])
+    t.updater.ensure_variables(make_episode(np.random.RandomState(0)))
+    assert not t.checkpointing.restore_or_initialize()  # nothing to resume: initialized
     for a, b in zip(source.learner.backbone.variables, t.learner.backbone.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(source.learner.head.variables, t.learner.head.variables):
         assert not np.array_equal(a.numpy(), b.numpy())
-    assert int(t.step.numpy()) == 0
+    assert int(t.updater.step.numpy()) == 0
+
+
+# ----------------------------------------------------------------------------- final test
+
+
+def test_validation_and_final_test_show_progress_and_a_killed_final_test_resumes(
+        tmp_path, monkeypatch):
+    from ctx_tf.evaluation import evaluator as evaluator_lib
+    from ctx_tf.training import final_test
+
+    messages = []
+    t = make_trainer(tmp_path, num_updates=0, print_fn=messages.append)
+    best = t.train()  # the validation of step 0 only
+    assert any(m.startswith("[episodes] 3/3 episodes") and " ETA " in m for m in messages)
+    assert (tmp_path / "ckpt" / "valid" / "results.json").exists()
+    assert not (tmp_path / "ckpt" / "valid" / evaluator_lib.JOURNAL_NAME).exists()
+
+    append = evaluator_lib.Journal.append
+
+    def append_then_die(self, source, record, seconds):
+        append(self, source, record, seconds)
+        if len(self.done[source]) == 2:
+            raise KeyboardInterrupt  # killed after two journaled episodes
+
+    monkeypatch.setattr(evaluator_lib.Journal, "append", append_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        final_test.run_final_test(t, best, num_episodes=5, seed=3)
+    output = tmp_path / "ckpt" / "final_test"
+    journal = output / evaluator_lib.JOURNAL_NAME
+    assert len(journal.read_text().splitlines()) == 3 and not (output / "results.json").exists()
+    monkeypatch.undo()
+
+    messages.clear()
+    results = final_test.run_final_test(t, best, num_episodes=5, seed=3)
+    assert any(m.startswith("resuming: 2 episode(s) already evaluated") for m in messages)
+    assert any(m.startswith("[episodes] 5/5 episodes") and " ETA " in m for m in messages)
+    assert not journal.exists() and (output / "results.json").exists()
+    # The same episodes and accuracies as a final test never interrupted.
+    whole = t.validation.run(t.predict_fn, "test", num_episodes=5, seed=3, floor=True)
+    ours, want = (r["sources"]["episodes"]["episodes"] for r in (results, whole))
+    assert [(e["fingerprint"], e["accuracy"], e["floor_accuracy"]) for e in ours] == [
+        (e["fingerprint"], e["accuracy"], e["floor_accuracy"]) for e in want]

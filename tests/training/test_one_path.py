@@ -60,18 +60,16 @@ def episodes(seed, size=SIZE):
     return episode_stream(seed, size=size)
 
 
-def make_trainer(tmp_path, **kwargs):
+def make_trainer(tmp_path, strategy=None):
     gin.clear_config()
     gin.external_configurable(ScaledCosineLearner, "ScaledCosineLearner")
     gin.parse_config("Trainer.train_learner_class = @ScaledCosineLearner")
-    args = dict(num_updates=4, learning_rate=1e-2, checkpoint_every=2, validate_every=2,
-                log_every=2, num_eval_episodes=3, seed=3, checkpoint_dir=str(tmp_path / "ckpt"),
-                train_episodes_fn=episodes, eval_episodes_fn=lambda split, seed: episodes(seed),
-                print_fn=lambda message: None)
-    args.update(kwargs)
-    trainer = loop.Trainer(**args)
-    trainer.image_size = SIZE
-    return trainer
+    options = loop.trainer_options(num_updates=4, learning_rate=1e-2, checkpoint_every=2,
+                                   validate_every=2, log_every=2, num_eval_episodes=3, seed=3)
+    return loop.Trainer(loop.RunInputs(checkpoint_dir=str(tmp_path / "ckpt")), options,
+                        strategy=strategy, train_episodes_fn=episodes,
+                        eval_episodes_fn=lambda split, seed: episodes(seed),
+                        print_fn=lambda message: None)
 
 
 TWO_REPLICAS = TWO_CPUS + textwrap.dedent("""
@@ -92,7 +90,8 @@ TWO_REPLICAS = TWO_CPUS + textwrap.dedent("""
             learner=type(t.learner).__name__, calls=t.learner.calls,
             weights=[v.numpy().tolist() for v in t.learner.variables],
             logits=np.asarray(t.predict_fn(episode)[0]).tolist(),
-            test=[e["accuracy"] for e in t.evaluate("test")["sources"]["episodes"]["episodes"]])
+            test=[e["accuracy"] for e in t.validation.run(
+                t.predict_fn, "test")["sources"]["episodes"]["episodes"]])
     print("RESULT " + json.dumps(out))
 """)
 
@@ -107,7 +106,7 @@ def test_a_new_learner_trains_validates_and_evaluates_as_itself(tmp_path):
         np.testing.assert_allclose(np.asarray(t.predict_fn(episode)[0]), own.numpy(),
                                    rtol=1e-5, atol=1e-6)
         assert float(t.learner.temperature.numpy()) != 3.0  # its own variables were trained
-        results = t.evaluate("test", num_episodes=4)
+        results = t.validation.run(t.predict_fn, "test", num_episodes=4)
         assert results["sources"]["episodes"]["num_episodes"] == 4
         assert 0.0 <= best["valid_accuracy"] <= 1.0 and best["step"] in (0, 2, 4)
     finally:

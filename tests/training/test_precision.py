@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf import compute
+from ctx_tf import distribute as distribute_lib
 from ctx_tf import learners
 from ctx_tf import official_checkpoint as oc
 from ctx_tf.keras import keras
@@ -59,9 +60,9 @@ def test_bfloat16_training_decreases_the_loss_with_float32_variables(tmp_path, p
     assert keras.mixed_precision.global_policy().name == "float32"
     assert trainer.learner.backbone.compute_dtype == "bfloat16"
     assert trainer.learner.head.compute_dtype == "bfloat16"
-    assert not isinstance(trainer.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert not isinstance(trainer.updater.optimizer, keras.mixed_precision.LossScaleOptimizer)
     episode = make_episode(np.random.RandomState(0))
-    losses = [trainer.train_on_episode(episode)["loss"] for _ in range(8)]
+    losses = [trainer.updater.train_on_episode(episode)["loss"] for _ in range(8)]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.7 * losses[0], losses
     assert_float32_variables(trainer.learner)
@@ -73,22 +74,22 @@ def test_float16_loss_scaling_skips_an_overflow_step(tmp_path, policy):
     policy("mixed_float16")
     trainer = make_trainer(tmp_path, learning_rate=3e-3, decay_learning_rate=False)
     assert trainer.learner.backbone.compute_dtype == "float16"
-    assert isinstance(trainer.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert isinstance(trainer.updater.optimizer, keras.mixed_precision.LossScaleOptimizer)
     episode = make_episode(np.random.RandomState(0))
-    first = trainer.train_on_episode(episode)
+    first = trainer.updater.train_on_episode(episode)
     assert first["skipped"] == 0.0 and np.isfinite(first["grad_norm"])
 
     # A scale of 2^100 overflows the float16 gradients (max 65504) on the way back.
-    trainer.optimizer._loss_scale.current_loss_scale.assign(2.0 ** 100)
+    trainer.updater.optimizer._loss_scale.current_loss_scale.assign(2.0 ** 100)
     before = [v.numpy() for v in trainer.learner.trainable_variables]
-    out = trainer.train_on_episode(episode)
+    out = trainer.updater.train_on_episode(episode)
     assert out["skipped"] == 1.0 and np.isfinite(out["loss"])
     assert out["loss_scale"] == 2.0 ** 99
     for b, v in zip(before, trainer.learner.trainable_variables):
         np.testing.assert_array_equal(b, v.numpy(), err_msg=v.name)
 
-    trainer.optimizer._loss_scale.current_loss_scale.assign(2.0 ** 8)
-    losses = [trainer.train_on_episode(episode) for _ in range(6)]
+    trainer.updater.optimizer._loss_scale.current_loss_scale.assign(2.0 ** 8)
+    losses = [trainer.updater.train_on_episode(episode) for _ in range(6)]
     assert all(o["skipped"] == 0.0 for o in losses)
     assert losses[-1]["loss"] < first["loss"]
     for v in trainer.learner.variables:
@@ -130,9 +131,9 @@ def test_jit_compile_equals_the_plain_path():
     episode = make_episode(np.random.RandomState(2), way=3, shot=3, query=2)
     learner(episode, training=False)
     strategy = tf.distribute.get_strategy()
-    signature = step_lib.episode_signature(episode)
+    signature = distribute_lib.episode_signature(episode)
     # Every prediction before any gradient: a training-mode pass moves the batch-norm EMAs.
-    results = {jit: [step_lib.make_predict_fn(strategy, learner, jit_compile=jit)(episode)[0]]
+    results = {jit: [distribute_lib.make_predict_fn(strategy, learner, jit_compile=jit)(episode)[0]]
                for jit in (False, True)}
     for jit in (False, True):
         gradient_fn = step_lib.make_gradient_fn(strategy, learner, signature, jit_compile=jit)
@@ -148,7 +149,7 @@ def test_jit_compile_equals_the_plain_path():
 def test_jit_compile_rejects_the_rematerialized_head():
     learner = toy_learner()
     with pytest.raises(compute.ComputeError, match="CrossTransformerLearner.rematerialize"):
-        step_lib.make_predict_fn(tf.distribute.get_strategy(), learner, jit_compile=True)
+        distribute_lib.make_predict_fn(tf.distribute.get_strategy(), learner, jit_compile=True)
 
 
 MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
@@ -156,7 +157,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     import gin
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from tests.training.test_loop import make_trainer, make_episode
+    from tests.training.test_loop import evaluate_episode, make_episode, make_trainer
     tmp = pathlib.Path(sys.argv[2])
     out = {}
     # One policy per process (argv[3]): two MirroredStrategy objects in one process share
@@ -172,14 +173,15 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
         # 9 support images and 6 queries: chunks of 5 + 4 and 3 + 3.
         episode = make_episode(np.random.RandomState(0), way=3, shot=3, query=2)
         for t in trainers:
-            t._ensure_variables(episode)
+            t.updater.ensure_variables(episode)
         for a, b in zip(trainers[0].learner.variables, trainers[1].learner.variables):
             b.assign(a.numpy())
         out[policy] = dict(
-            losses=[[t.train_on_episode(episode)["loss"] for _ in range(5)] for t in trainers],
+            losses=[[t.updater.train_on_episode(episode)["loss"] for _ in range(5)]
+                    for t in trainers],
             dtypes=sorted({v.dtype.name for v in trainers[1].learner.variables}),
             compute=trainers[1].learner.backbone.compute_dtype,
-            eval=[t.evaluate_episode(episode)[1] for t in trainers])
+            eval=[evaluate_episode(t, episode)[1] for t in trainers])
     print("RESULT " + json.dumps(out))
 """)
 

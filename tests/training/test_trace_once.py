@@ -35,10 +35,10 @@ def shaped_episodes(seed):
 def test_validation_traces_the_predict_function_once(tmp_path):
     trainer = make_trainer(tmp_path, num_eval_episodes=len(SHAPES),
                            eval_episodes_fn=lambda split, seed: shaped_episodes(seed))
-    trainer._ensure_variables(shaped_episodes(0)[0])
+    trainer.updater.ensure_variables(shaped_episodes(0)[0])
     traces = count_traces(trainer.learner)
-    first = trainer.evaluate("valid")
-    second = trainer.evaluate("test")
+    first = trainer.validation.run(trainer.predict_fn, "valid")
+    second = trainer.validation.run(trainer.predict_fn, "test")
     assert len(traces) == 1
     records = first["sources"]["episodes"]["episodes"] + second["sources"]["episodes"]["episodes"]
     assert sorted({(r["num_support"], r["num_query"]) for r in records}) == sorted(

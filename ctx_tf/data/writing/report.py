@@ -6,16 +6,11 @@ import time
 from typing import Dict, Optional, Tuple
 
 from ctx_tf.data.dataset_spec import SPLIT_NAMES
+from ctx_tf.progress import format_duration
 
 REPORT_FILENAME = "conversion_report.txt"
 # Unreadable images named in the closing summary (all of them go to REPORT_FILENAME).
 SHOWN_UNREADABLE = 10
-
-
-def format_duration(seconds):
-    """`h:mm:ss` of a number of seconds."""
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class Progress:

@@ -1,33 +1,17 @@
-"""ctx_tf.cli: the error contract of the commands, their quiet start and the gin helper."""
+"""ctx_tf.cli: the error contract of the commands and their quiet start."""
 
-import logging
 import os
-import pathlib
 import re
 import subprocess
 import sys
 import textwrap
 
-import gin
 import pytest
 
 from ctx_tf import cli
-from ctx_tf.errors import UserError
+from ctx_tf.cli import quiet_start
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)
-
-
-@gin.configurable("cli_test_thing")
-def thing(a=0, b=0, c=0):
-    return a, b, c
-
-
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def run_script(tmp_path, source, args=(), **env):
@@ -188,6 +172,44 @@ def test_tensorflow_starts_silently(tmp_path):
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
 
 
+TOP_IMPORT_COMMAND = """
+    from ctx_tf.cli import quiet_start
+
+    quiet_start.begin_if_main(__name__)
+
+    import tensorflow as tf
+    from ctx_tf import cli
+
+    def main(argv):
+        print("ok" if int(tf.constant(1) + 1) == 2 else "wrong")
+
+    if __name__ == "__main__":
+        cli.run("demo", main)
+"""
+
+
+def test_a_command_importing_tensorflow_at_its_top_starts_silently(tmp_path):
+    # The commands' own first line begins the capture; importing ctx_tf begins nothing.
+    proc = run_script(tmp_path, TOP_IMPORT_COMMAND)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
+
+
+def test_importing_ctx_tf_changes_no_process_state():
+    # As under `python -m ctx_tf.<command>`, where argv[0] is "-m" while the package loads.
+    code = textwrap.dedent("""
+        import atexit, os, sys
+        import absl.app, gin  # their own import-time state is theirs
+        sys.argv[:] = ["-m"]
+        before = (os.fstat(2).st_ino, dict(os.environ), atexit._ncallbacks())
+        import ctx_tf, ctx_tf.cli
+        after = (os.fstat(2).st_ino, dict(os.environ), atexit._ncallbacks())
+        print(before == after)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "True", proc.stderr[-2000:]
+
+
 def test_verbose_shows_tensorflow_start_up_logs(tmp_path):
     proc = run_script(tmp_path, TF_COMMAND, CTX_TF_VERBOSE="1")
     assert (proc.returncode, proc.stdout) == (0, "ok\n")
@@ -236,99 +258,7 @@ def test_replayed_lines_follow_the_users_tf_log_level():
             "W0000 00:00:1.0 1 x.cc:1] a warning\n"
             "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit\n")
     lines = text.splitlines(keepends=True)
-    assert cli._lines_at_or_above(text, 0) == text
-    assert cli._lines_at_or_above(text, 1) == lines[0] + lines[4] + lines[5]
-    assert cli._lines_at_or_above(text, 2) == lines[5]
-    assert cli._lines_at_or_above(text, 3) == ""
-
-
-# --------------------------------------------------------------------------------------- gin
-
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-@pytest.fixture
-def gin_errors():
-    """The gin log records at ERROR level while parsing (gin logs through the root logger)."""
-    records = []
-    handler = logging.Handler(logging.ERROR)
-    handler.emit = records.append
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield records
-    root.removeHandler(handler)
-
-
-def test_includes_resolve_beside_the_file_then_in_the_search_dirs(tmp_path, monkeypatch,
-                                                                   gin_errors):
-    shared = tmp_path / "repo_gin"
-    write(shared / "setups" / "common.gin", "cli_test_thing.a = 1\ncli_test_thing.b = 1\n")
-    config = write(tmp_path / "mine" / "main.gin", """
-        include 'setups/common.gin'
-        include 'setups/local.gin'
-        cli_test_thing.b = 2
-    """)
-    write(tmp_path / "mine" / "setups" / "local.gin", "cli_test_thing.c = 3\n")
-    monkeypatch.chdir(tmp_path)  # the includes are found in neither the working directory...
-    prefixes = list(gin.config._LOCATION_PREFIXES)
-    cli.parse_gin([str(config)], ["cli_test_thing.c = 4"], search_dirs=[shared], modules=())
-    assert thing() == (1, 2, 4)  # later files and bindings win
-    assert gin.config._LOCATION_PREFIXES == prefixes  # the search path is this parse's only
-    assert gin_errors == []  # ...nor as Python packages: gin's probe logs are dropped
-
-
-def test_a_config_files_own_folder_wins_over_an_earlier_parse(tmp_path):
-    for name, value in (("first", 1), ("second", 2)):
-        write(tmp_path / name / "common.gin", f"cli_test_thing.a = {value}\n")
-        write(tmp_path / name / "main.gin", "include 'common.gin'\n")
-    for name, value in (("first", 1), ("second", 2)):
-        cli.parse_gin([str(tmp_path / name / "main.gin")], [], search_dirs=(), modules=())
-        assert thing() == (value, 0, 0)
-
-
-def gin_error(files, bindings=()):
-    with pytest.raises(UserError) as info:
-        cli.parse_gin([str(f) for f in files], list(bindings), search_dirs=(), modules=())
-    return str(info.value)
-
-
-def test_gin_mistakes_name_the_binding_and_the_file_line(tmp_path, gin_errors):
-    typo = write(tmp_path / "typo.gin", "cli_test_thing.a = 1\ncli_test_thing.bb = 2\n")
-    assert gin_error([typo]) == (
-        "gin configuration: Configurable 'cli_test_thing' doesn't have a parameter named 'bb', "
-        f"at {typo}:2 (cli_test_thing.bb = 2)")
-    assert gin_error([], ["cli_tset_thing.a = 1"]) == (
-        "gin configuration: No configurable matching 'cli_tset_thing', in the --gin_bindings "
-        "(cli_tset_thing.a = 1)")
-    syntax = write(tmp_path / "syntax.gin", "cli_test_thing.a = 1\ncli_test_thing.b = = 2\n")
-    assert gin_error([syntax]) == (
-        f"gin configuration: syntax error at {syntax}:2: Unable to parse value "
-        "(cli_test_thing.b = = 2)")
-    outer = write(tmp_path / "outer.gin", "include 'typo.gin'\n")
-    assert gin_error([outer]).endswith(
-        f"at {typo}:2 (cli_test_thing.bb = 2), at {outer}:1 (include 'typo.gin')")
-    assert gin_errors == []
-
-
-def test_missing_config_files_and_includes_are_named(tmp_path, gin_errors):
-    assert gin_error([tmp_path / "absent.gin"]).startswith(
-        f"gin config file {tmp_path / 'absent.gin'} not found")
-    broken = write(tmp_path / "broken.gin", "include 'setups/absent.gin'\n")
-    message = gin_error([broken])
-    assert message.startswith("gin configuration: Unable to open file: setups/absent.gin")
-    assert str(tmp_path) in message  # the folders searched
-    assert message.endswith(f"at {broken}:1 (include 'setups/absent.gin')")
-    assert gin_errors == []
-
-
-@pytest.mark.parametrize("name, train_datasets", [("demo.gin", "demo_glyphs"),
-                                                  ("ctx.gin", "ilsvrc_2012")])
-def test_the_repository_gin_files_parse_without_error_logs(tmp_path, monkeypatch, gin_errors,
-                                                           name, train_datasets):
-    monkeypatch.chdir(tmp_path)
-    cli.parse_gin([str(REPO_ROOT / "gin" / name)], [])
-    assert gin.query_parameter("benchmark.train_datasets") == train_datasets
-    assert gin_errors == []
+    assert quiet_start.lines_at_or_above(text, 0) == text
+    assert quiet_start.lines_at_or_above(text, 1) == lines[0] + lines[4] + lines[5]
+    assert quiet_start.lines_at_or_above(text, 2) == lines[5]
+    assert quiet_start.lines_at_or_above(text, 3) == ""
