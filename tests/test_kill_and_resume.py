@@ -31,13 +31,13 @@ WRAPPER = """
 import functools, os, runpy, signal, sys
 import tensorflow as tf
 from ctx_tf import distribute
-from ctx_tf.evaluation import journal
+from ctx_tf.evaluation import evaluator
 
 if os.environ.get("TWO_REPLICAS"):  # Trainer.distribute mirrors over the two logical CPUs
     distribute.make_strategy = functools.partial(distribute.make_strategy,
                                                  devices=["/cpu:0", "/cpu:1"])
 command, kill = sys.argv[1], sys.argv[2]
-save, append = tf.train.CheckpointManager.save, journal.Journal.append
+save, append = tf.train.CheckpointManager.save, evaluator.Journal.append
 
 def save_then_die(self, *args, **kwargs):
     path = save(self, *args, **kwargs)
@@ -50,7 +50,7 @@ def append_then_die(self, source, record, seconds):
     if kill == "evaluate@2" and len(self.done[source]) == 2:
         os.kill(os.getpid(), signal.SIGKILL)
 
-tf.train.CheckpointManager.save, journal.Journal.append = save_then_die, append_then_die
+tf.train.CheckpointManager.save, evaluator.Journal.append = save_then_die, append_then_die
 sys.argv = [command] + sys.argv[3:]
 runpy.run_module(command, run_name="__main__")
 """
