@@ -15,7 +15,7 @@ each with the tf.data private thread pool limited to 1 and to 2 threads.
 
 With `--startup RECORDS_DIR` (e.g. official-converter Omniglot records) it times instead
 the start-up of the episode pipeline of that source: from the pipeline call to the first
-episode, once per split of `--startup_splits` (issue 18.3).
+episode, once per split of `--startup_splits`.
 """
 
 import argparse

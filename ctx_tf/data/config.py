@@ -12,8 +12,8 @@ class DataConfig:
         `setups/data_config_common.gin`; the CTX gin files bind 224).
       shuffle_buffer_size: per-class shuffle buffer; each class file gets a buffer of
         `min(num_images, shuffle_buffer_size)` records. 0 disables shuffling.
-      read_buffer_size_bytes: `buffer_size` of every per-class `TFRecordDataset`.
-      num_prefetch: records prefetched per class stream (0: none).
+      read_buffer_size_bytes, num_prefetch: the official names, accepted and checked; they
+        change nothing, since records are read by offset (`ctx_tf.data.reading.class_files`).
     """
 
     def __init__(self, image_height=84, shuffle_buffer_size=1000,

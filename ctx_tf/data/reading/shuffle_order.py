@@ -17,7 +17,7 @@ algorithm of TensorFlow's shuffle kernels (TF 2.15 and 2.21 agree), reimplemente
   and `filled` the number of elements held; the picked element is emitted, the oldest one
   moves into its slot, and the freed oldest slot takes the next input element, if any.
 
-`tests/data/test_shuffle_order.py` checks the result against TensorFlow's own shuffle for
+`tests/data/reading/test_shuffle_order.py` checks the result against TensorFlow's own shuffle for
 random sizes, buffers and seeds, on every TensorFlow version CI runs. One deliberate
 difference: TensorFlow's iterators may run ahead of their consumer (its default
 `inject_prefetch` optimization), starting an epoch nobody reads and so consuming its seeds;
