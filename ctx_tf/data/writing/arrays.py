@@ -19,13 +19,14 @@ of a written source is :func:`ctx_tf.data.checking.consistency.check_source`; th
 import dataclasses
 import os
 import pathlib
-from typing import Dict, List, Optional
+from typing import List
 
 from ctx_tf.data.dataset_spec import DEFAULT_FILE_PATTERN as FILE_PATTERN
 from ctx_tf.data.dataset_spec import SPEC_FILENAME, SPLIT_NAMES
 from ctx_tf.data.reading.record_format import encode_example, write_tfrecord
 from ctx_tf.data.writing.errors import SourceWriteError
 from ctx_tf.data.writing.image_encoding import encode_jpeg
+from ctx_tf.data.writing.report import SourceReport
 from ctx_tf.data.writing.spec_writer import (make_bilevel_dataset_spec, make_dataset_spec,
                                              write_dataset_spec)
 from ctx_tf.data.writing.splits import (DEFAULT_SEED, DEFAULT_TEST_FRACTION,
@@ -62,36 +63,6 @@ def _remove_stale_records(out: pathlib.Path, num_classes: int, keep=None):
 
 
 @dataclasses.dataclass
-class WriteReport:
-    """What a writer produced."""
-    directory: str
-    name: str
-    classes_per_split: Dict[str, int]
-    images_per_split: Dict[str, int]
-    superclasses_per_split: Optional[Dict[str, int]]
-    spec: dict
-
-    @property
-    def num_classes(self):
-        return sum(self.classes_per_split.values())
-
-    @property
-    def num_images(self):
-        return sum(self.images_per_split.values())
-
-    def summary(self) -> str:
-        lines = [f"wrote source {self.name!r} to {self.directory}: {self.num_classes} classes, "
-                 f"{self.num_images} images"]
-        for s in SPLIT_NAMES:
-            extra = ""
-            if self.superclasses_per_split is not None:
-                extra = f" in {self.superclasses_per_split[s]} superclasses"
-            lines.append(f"  {s}: {self.classes_per_split[s]} classes{extra}, "
-                         f"{self.images_per_split[s]} images")
-        return "\n".join(lines)
-
-
-@dataclasses.dataclass
 class _ClassToWrite:
     name: str
     images: object  # callable returning an iterable of encoded image bytes
@@ -124,13 +95,11 @@ def _finish(out, name, spec_path, class_entries, split_class_counts, superclass_
     if superclass_info is None:
         spec = make_dataset_spec(name, spec_path, [c.name for c in class_entries],
                                  image_counts, split_class_counts)
-        supers = None
     else:
         superclass_names, superclasses_per_split, classes_per_superclass = superclass_info
         spec = make_bilevel_dataset_spec(
             name, spec_path, superclass_names, superclasses_per_split, classes_per_superclass,
             [c.name for c in class_entries], image_counts)
-        supers = dict(zip(SPLIT_NAMES, superclasses_per_split))
     write_dataset_spec(out, spec)
     _remove_stale_records(out, len(class_entries))
     images_per_split = {}
@@ -138,15 +107,15 @@ def _finish(out, name, spec_path, class_entries, split_class_counts, superclass_
     for s, n in zip(SPLIT_NAMES, split_class_counts):
         images_per_split[s] = int(sum(image_counts[start:start + n]))
         start += n
-    return WriteReport(str(out), name, dict(zip(SPLIT_NAMES, split_class_counts)),
-                       images_per_split, supers, spec)
+    return SourceReport(str(out), name, dict(zip(SPLIT_NAMES, split_class_counts)),
+                        images_per_split, spec)
 
 
 def write_source_from_arrays(records_root, name, images_per_class, class_names=None,
                              splits=None, superclasses=None, seed=DEFAULT_SEED,
                              valid_fraction=DEFAULT_VALID_FRACTION,
                              test_fraction=DEFAULT_TEST_FRACTION, invert=False, quality=75,
-                             overwrite=False, spec_path=None) -> WriteReport:
+                             overwrite=False, spec_path=None) -> SourceReport:
     """Writes ``<records_root>/<name>/`` from images held in memory.
 
     Args:

@@ -369,5 +369,6 @@ def _report(plan, out, selected, counts, num_written, num_kept, skipped, unreada
     return ConversionReport(
         str(out), plan.name,
         {s: sum(1 for i in selected if split_of[i] == s) for s in SPLIT_NAMES},
-        {s: sum(counts[i] for i in selected if split_of[i] == s) for s in SPLIT_NAMES},
-        num_written, num_kept, skipped, unreadable, seconds, spec)
+        {s: sum(counts[i] for i in selected if split_of[i] == s) for s in SPLIT_NAMES}, spec,
+        classes_written=num_written, classes_resumed=num_kept, skipped=skipped,
+        unreadable=unreadable, seconds=seconds)

@@ -43,24 +43,15 @@ class Progress:
 
 
 @dataclasses.dataclass
-class ConversionReport:
-    """What a conversion wrote. Counts cover the converted classes (all, or the slice).
-
-    skipped: `(where, reason)` of what the official rules leave out: raw files the plan drops
-      (not images, duplicates) and records the items declined while converting (`LeftOut`).
-    unreadable: `(where, reason)` of images that could not be read (skipped, not counted).
-    """
+class SourceReport:
+    """What a writer wrote of a source: its folder, name, counts per split and spec (None for
+    a slice of a conversion: no spec is written)."""
 
     directory: str
     name: str
     classes_per_split: Dict[str, int]
     images_per_split: Dict[str, int]
-    classes_written: int
-    classes_resumed: int
-    skipped: Tuple[Tuple[str, str], ...]
-    unreadable: Tuple[Tuple[str, str], ...]
-    seconds: float
-    spec: Optional[dict]  # None for a slice: no spec is written
+    spec: Optional[dict]
 
     @property
     def num_classes(self):
@@ -74,16 +65,41 @@ class ConversionReport:
     def superclasses_per_split(self):
         return None if self.spec is None else self.spec.get("superclasses_per_split")
 
+    def split_lines(self):
+        """One line per split: classes (in superclasses), images."""
+        supers = self.superclasses_per_split
+        return [f"  {s}: {self.classes_per_split[s]} classes"
+                + (f" in {supers[s]} superclasses" if supers else "")
+                + f", {self.images_per_split[s]} images" for s in SPLIT_NAMES]
+
+    def summary(self) -> str:
+        return "\n".join([f"wrote source {self.name!r} to {self.directory}: "
+                          f"{self.num_classes} classes, {self.num_images} images"]
+                         + self.split_lines())
+
+
+@dataclasses.dataclass
+class ConversionReport(SourceReport):
+    """What a conversion wrote. Counts cover the converted classes (all, or the slice).
+
+    skipped: `(where, reason)` of what the official rules leave out: raw files the plan drops
+      (not images, duplicates) and records the items declined while converting (`LeftOut`).
+    unreadable: `(where, reason)` of images that could not be read (skipped, not counted).
+    """
+
+    classes_written: int = 0
+    classes_resumed: int = 0
+    skipped: Tuple[Tuple[str, str], ...] = ()
+    unreadable: Tuple[Tuple[str, str], ...] = ()
+    seconds: float = 0.0
+
     def summary(self) -> str:
         what = "source" if self.spec is not None else "slice (no dataset_spec.json) of"
         lines = [f"wrote {what} {self.name!r} to {self.directory}: {self.num_classes} classes, "
                  f"{self.num_images} images ({self.classes_written} classes written, "
                  f"{self.classes_resumed} kept from an earlier run) in "
                  f"{format_duration(self.seconds)}"]
-        supers = self.superclasses_per_split
-        lines += [f"  {s}: {self.classes_per_split[s]} classes"
-                  + (f" in {supers[s]} superclasses" if supers else "")
-                  + f", {self.images_per_split[s]} images" for s in SPLIT_NAMES]
+        lines += self.split_lines()
         if self.skipped:
             reasons = {}
             for _, reason in self.skipped:
