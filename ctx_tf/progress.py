@@ -1,5 +1,5 @@
 """Progress lines of long loops (evaluation episodes, training updates, conversions) and the
-one format of a duration on the console and in reports."""
+one format of a duration and of an accuracy on the console and in reports."""
 
 import math
 import sys
@@ -12,6 +12,11 @@ def format_duration(seconds):
         return "?"
     seconds = int(round(max(seconds, 0)))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def format_accuracy(mean, ci95):
+    """`mean ± ci95 %` of fractions in [0, 1], in percent with two decimals: `89.25 ± 1.02 %`."""
+    return f"{100 * mean:.2f} ± {100 * ci95:.2f} %"
 
 
 def eta(remaining, rate):

@@ -24,7 +24,7 @@ default to `runs/<name of the first gin file>/{checkpoints,summaries}`.
 After training, the best-validated checkpoint is restored and `final_test.num_episodes` TEST
 episodes (600 officially; gin/demo.gin uses fewer) of the single eval dataset are evaluated by
 the evaluation of `python -m ctx_tf.evaluate` (`final_test.seed`), with its progress lines and
-its journal: a killed final test resumes when the same command runs again. Mean +- 95% CI is
+its journal: a killed final test resumes when the same command runs again. Mean ± 95% CI is
 printed next to nearest-centroid on raw pixels on the same episodes, and the results are
 written to `<train_checkpoint_dir>/final_test/` (results.json, episodes.csv, results.md,
 results.png).
@@ -50,7 +50,7 @@ from ctx_tf.data.dataset_spec import Split
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import sources as sources_lib
-from ctx_tf.progress import format_duration
+from ctx_tf.progress import format_accuracy, format_duration
 from ctx_tf.training import episodes as episodes_lib
 from ctx_tf.training import final_test as final_test_lib
 from ctx_tf.training import loop
@@ -112,9 +112,9 @@ def _report_final_test(results, best, test_config, seconds, learner_name, say):
     ((source, entry),) = results["sources"].items()
     say(f"Test ({source}, {entry['num_episodes']} episodes, seed {test_config['seed']}, "
         f"checkpoint of step {best['step']}, {format_duration(seconds)}):")
-    say(f"  {learner_name}: {100 * entry['mean']:.2f} +- {100 * entry['ci95']:.2f} %")
+    say(f"  {learner_name}: {format_accuracy(entry['mean'], entry['ci95'])}")
     say(f"  nearest centroid on raw pixels: "
-        f"{100 * entry['floor_mean']:.2f} +- {100 * entry['floor_ci95']:.2f} %")
+        f"{format_accuracy(entry['floor_mean'], entry['floor_ci95'])}")
 
 
 def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, summary_dir=None,
@@ -157,7 +157,7 @@ def run(configs, bindings, records_root_dir=None, train_checkpoint_dir=None, sum
     best = trainer.train()
     train_seconds = time.time() - start
     say(f"Training done in {format_duration(train_seconds)}. Best validation: "
-        f"{100 * best['valid_accuracy']:.2f} +- {100 * best['valid_ci95']:.2f} % at step "
+        f"{format_accuracy(best['valid_accuracy'], best['valid_ci95'])} at step "
         f"{best['step']} ({best['checkpoint']})")
     if not test_config["enabled"]:
         return dict(best=best)

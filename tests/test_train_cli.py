@@ -87,8 +87,8 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
     assert "Generating the demo source" in out
     assert "Sharding callback" not in out + proc.stderr  # TensorFlow's per-save INFO line
     assert f"Checkpoints: {tmp_path / 'runs' / 'demo' / 'checkpoints'}" in out
-    model = re.search(r"CrossTransformerLearner: ([\d.]+) \+- ([\d.]+) %", out)
-    baseline = re.search(r"nearest centroid on raw pixels: ([\d.]+) \+- ([\d.]+) %", out)
+    model = re.search(r"CrossTransformerLearner: ([\d.]+) ± ([\d.]+) %", out)
+    baseline = re.search(r"nearest centroid on raw pixels: ([\d.]+) ± ([\d.]+) %", out)
     assert model and baseline, out
     model_acc, model_ci = float(model.group(1)), float(model.group(2))
     base_acc, base_ci = float(baseline.group(1)), float(baseline.group(2))

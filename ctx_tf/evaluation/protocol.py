@@ -35,6 +35,7 @@ from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import sources as sources_lib
 from ctx_tf.evaluation import stats
 from ctx_tf.evaluation.floor import nearest_centroid_accuracy
+from ctx_tf.progress import format_accuracy
 from ctx_tf.seeds import derive_seed
 
 NUM_EVAL_EPISODES = comparability.MIN_EPISODES
@@ -368,7 +369,7 @@ def evaluate(learner, setup, progress=None, log=print, predict_fn=None, episodes
     for name, (entry_specs, episodes) in _streams(setup, specs, episodes_fn, split).items():
         sources[name] = _evaluate_entry(name, entry_specs, episodes, predict_fn, setup, split,
                                         progress, floor, journal)
-        log(f"{name}: {100 * sources[name]['mean']:.2f} ± {100 * sources[name]['ci95']:.2f}% "
+        log(f"{name}: {format_accuracy(sources[name]['mean'], sources[name]['ci95'])} "
             f"over {sources[name]['num_episodes']} episodes")
     return {
         "format": results_lib.FORMAT,

@@ -25,6 +25,7 @@ from ctx_tf import distribute as distribute_lib
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.evaluation import benchmark_versions
 from ctx_tf.evaluation import sources as sources_lib
+from ctx_tf.progress import format_accuracy
 from ctx_tf.seeds import derive_seed
 from ctx_tf.training import checkpointing as checkpointing_lib
 from ctx_tf.training import step as step_lib
@@ -164,7 +165,7 @@ class Trainer:
         figure = self.validation.attention_png(self.learner) if self.chief else None
         summaries.validation(step, mean, ci95, figure)
         improved = best is None or mean > best["valid_accuracy"]
-        self.print(f"[step {step}] validation: {100 * mean:.2f} +- {100 * ci95:.2f} % over "
+        self.print(f"[step {step}] validation: {format_accuracy(mean, ci95)} over "
                    f"{self.validation.num_episodes} episodes per source "
                    f"({time.time() - start:.1f} s){' (best so far)' if improved else ''}")
         return (mean, ci95), improved

@@ -110,7 +110,7 @@ def train_and_evaluate(records, tmp_path, setup, replicas):
     assert re.findall(r"(\w+) \(train", training_line) == list(version.train_sources)
     strategy = "MirroredStrategy with 2 replica(s)" if replicas == 2 else "with 1 replica(s)"
     assert strategy in out
-    assert re.search(r"\[step 2\] validation: [\d.]+ \+- [\d.]+ % over 1 episodes per source",
+    assert re.search(r"\[step 2\] validation: [\d.]+ ± [\d.]+ % over 1 episodes per source",
                      out), out
     manifest = json.loads((ckpt / "run_manifest.json").read_text())
     assert manifest["benchmark"] == version.name
