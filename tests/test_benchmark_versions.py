@@ -25,14 +25,13 @@ V1, V2 = versions.VERSIONS[versions.MD_V1], versions.VERSIONS[versions.MD_V2]
 
 
 @pytest.fixture
-def parsed():
+def parsed(clean_gin):
     """Parses gin files of the repository (`parsed("ctx_v2.gin")`), clearing gin after."""
 
     def parse(*names, bindings=()):
         cli.parse_gin([str(GIN / name) for name in names], list(bindings))
 
-    yield parse
-    gin.clear_config()
+    return parse
 
 
 def episode_configs():

@@ -67,11 +67,7 @@ def trained(tmp_path_factory):
     return records, str(gin_file), train_dir
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _run(trained, output_dir, **kwargs):

@@ -36,13 +36,6 @@ EpisodeDescriptionConfig.max_support_set_size = 12
 """
 
 
-@pytest.fixture
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 def _train_dir(tmp_path, gin_text):
     """A training directory as training leaves it: best/ckpt-1 and operative_config.gin."""
     gin_file = tmp_path / "model.gin"

@@ -18,11 +18,7 @@ def thing(a=0, b=0, c=0):
     return a, b, c
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 # --------------------------------------------------------------------------------------- gin

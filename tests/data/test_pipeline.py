@@ -407,23 +407,19 @@ def test_real_omniglot_slice_written_by_the_writer(tmp_path):
             assert (images < 0).mean() > 0.8
 
 
-def test_official_decoder_gin_bindings_apply(toy):
+def test_official_decoder_gin_bindings_apply(toy, clean_gin):
     import gin  # pylint: disable=import-outside-toplevel
 
-    gin.clear_config()
-    try:
-        gin.parse_config("""
-            process_episode.support_decoder = @support/ImageDecoder()
-            process_episode.query_decoder = @StringDecoder()
-            support/ImageDecoder.data_augmentation = @support/DataAugmentation()
-            support/DataAugmentation.enable_jitter = True
-            support/DataAugmentation.jitter_amount = 0
-            support/DataAugmentation.enable_gaussian_noise = True
-            support/DataAugmentation.gaussian_noise_std = 0.0
-        """)
-        episode, _ = episodes_of(one_source(toy, episode_config=config(**SMALL), seed=1), 1)[0]
-    finally:
-        gin.clear_config()
+    gin.parse_config("""
+        process_episode.support_decoder = @support/ImageDecoder()
+        process_episode.query_decoder = @StringDecoder()
+        support/ImageDecoder.data_augmentation = @support/DataAugmentation()
+        support/DataAugmentation.enable_jitter = True
+        support/DataAugmentation.jitter_amount = 0
+        support/DataAugmentation.enable_gaussian_noise = True
+        support/DataAugmentation.gaussian_noise_std = 0.0
+    """)
+    episode, _ = episodes_of(one_source(toy, episode_config=config(**SMALL), seed=1), 1)[0]
     assert episode.support_images.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE, 3)
     assert episode.query_images.dtype == object  # raw image bytes
     assert all(b[:8] == b"\x89PNG\r\n\x1a\n" or b[:3] == b"\xff\xd8\xff"

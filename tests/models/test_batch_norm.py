@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf.models.batch_norm import EpisodicBatchNorm
-from tests.training.test_distribute import TWO_CPUS
+from tests.scripts import TWO_CPUS
 
 EPS = 1e-5
 

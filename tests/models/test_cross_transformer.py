@@ -218,16 +218,13 @@ def test_projections_with_one_hot_labels(rng_seed):
     assert_close(by_int.numpy(), layer(fs, labels, fq).numpy(), rtol=1e-6)
 
 
-def test_gin_binds_block_size():
+def test_gin_binds_block_size(clean_gin):
     import gin
 
     with gin.unlock_config():
         gin.parse_config("CrossTransformer.attention_block_bytes = 12345")
-    try:
-        assert CrossTransformer().attention_block_bytes == 12345
-        assert CrossTransformer().get_config()["attention_block_bytes"] == 12345
-    finally:
-        gin.clear_config()
+    assert CrossTransformer().attention_block_bytes == 12345
+    assert CrossTransformer().get_config()["attention_block_bytes"] == 12345
 
 
 def test_large_scores_do_not_overflow(rng_seed):

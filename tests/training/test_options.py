@@ -23,11 +23,7 @@ OFFICIAL = ("num_updates", "batch_size", "num_eval_episodes", "checkpoint_every"
             "distribute", "enable_tf_optimizations")
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 class Learner:

@@ -354,14 +354,11 @@ def test_constant_seed_in_graph_matches_eager(rng_seed):
     np.testing.assert_allclose(graph.numpy(), eager.numpy(), atol=1e-5)
 
 
-def test_gin_color_jitter_strength(rng_seed):
+def test_gin_color_jitter_strength(rng_seed, clean_gin):
     images = _colourful(size=8, n=300)
     kwargs = dict(blur=False, seed=_seed_pair(rng_seed), crop=False, flip=False)
-    try:
-        gin.parse_config("simclr_augment.color_jitter_strength = 0.0")
-        out = augment.simclr_augment(images, **kwargs).numpy()
-    finally:
-        gin.clear_config()
+    gin.parse_config("simclr_augment.color_jitter_strength = 0.0")
+    out = augment.simclr_augment(images, **kwargs).numpy()
     # Strength 0: every image is either unchanged or the grayscale version.
     unchanged = np.abs(out - images).reshape(300, -1).max(axis=1) < 1e-4
     flat = out.reshape(300, -1, 3)
