@@ -8,7 +8,7 @@ from PIL import Image
 from ctx_tf.data import simclr, simclr_preview
 from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.errors import UserError
-from tests.data.simclr.test_conversion import _make_episode
+from tests.data.simclr.helpers import make_episode
 
 
 def _png_size(path):
@@ -19,7 +19,7 @@ def _png_size(path):
 
 def test_save_episode_grid(tmp_path):
     size = 28
-    episode = _make_episode([3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5], size=size)
+    episode = make_episode([3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5], size=size)
     converted = simclr.to_simclr_episode(episode, seed=[1, 2])
     path = tmp_path / "grid.png"
     rows = len(converted.query_labels)  # 6
@@ -36,7 +36,7 @@ def test_save_episode_grid(tmp_path):
 
 
 def test_save_episode_grid_needs_a_query(tmp_path):
-    episode = _make_episode([3, 1], [2, 3], [40, 7], size=16)
+    episode = make_episode([3, 1], [2, 3], [40, 7], size=16)
     with pytest.raises(ValueError, match="no query images"):
         simclr_preview.save_episode_grid(episode, tmp_path / "x.png", max_rows=0)
     assert not (tmp_path / "x.png").exists()

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from ctx_tf import evaluate
 from ctx_tf import train
-from tests.evaluation.helpers import write_tiny_source
+from tests.data.helpers import write_tiny_source
 from tests.scripts import TWO_CPUS, run_script, script_result
 from tests.training.helpers import ScaledCosineLearner, cosine_episodes, cosine_trainer
 
@@ -93,8 +93,8 @@ final_test.seed = 4321
 
 
 def test_final_test_is_reproduced_by_the_evaluate_cli(tmp_path, clean_gin):
-    records = write_tiny_source(tmp_path / "records", "tiny", size=16, splits=(6, 5, 6),
-                                num_classes=17)
+    write_tiny_source(tmp_path / "records", "tiny", size=16, splits=(6, 5, 6))
+    records = str(tmp_path / "records")
     gin_file = tmp_path / "tiny.gin"
     gin_file.write_text(FINAL_TEST_GIN)
     run_dir = tmp_path / "run"
