@@ -1,4 +1,5 @@
-"""Helpers for the source tests: tiny images and the official split/spec files."""
+"""Helpers for the source tests: tiny images and the official split/spec files; one module per
+source (`raw_trees.aircraft`, ...) writes that source's raw download in miniature."""
 
 import functools
 import io
