@@ -1,4 +1,4 @@
-"""aircraft: the official variant split, class ids, image order and bounding-box crops."""
+"""aircraft: class ids, image order and bounding-box crops (the split: test_splits.py)."""
 
 import pickle
 
@@ -7,12 +7,6 @@ import pytest
 from ctx_tf.data.sources import aircraft
 from tests.data.sources.raw_trees import official, official_class_names
 from tests.data.sources.raw_trees import aircraft as aircraft_tree
-
-
-def test_split_of_real_variants_is_the_official_split():
-    expected = official("aircraft_splits.json")
-    names = expected["train"] + expected["valid"] + expected["test"]
-    assert aircraft.split_variants(sorted(names, reverse=True)) == expected
 
 
 def test_plan_reproduces_the_official_spec_and_crops(tmp_path):

@@ -1,4 +1,4 @@
-"""fungi: the official seeded split of the real labels, class ids and image order."""
+"""fungi: the real labels, class ids and image order (the seeded split: test_splits.py)."""
 
 import json
 import pickle
@@ -10,12 +10,11 @@ from tests.data.sources.raw_trees import official
 from tests.data.sources.raw_trees import fungi as fungi_tree
 
 
-def test_split_of_the_real_labels_equals_the_official_split_file():
-    expected = official("fungi_splits.json")
+def test_labels_of_the_real_categories_are_sorted_and_complete():
+    # (Their split: tests/data/sources/test_splits.py.)
     categories = fungi_tree.real_categories()
     labels = fungi.labels({"categories": categories}, {"categories": categories})
     assert labels == sorted(labels) and len(labels) == 1394
-    assert fungi.split_labels(labels) == expected
 
 
 def test_plan_ids_names_counts_and_image_order_equal_the_official_rules(tmp_path):

@@ -7,17 +7,11 @@ import zipfile
 import pytest
 from PIL import Image
 
-from ctx_tf.data import facts
 from ctx_tf.data.sources import traffic_sign
 from ctx_tf.data.writing import engine
 from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources.raw_trees import official, official_class_names
 from tests.data.sources.raw_trees import traffic_sign as traffic_sign_tree
-
-
-def test_split_of_the_official_labels_is_the_official_split():
-    assert traffic_sign.split_classes(facts.labels("traffic_sign")) == official(
-        "traffic_sign_splits.json")
 
 
 def test_plan_reproduces_the_official_spec_and_shuffle(tmp_path):

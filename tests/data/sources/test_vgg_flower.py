@@ -1,4 +1,4 @@
-"""vgg_flower: the official split of the label names, class ids and imagelabels.mat order."""
+"""vgg_flower: class ids and imagelabels.mat order (the split: test_splits.py)."""
 
 import pickle
 
@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from ctx_tf.data import facts
 from ctx_tf.data.sources import vgg_flower
 from tests.data.sources.raw_trees import official, official_class_names
 from tests.data.sources.raw_trees import vgg_flower as vgg_flower_tree
-
-
-def test_split_of_the_official_labels_is_the_official_split():
-    assert vgg_flower.split_classes(facts.labels("vgg_flower")) == official(
-        "vgg_flower_splits.json")
 
 
 def test_plan_reproduces_the_official_spec(tmp_path):
