@@ -9,12 +9,12 @@ the JSON of its last `RESULT ` line.
 """
 
 import json
-import pathlib
 import subprocess
 import sys
 import textwrap
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
 
 TWO_CPUS = textwrap.dedent("""
     import tensorflow as tf

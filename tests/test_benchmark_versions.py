@@ -3,7 +3,6 @@
 mini-ImageNet protocol (`setups/mini_imagenet.gin`) trained and tested end to end."""
 
 import json
-import pathlib
 
 import gin
 import pytest
@@ -18,8 +17,8 @@ from ctx_tf.evaluation import comparison
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.training import episodes as episodes_lib
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 GIN = REPO_ROOT / "gin"
 V1, V2 = versions.VERSIONS[versions.MD_V1], versions.VERSIONS[versions.MD_V2]
 

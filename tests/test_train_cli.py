@@ -2,14 +2,14 @@
 
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
 
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
 DEMO_GIN = str(REPO_ROOT / "gin" / "demo.gin")
 CTX_GIN = str(REPO_ROOT / "gin" / "ctx.gin")
 # TensorFlow's C++ log lines and gin's "Path not found" lines, which a quiet run must not show.

@@ -9,8 +9,7 @@ import pytest
 
 from ctx_tf import cli
 from ctx_tf.errors import UserError
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT
 
 
 @gin.configurable("cli_test_thing")

@@ -15,6 +15,7 @@ from ctx_tf.training import loop
 from ctx_tf.training import step as step_lib
 from ctx_tf.training.schedule import LearningRateSchedule
 from ctx_tf.evaluation import curves
+from tests.conftest import REPO_ROOT
 from tests.training.helpers import (IMAGE_SIZE, episode_gradients, episode_stream,
                                     evaluate_episode, make_episode, make_trainer, toy_learner)
 
@@ -127,6 +128,7 @@ KILL_SCRIPT = """
 import os, pathlib, signal, sys
 sys.path.insert(0, sys.argv[1])
 from ctx_tf.seeds import derive_seed
+from tests.conftest import REPO_ROOT
 from tests.training.helpers import episode_stream, make_trainer
 
 def killed_after_one(seed):
@@ -165,8 +167,7 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
     run_dir = tmp_path / "run"
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run([sys.executable, str(script), repo, str(run_dir)],
+    proc = subprocess.run([sys.executable, str(script), str(REPO_ROOT), str(run_dir)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert tf.train.latest_checkpoint(str(run_dir / "ckpt")).endswith("ckpt-4")
