@@ -6,8 +6,8 @@ from absl import flags
 from PIL import Image
 
 from ctx_tf.data import simclr, simclr_preview
-from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.errors import UserError
+from tests.data.helpers import write_tiny_source
 from tests.data.simclr.helpers import make_episode
 
 
@@ -43,9 +43,7 @@ def test_save_episode_grid_needs_a_query(tmp_path):
 
 
 def test_cli_writes_a_grid_of_a_real_source(tmp_path, capsys):
-    rng = np.random.RandomState(0)
-    arrays = [rng.randint(0, 256, size=(12, 20, 20, 3), dtype=np.uint8) for _ in range(12)]
-    write_source_from_arrays(tmp_path, "toy", arrays, splits=(6, 3, 3))
+    write_tiny_source(tmp_path, "toy", images_per_class=12, splits=(6, 3, 3), size=20)
     out = tmp_path / "grid.png"
     assert simclr_preview.run_cli(_flags(
         "--records_root_dir", str(tmp_path), "--dataset", "toy", "--out", str(out),
