@@ -1,13 +1,10 @@
 """fungi in miniature (`write`): train.json / val.json of the real categories
 (`real_categories`) and the images of the first ones."""
 
-import io
 import json
 import random
 
-from PIL import Image
-
-from tests.data.sources.raw_trees import official
+from tests.data.sources.raw_trees import image_bytes, official
 
 
 def real_categories():
@@ -16,13 +13,6 @@ def real_categories():
     categories = [{"id": int(l[:4]), "name": l[5:], "supercategory": "Fungi"} for l in labels]
     random.Random(1).shuffle(categories)  # the download's order must not matter
     return categories
-
-
-def jpeg(shade):
-    """The bytes of a small RGB JPEG of red level `shade`."""
-    buf = io.BytesIO()
-    Image.new("RGB", (6, 5), (shade, 80, 120)).save(buf, format="JPEG")
-    return buf.getvalue()
 
 
 def write(root, categories, with_files=3):
@@ -41,7 +31,7 @@ def write(root, categories, with_files=3):
                 if k < with_files:
                     path = root / file_name
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(jpeg(10 * j))
+                    path.write_bytes(image_bytes((6, 5), (10 * j, 80, 120)))
                 image_id += 1
     for part, content in parts.items():
         (root / f"{part}.json").write_text(json.dumps(content))

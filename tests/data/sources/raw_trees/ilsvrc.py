@@ -1,15 +1,11 @@
 """ILSVRC-2012 train/ in miniature (`write_subset`): four synset folders (`SUBSET`)."""
 
-import io
-
-from PIL import Image
+from tests.data.sources.raw_trees import image_bytes
 
 
 def jpeg(shade=90):
     """The bytes of a small RGB JPEG of red level `shade`."""
-    buf = io.BytesIO()
-    Image.new("RGB", (4, 3), (shade, 40, 200)).save(buf, format="JPEG")
-    return buf.getvalue()
+    return image_bytes((4, 3), (shade, 40, 200))
 
 
 # Two TRAIN synsets, one VALID (bear, with a listed duplicate) and one TEST synset.

@@ -1,11 +1,9 @@
 """COCO 2017 in miniature (`write`): train2017/ images and instances_train2017.json with the
 real 80 categories (`CATEGORIES`) and the boxes of `ANNOTATIONS`."""
 
-import io
 import json
 
-from PIL import Image
-
+from tests.data.sources.raw_trees import image_bytes
 
 # The categories of COCO 2017's instances_train2017.json, in the file's order, with their ids.
 REAL_CATEGORIES = list(enumerate(
@@ -29,13 +27,6 @@ CATEGORIES = [{"supercategory": "thing", "id": i, "name": n}
 IDS = {c["name"]: c["id"] for c in CATEGORIES}
 
 
-def jpeg(size):
-    """The bytes of an RGB JPEG of `size` (width, height)."""
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 30, 60)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 # (image_id, category, bbox); image 3 has no file. The images' annotated width / height
 # (640 x 480) differ from the files' (20 x 16, 10 x 10): the crops must use the files'.
 ANNOTATIONS = [
@@ -53,7 +44,7 @@ def write(root, annotations_dir=""):
     `root/annotations_dir`."""
     (root / "train2017").mkdir()
     for image_id, size in ((1, (20, 16)), (2, (10, 10))):
-        (root / "train2017" / f"{image_id:012d}.jpg").write_bytes(jpeg(size))
+        (root / "train2017" / f"{image_id:012d}.jpg").write_bytes(image_bytes(size, (200, 30, 60)))
     content = {
         "images": [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480}
                    for i in (1, 2, 3)],

@@ -1,9 +1,7 @@
 """GTSRB in miniature (`write`): Final_Training/Images/<class>/ folders of PPM files and their
 GT csv."""
 
-import io
-
-from PIL import Image
+from tests.data.sources.raw_trees import image_bytes
 
 
 # The permutation RandomState(23).shuffle gives 7 items: pinned, so a NumPy release that
@@ -13,9 +11,7 @@ PERMUTATION_OF_7 = [6, 4, 5, 2, 1, 0, 3]
 
 def ppm():
     """The bytes of a small red PPM image."""
-    buf = io.BytesIO()
-    Image.new("RGB", (5, 4), (200, 0, 0)).save(buf, format="PPM")
-    return buf.getvalue()
+    return image_bytes((5, 4), (200, 0, 0), "PPM")
 
 
 def write(root, sizes):
