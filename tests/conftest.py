@@ -1,11 +1,12 @@
 """Shared test helpers: the official facts as files, ../shared (the reference material beside
-the checkout) and the random seed of a test."""
+the checkout), the random seed of a test and an empty gin configuration."""
 
 import json
 import os
 import pathlib
 import re
 
+import gin
 import pytest
 
 from ctx_tf.data import facts
@@ -68,3 +69,12 @@ def rng_seed():
     print(f"random seed for this test: {seed} (replay: {SEED_VARIABLE}={seed})")
     return seed
 
+
+
+@pytest.fixture
+def clean_gin():
+    """An empty gin configuration for the test, cleared again after it (a module whose every
+    test binds gin uses it with `pytestmark = pytest.mark.usefixtures("clean_gin")`)."""
+    gin.clear_config()
+    yield
+    gin.clear_config()

@@ -22,8 +22,8 @@ from PIL import Image
 from ctx_tf.data.writing import splits
 from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.data.writing.folder import write_source_from_folder
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEMO_GIN = str(REPO_ROOT / "gin" / "demo.gin")
 FOREIGN_LOG_LINE = re.compile(
     r"^([IWEF]\d{4} |WARNING: All log messages|WARNING:tensorflow|.*Path not found"

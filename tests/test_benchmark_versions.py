@@ -3,7 +3,6 @@
 mini-ImageNet protocol (`setups/mini_imagenet.gin`) trained and tested end to end."""
 
 import json
-import pathlib
 
 import gin
 import pytest
@@ -18,21 +17,20 @@ from ctx_tf.evaluation import comparison
 from ctx_tf.evaluation import leaderboard
 from ctx_tf.evaluation import results as results_lib
 from ctx_tf.training import episodes as episodes_lib
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 GIN = REPO_ROOT / "gin"
 V1, V2 = versions.VERSIONS[versions.MD_V1], versions.VERSIONS[versions.MD_V2]
 
 
 @pytest.fixture
-def parsed():
+def parsed(clean_gin):
     """Parses gin files of the repository (`parsed("ctx_v2.gin")`), clearing gin after."""
 
     def parse(*names, bindings=()):
         cli.parse_gin([str(GIN / name) for name in names], list(bindings))
 
-    yield parse
-    gin.clear_config()
+    return parse
 
 
 def episode_configs():

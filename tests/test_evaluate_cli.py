@@ -17,7 +17,7 @@ from ctx_tf.errors import UserError
 from ctx_tf.training import loop
 from ctx_tf.evaluation import plot
 from ctx_tf.evaluation import results as results_lib
-from tests.evaluation.helpers import write_tiny_source
+from tests.data.helpers import write_tiny_source
 
 GIN = """
 Trainer.train_learner_class = @CrossTransformerLearner
@@ -50,8 +50,8 @@ final_test.num_episodes = 5
 def trained(tmp_path_factory):
     """(records root, gin file, training directory) of a CTX trained for 2 updates."""
     root = tmp_path_factory.mktemp("e2e")
-    records = write_tiny_source(root / "records", "tiny", size=16, splits=(6, 5, 6),
-                                num_classes=17)
+    write_tiny_source(root / "records", "tiny", size=16, splits=(6, 5, 6))
+    records = str(root / "records")
     gin_file = root / "tiny_ctx.gin"
     gin_file.write_text(GIN)
     train_dir = str(root / "train")
@@ -67,11 +67,7 @@ def trained(tmp_path_factory):
     return records, str(gin_file), train_dir
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _run(trained, output_dir, **kwargs):
@@ -135,7 +131,8 @@ def test_checkpoint_of_another_model_is_rejected_with_the_variables(trained, tmp
 
 
 def test_cli_reports_bad_inputs_clearly(tmp_path):
-    records = write_tiny_source(tmp_path / "records", "tiny", size=8)
+    write_tiny_source(tmp_path / "records", "tiny", size=8)
+    records = str(tmp_path / "records")
     gin_file = tmp_path / "c.gin"
     gin_file.write_text("DataConfig.image_height = 8\n")
     common = dict(gin_config=[str(gin_file)], records_root_dir=records,
@@ -187,8 +184,8 @@ def test_official_tf1_checkpoint_is_detected_and_evaluates_like_our_checkpoint(t
 
     from ctx_tf import official_checkpoint
 
-    records = write_tiny_source(tmp_path / "records", "tiny", size=32, splits=(6, 5, 6),
-                                num_classes=17)
+    write_tiny_source(tmp_path / "records", "tiny", size=32, splits=(6, 5, 6))
+    records = str(tmp_path / "records")
     gin_file = tmp_path / "resnet_ctx.gin"
     gin_file.write_text(RESNET_GIN)
     cli.parse_gin([str(gin_file)], [])
@@ -255,7 +252,8 @@ def test_floor_only_evaluation_survives_a_hard_kill(tmp_path):
     from ctx_tf.evaluation import evaluator as journal_lib
     from ctx_tf.evaluation.floor import FLOOR_NAME
 
-    records = write_tiny_source(tmp_path / "records", "tiny", size=8)
+    write_tiny_source(tmp_path / "records", "tiny", size=8)
+    records = str(tmp_path / "records")
     write_tiny_source(tmp_path / "records", "other", size=8, seed=1)
     whole = _run_floor(records, tmp_path / "whole")
     assert whole["model"]["name"] == FLOOR_NAME and whole["model"]["checkpoint"] is None

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from ctx_tf.data import demo
 from tests.conftest import REPO_ROOT
-from tests.training.test_distribute import TWO_CPUS
+from tests.scripts import TWO_CPUS
 
 DEMO_GIN = str(REPO_ROOT / "gin" / "demo.gin")
 BINDINGS = ["Trainer.seed = 3", "Trainer.num_updates = 6", "Trainer.checkpoint_every = 2",

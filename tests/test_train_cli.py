@@ -2,14 +2,14 @@
 
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
 
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
 DEMO_GIN = str(REPO_ROOT / "gin" / "demo.gin")
 CTX_GIN = str(REPO_ROOT / "gin" / "ctx.gin")
 # TensorFlow's C++ log lines and gin's "Path not found" lines, which a quiet run must not show.
@@ -130,37 +130,34 @@ def test_demo_end_to_end_beats_the_raw_pixel_baseline(tmp_path):
 @pytest.mark.compat
 @pytest.mark.parametrize("name, decay_every, num_updates, simclr", [
     ("ctx.gin", 2000, 100000, 0.0), ("ctx_simclr.gin", 4000, 400000, 0.5)])
-def test_ctx_gin_files_resolve_to_the_official_values(name, decay_every, num_updates, simclr):
+def test_ctx_gin_files_resolve_to_the_official_values(name, decay_every, num_updates, simclr,
+                                                      clean_gin):
     import gin
 
     from ctx_tf import cli
     from ctx_tf.training import episodes as episodes_lib
     from ctx_tf.data.sampling import EpisodeDescriptionConfig
 
-    gin.clear_config()
-    try:
-        cli.parse_gin([str(REPO_ROOT / "gin" / name)], [])
-        q = gin.query_parameter
-        assert episodes_lib.benchmark() == (["ilsvrc_2012"], ["ilsvrc_2012"])
-        assert (q("Trainer.num_updates"), q("Trainer.decay_every")) == (num_updates, decay_every)
-        assert q("Trainer.learning_rate") == 0.0006
-        assert q("Trainer.decay_rate") == 0.915193802145601
-        assert q("Trainer.normalized_gradient_descent") and q("Trainer.decay_learning_rate")
-        assert q("Trainer.distribute") is True
-        assert q("DataConfig.image_height") == 224
-        assert (q("resnet34.max_stride"), q("resnet34.deeplab_alignment")) == (16, False)
-        assert q("bn.use_ema") is True
-        assert q("weight_decay/macro.value") == 0.0000885787420909229
-        with gin.config_scope("train"):
-            train_config = gin.get_configurable(EpisodeDescriptionConfig)()
-        eval_config = gin.get_configurable(EpisodeDescriptionConfig)()
-        assert train_config.ignore_hierarchy_probability == 0.5
-        assert train_config.simclr_episode_fraction == simclr
-        assert eval_config.ignore_hierarchy_probability == 0.0
-        assert eval_config.simclr_episode_fraction == 0.0
-        assert eval_config.num_ways is None and eval_config.max_support_set_size == 500
-    finally:
-        gin.clear_config()
+    cli.parse_gin([str(REPO_ROOT / "gin" / name)], [])
+    q = gin.query_parameter
+    assert episodes_lib.benchmark() == (["ilsvrc_2012"], ["ilsvrc_2012"])
+    assert (q("Trainer.num_updates"), q("Trainer.decay_every")) == (num_updates, decay_every)
+    assert q("Trainer.learning_rate") == 0.0006
+    assert q("Trainer.decay_rate") == 0.915193802145601
+    assert q("Trainer.normalized_gradient_descent") and q("Trainer.decay_learning_rate")
+    assert q("Trainer.distribute") is True
+    assert q("DataConfig.image_height") == 224
+    assert (q("resnet34.max_stride"), q("resnet34.deeplab_alignment")) == (16, False)
+    assert q("bn.use_ema") is True
+    assert q("weight_decay/macro.value") == 0.0000885787420909229
+    with gin.config_scope("train"):
+        train_config = gin.get_configurable(EpisodeDescriptionConfig)()
+    eval_config = gin.get_configurable(EpisodeDescriptionConfig)()
+    assert train_config.ignore_hierarchy_probability == 0.5
+    assert train_config.simclr_episode_fraction == simclr
+    assert eval_config.ignore_hierarchy_probability == 0.0
+    assert eval_config.simclr_episode_fraction == 0.0
+    assert eval_config.num_ways is None and eval_config.max_support_set_size == 500
 
 
 OMNIGLOT_GINS = {"omniglot_protonet.gin": ("PrototypicalNetworkLearner", 0.0),
@@ -170,7 +167,7 @@ OMNIGLOT_GINS = {"omniglot_protonet.gin": ("PrototypicalNetworkLearner", 0.0),
 
 @pytest.mark.compat
 @pytest.mark.parametrize("name", sorted(OMNIGLOT_GINS))
-def test_omniglot_gin_files_differ_only_in_the_learner(name):
+def test_omniglot_gin_files_differ_only_in_the_learner(name, clean_gin):
     import gin
 
     from ctx_tf import cli
@@ -179,29 +176,25 @@ def test_omniglot_gin_files_differ_only_in_the_learner(name):
     from ctx_tf.evaluation import protocol
 
     learner, simclr = OMNIGLOT_GINS[name]
-    gin.clear_config()
-    try:
-        cli.parse_gin([str(REPO_ROOT / "gin" / name)], [])
-        q = gin.query_parameter
-        assert episodes_lib.benchmark() == (["omniglot"], ["omniglot"])
-        assert q("Trainer.train_learner_class").selector == learner
-        assert q("Trainer.eval_learner_class").selector == learner
-        assert q("Learner.embedding_fn").selector == "four_layer_convnet"
-        assert q("DataConfig.image_height") == 42
-        assert (q("Trainer.num_updates"), q("Trainer.learning_rate")) == (1200, 0.002)
-        assert q("Trainer.normalized_gradient_descent") and q("bn.use_ema")
-        assert q("final_test.num_episodes") == 600
-        with gin.config_scope("train"):
-            train_config = gin.get_configurable(EpisodeDescriptionConfig)()
-        eval_config = gin.get_configurable(EpisodeDescriptionConfig)()
-        assert train_config.simclr_episode_fraction == simclr
-        assert (train_config.max_ways_upper_bound, train_config.max_num_query,
-                train_config.max_support_set_size) == (20, 5, 100)
-        # Test episodes follow the official protocol exactly.
-        assert protocol.is_official_config(eval_config)
-        assert eval_config.simclr_episode_fraction == 0.0
-    finally:
-        gin.clear_config()
+    cli.parse_gin([str(REPO_ROOT / "gin" / name)], [])
+    q = gin.query_parameter
+    assert episodes_lib.benchmark() == (["omniglot"], ["omniglot"])
+    assert q("Trainer.train_learner_class").selector == learner
+    assert q("Trainer.eval_learner_class").selector == learner
+    assert q("Learner.embedding_fn").selector == "four_layer_convnet"
+    assert q("DataConfig.image_height") == 42
+    assert (q("Trainer.num_updates"), q("Trainer.learning_rate")) == (1200, 0.002)
+    assert q("Trainer.normalized_gradient_descent") and q("bn.use_ema")
+    assert q("final_test.num_episodes") == 600
+    with gin.config_scope("train"):
+        train_config = gin.get_configurable(EpisodeDescriptionConfig)()
+    eval_config = gin.get_configurable(EpisodeDescriptionConfig)()
+    assert train_config.simclr_episode_fraction == simclr
+    assert (train_config.max_ways_upper_bound, train_config.max_num_query,
+            train_config.max_support_set_size) == (20, 5, 100)
+    # Test episodes follow the official protocol exactly.
+    assert protocol.is_official_config(eval_config)
+    assert eval_config.simclr_episode_fraction == 0.0
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from ctx_tf import visualize
 from ctx_tf.data import config as config_lib
 from ctx_tf.errors import UserError
 from ctx_tf.evaluation import attention_figure
-from tests.evaluation.helpers import write_tiny_source
+from tests.data.helpers import write_tiny_source
 
 TINY_GIN = """
 Trainer.train_learner_class = @CrossTransformerLearner
@@ -34,13 +34,6 @@ EpisodeDescriptionConfig.max_ways_upper_bound = 4
 EpisodeDescriptionConfig.max_num_query = 2
 EpisodeDescriptionConfig.max_support_set_size = 12
 """
-
-
-@pytest.fixture
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def _train_dir(tmp_path, gin_text):
@@ -68,8 +61,8 @@ def _sizes(paths):
 
 
 def test_pngs_from_a_checkpoint_with_no_other_flag_than_the_records(tmp_path, clean_gin):
-    records = write_tiny_source(tmp_path / "records", "tiny", size=32, splits=(6, 5, 6),
-                                num_classes=17)
+    write_tiny_source(tmp_path / "records", "tiny", size=32, splits=(6, 5, 6))
+    records = str(tmp_path / "records")
     prefix, _ = _train_dir(tmp_path, TINY_GIN)
     lines = []
     paths = visualize.run_visualize(prefix, records_root_dir=records, seed=3, num_queries=3,
@@ -87,8 +80,8 @@ def test_pngs_from_a_checkpoint_with_no_other_flag_than_the_records(tmp_path, cl
 
 @pytest.mark.slow
 def test_pngs_from_an_official_checkpoint(tmp_path, clean_gin):
-    records = write_tiny_source(tmp_path / "records", "tiny", size=32, splits=(6, 5, 6),
-                                num_classes=17)
+    write_tiny_source(tmp_path / "records", "tiny", size=32, splits=(6, 5, 6))
+    records = str(tmp_path / "records")
     official_gin = TINY_GIN.replace("@four_layer_convnet", "@resnet34") + \
         "resnet34.max_stride = 16\n"
     gin_file = tmp_path / "official.gin"

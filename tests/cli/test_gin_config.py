@@ -9,8 +9,7 @@ import pytest
 
 from ctx_tf import cli
 from ctx_tf.errors import UserError
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT
 
 
 @gin.configurable("cli_test_thing")
@@ -18,11 +17,7 @@ def thing(a=0, b=0, c=0):
     return a, b, c
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 # --------------------------------------------------------------------------------------- gin

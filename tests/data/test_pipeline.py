@@ -17,8 +17,8 @@ from ctx_tf.data.sources import omniglot
 from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.errors import UserError
 from tests.conftest import shared_path
-from tests.data.reading.test_episode_reader import (IMAGE_SIDE, band_image, encode, example,
-                                                    read_bands, write_source)
+from tests.data.helpers import (IMAGE_SIDE, band_image, encode, example, read_bands,
+                                write_tiny_source)
 
 SMALL = dict(num_ways=5, num_support=2, num_query=2)  # chunks 10 / 10 / 20: fast episodes
 
@@ -37,7 +37,7 @@ def episodes_of(dataset, n):
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("records")
-    return write_source(root, "toy", [10, 20, 30] * 5, (5, 5, 5))
+    return write_tiny_source(root, "toy", [10, 20, 30] * 5, (5, 5, 5), images="bands")
 
 
 def one_source(spec, split=Split.TRAIN, episode_config=None, **kwargs):
@@ -126,7 +126,8 @@ def _coded_source(root, name, code, counts, classes_per_split):
     """Class c of this source shows class band c + code (so sources are told apart)."""
     def record(class_id, index):
         return example(encode(band_image(class_id + code, index), "JPEG"), class_id)
-    return write_source(root, name, counts, classes_per_split, record_fn=record)
+    return write_tiny_source(root, name, counts, classes_per_split, images="bands",
+                             record_fn=record)
 
 
 def test_multisource_episodes_never_mix_and_sources_are_uniform(tmp_path, rng_seed):
@@ -164,7 +165,7 @@ def test_num_to_take_limits_records_and_sampler(toy):
 
 def _bilevel_source(root):
     """3 superclasses x 5 classes x 6 images, all TEST."""
-    spec = write_source(root, "bilevel", [6] * 15, (0, 0, 15))
+    spec = write_tiny_source(root, "bilevel", [6] * 15, (0, 0, 15), images="bands")
     path = os.path.join(str(root), "bilevel", "dataset_spec.json")
     with open(path) as f:
         data = json.load(f)
@@ -220,7 +221,7 @@ def test_batch_pipelines_read_each_record_once_per_epoch(toy):
 
 
 def test_errors_before_building(tmp_path, toy):
-    spec = write_source(tmp_path, "gone", [6] * 6, (6, 0, 0))
+    spec = write_tiny_source(tmp_path, "gone", [6] * 6, (6, 0, 0), images="bands")
     os.remove(spec.record_path(4))
     with pytest.raises(ReaderError, match=r"1 class file\(s\) missing: .*4\.tfrecords "
                                           r"\(class id 4\)"):
@@ -237,13 +238,13 @@ def test_errors_before_building(tmp_path, toy):
     with pytest.raises(NotImplementedError, match="pool"):
         one_source(toy, pool="test")
     # A description the sampler cannot fill (a class of 1 image) fails at build time too.
-    tiny = write_source(tmp_path, "tiny", [6, 6, 6, 6, 1], (5, 0, 0))
+    tiny = write_tiny_source(tmp_path, "tiny", [6, 6, 6, 6, 1], (5, 0, 0), images="bands")
     with pytest.raises(ReaderError, match="cannot sample episodes.*at least 2 images"):
         one_source(tiny, episode_config=config(num_ways=5))
 
 
 def test_validate_records_names_file_and_counts(tmp_path):
-    spec = write_source(tmp_path, "short", [6] * 6, (6, 0, 0))
+    spec = write_tiny_source(tmp_path, "short", [6] * 6, (6, 0, 0), images="bands")
     with tf.io.TFRecordWriter(spec.record_path(2)) as w:
         for i in range(5):
             w.write(example(encode(band_image(2, i), "PNG"), 2))
@@ -278,7 +279,7 @@ def _damage(path, how):
 
 @pytest.mark.parametrize("how", ["truncated", "bitflip"])
 def test_damaged_class_file_is_named_while_reading(tmp_path, how):
-    spec = write_source(tmp_path, "hurt", [6] * 5, (5, 0, 0), fmt="PNG")
+    spec = write_tiny_source(tmp_path, "hurt", [6] * 5, (5, 0, 0), images="bands", fmt="PNG")
     _damage(spec.record_path(3), how)
     dataset = one_source(spec, episode_config=config(num_ways=5, num_support=3, num_query=3),
                          seed=1)
@@ -293,7 +294,7 @@ def test_damaged_class_file_is_named_while_reading(tmp_path, how):
 
 
 def test_empty_class_file_fails_when_the_pipeline_is_built(tmp_path):
-    spec = write_source(tmp_path, "hollow", [6] * 5, (5, 0, 0), fmt="PNG")
+    spec = write_tiny_source(tmp_path, "hollow", [6] * 5, (5, 0, 0), images="bands", fmt="PNG")
     _damage(spec.record_path(1), "empty")
     for build in (lambda: one_source(spec),
                   lambda: pipeline.make_one_source_batch_pipeline(spec, Split.TRAIN, 4)):
@@ -310,7 +311,8 @@ def test_undecodable_image_names_file_class_and_record(tmp_path):
             return example(b"not an image", class_id)
         return example(encode(band_image(class_id, index), "PNG"), class_id)
 
-    spec = write_source(tmp_path, "broken", [5] * 5, (5, 0, 0), record_fn=record)
+    spec = write_tiny_source(tmp_path, "broken", [5] * 5, (5, 0, 0), images="bands",
+                             record_fn=record)
     dataset = one_source(spec, episode_config=config(num_ways=5, num_support=4, num_query=1),
                          shuffle_buffer_size=0)
     with pytest.raises(tf.errors.InvalidArgumentError,
@@ -407,23 +409,19 @@ def test_real_omniglot_slice_written_by_the_writer(tmp_path):
             assert (images < 0).mean() > 0.8
 
 
-def test_official_decoder_gin_bindings_apply(toy):
+def test_official_decoder_gin_bindings_apply(toy, clean_gin):
     import gin  # pylint: disable=import-outside-toplevel
 
-    gin.clear_config()
-    try:
-        gin.parse_config("""
-            process_episode.support_decoder = @support/ImageDecoder()
-            process_episode.query_decoder = @StringDecoder()
-            support/ImageDecoder.data_augmentation = @support/DataAugmentation()
-            support/DataAugmentation.enable_jitter = True
-            support/DataAugmentation.jitter_amount = 0
-            support/DataAugmentation.enable_gaussian_noise = True
-            support/DataAugmentation.gaussian_noise_std = 0.0
-        """)
-        episode, _ = episodes_of(one_source(toy, episode_config=config(**SMALL), seed=1), 1)[0]
-    finally:
-        gin.clear_config()
+    gin.parse_config("""
+        process_episode.support_decoder = @support/ImageDecoder()
+        process_episode.query_decoder = @StringDecoder()
+        support/ImageDecoder.data_augmentation = @support/DataAugmentation()
+        support/DataAugmentation.enable_jitter = True
+        support/DataAugmentation.jitter_amount = 0
+        support/DataAugmentation.enable_gaussian_noise = True
+        support/DataAugmentation.gaussian_noise_std = 0.0
+    """)
+    episode, _ = episodes_of(one_source(toy, episode_config=config(**SMALL), seed=1), 1)[0]
     assert episode.support_images.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE, 3)
     assert episode.query_images.dtype == object  # raw image bytes
     assert all(b[:8] == b"\x89PNG\r\n\x1a\n" or b[:3] == b"\xff\xd8\xff"

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from ctx_tf.data import iteration, pipeline, sampling
 from ctx_tf.data.dataset_spec import Split
-from tests.data.reading.test_episode_reader import write_source
+from tests.data.helpers import write_tiny_source
 
 CHILD = textwrap.dedent("""
     import sys
@@ -62,8 +62,8 @@ EXIT_LIMIT_S = 120
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("records")
-    spec = write_source(root, "good", [8] * 12, (12, 0, 0))
-    damaged = write_source(root, "damaged", [8] * 12, (12, 0, 0))
+    spec = write_tiny_source(root, "good", [8] * 12, (12, 0, 0), images="bands")
+    damaged = write_tiny_source(root, "damaged", [8] * 12, (12, 0, 0), images="bands")
     path = damaged.record_path(0)
     with open(path, "rb") as f:
         data = f.read()

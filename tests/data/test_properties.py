@@ -17,7 +17,7 @@ from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import DatasetSpecError, Split
 from ctx_tf.data.reading.errors import RecordsError
 from ctx_tf.data.writing import spec_writer
-from tests.data.reading.test_episode_reader import IMAGE_SIDE, write_source
+from tests.data.helpers import IMAGE_SIDE, write_tiny_source
 
 COUNTS = [4] * 5
 
@@ -25,7 +25,7 @@ COUNTS = [4] * 5
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("records")
-    spec = write_source(root, "tiny", COUNTS, (5, 0, 0), fmt="PNG")
+    spec = write_tiny_source(root, "tiny", COUNTS, (5, 0, 0), images="bands", fmt="PNG")
     with open(spec.record_path(2), "rb") as f:
         return spec, f.read()
 

@@ -6,9 +6,9 @@ from absl import flags
 from PIL import Image
 
 from ctx_tf.data import simclr, simclr_preview
-from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.errors import UserError
-from tests.data.simclr.test_conversion import _make_episode
+from tests.data.helpers import write_tiny_source
+from tests.data.simclr.helpers import make_episode
 
 
 def _png_size(path):
@@ -19,7 +19,7 @@ def _png_size(path):
 
 def test_save_episode_grid(tmp_path):
     size = 28
-    episode = _make_episode([3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5], size=size)
+    episode = make_episode([3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5], size=size)
     converted = simclr.to_simclr_episode(episode, seed=[1, 2])
     path = tmp_path / "grid.png"
     rows = len(converted.query_labels)  # 6
@@ -36,16 +36,14 @@ def test_save_episode_grid(tmp_path):
 
 
 def test_save_episode_grid_needs_a_query(tmp_path):
-    episode = _make_episode([3, 1], [2, 3], [40, 7], size=16)
+    episode = make_episode([3, 1], [2, 3], [40, 7], size=16)
     with pytest.raises(ValueError, match="no query images"):
         simclr_preview.save_episode_grid(episode, tmp_path / "x.png", max_rows=0)
     assert not (tmp_path / "x.png").exists()
 
 
 def test_cli_writes_a_grid_of_a_real_source(tmp_path, capsys):
-    rng = np.random.RandomState(0)
-    arrays = [rng.randint(0, 256, size=(12, 20, 20, 3), dtype=np.uint8) for _ in range(12)]
-    write_source_from_arrays(tmp_path, "toy", arrays, splits=(6, 3, 3))
+    write_tiny_source(tmp_path, "toy", images_per_class=12, splits=(6, 3, 3), size=20)
     out = tmp_path / "grid.png"
     assert simclr_preview.run_cli(_flags(
         "--records_root_dir", str(tmp_path), "--dataset", "toy", "--out", str(out),

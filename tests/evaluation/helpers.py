@@ -1,24 +1,9 @@
-"""Tiny records and a tiny learner for evaluation tests."""
+"""A tiny learner for the evaluation tests (their tiny sources: tests/data/helpers.py)."""
 
 import gin
-import numpy as np
 import tensorflow as tf
 
-from ctx_tf.data.writing.arrays import write_source_from_arrays
 from ctx_tf.keras import keras
-
-
-def write_tiny_source(records_root, name="tiny", num_classes=14, images_per_class=10, size=12,
-                      splits=(4, 4, 6), seed=0):
-    """A source whose classes are noisy flat colours (learnable from pixels in a few steps)."""
-    rng = np.random.RandomState(seed)
-    arrays = []
-    for _ in range(num_classes):
-        colour = rng.randint(0, 256, size=3)
-        noise = rng.randint(-30, 31, size=(images_per_class, size, size, 3))
-        arrays.append(np.clip(colour + noise, 0, 255).astype(np.uint8))
-    write_source_from_arrays(str(records_root), name, arrays, splits=splits, seed=seed)
-    return str(records_root)
 
 
 @gin.configurable("TinyPrototypeLearner")

@@ -15,7 +15,8 @@ from ctx_tf.evaluation import results as results_lib
 from ctx_tf.evaluation import sources as sources_lib
 from ctx_tf.progress import Progress
 from tests.conftest import shared_path
-from tests.evaluation.helpers import TinyPrototypeLearner, write_tiny_source
+from tests.data.helpers import write_tiny_source
+from tests.evaluation.helpers import TinyPrototypeLearner
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.reading.errors import ReaderError
 from ctx_tf.evaluation import sources
 from tests.conftest import official_spec_dir
-from tests.evaluation.helpers import write_tiny_source
+from tests.data.helpers import write_tiny_source
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf.models.cross_transformer import CrossTransformer
-from tests.models.test_cross_transformer import random_episode
+from tests.models.helpers import random_episode
 
 
 def numpy_attention(fs, labels, fq, wk, wv):

@@ -9,31 +9,8 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf.models.batch_norm import EpisodicBatchNorm
-from tests.training.test_distribute import TWO_CPUS
-
-EPS = 1e-5
-
-
-def numpy_episodic_bn(xs, xq, gamma, beta, gs, gq):
-    """Support and query outputs (support moments for both) and the gradients of
-    sum(gs * ys) + sum(gq * yq) w.r.t. xs, xq, gamma, beta, by hand in float64."""
-    xs, xq, gamma, beta, gs, gq = (np.asarray(a, np.float64) for a in (xs, xq, gamma, beta, gs, gq))
-    axes = (0, 1, 2)
-    n = np.prod(xs.shape[:3])
-    mu = xs.mean(axis=axes)
-    var = (xs**2).mean(axis=axes) - mu**2
-    r = 1.0 / np.sqrt(var + EPS)
-    ys = (xs - mu) * r * gamma + beta
-    yq = (xq - mu) * r * gamma + beta
-    d_gamma = (gs * (xs - mu) * r).sum(axis=axes) + (gq * (xq - mu) * r).sum(axis=axes)
-    d_beta = gs.sum(axis=axes) + gq.sum(axis=axes)
-    # Explicit dependence of both outputs on mu and var, then mu, var on xs.
-    d_mu = -(gs * gamma * r).sum(axis=axes) - (gq * gamma * r).sum(axis=axes)
-    d_var = -0.5 * r**3 * ((gs * gamma * (xs - mu)).sum(axis=axes) + (gq * gamma * (xq - mu)).sum(axis=axes))
-    d_xs = gs * gamma * r + d_mu / n + d_var * 2.0 * (xs - mu) / n
-    d_xq = gq * gamma * r
-    return ys, yq, d_xs, d_xq, d_gamma, d_beta, mu, var
-
+from tests.models.helpers import EPS, numpy_episodic_bn
+from tests.scripts import TWO_CPUS
 
 def assert_close(actual, expected, tol=3e-5):
     scale = max(np.abs(expected).max(), 1e-6)

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from ctx_tf.models.blocked_attention import LIVE_ATTENTION_COPIES, BlockPlan
 from ctx_tf.models.cross_transformer import CrossTransformer
+from tests.models.helpers import random_episode
 
 
 def numpy_ctx(fs, labels, fq, wk, wv, upstream):
@@ -56,16 +57,6 @@ def numpy_ctx(fs, labels, fq, wk, wv, upstream):
     d_fs = (dk @ wk.T + dv @ wv.T).reshape(fs.shape)
     d_fq = (dq @ wk.T + du @ wv.T).reshape(fq.shape)
     return logits, d_fs, d_fq, d_wk[None, None], d_wv[None, None]
-
-
-def random_episode(rng, num_classes=3, channels=6, hw=(3, 3), query_hw=(2, 3), num_query=5,
-                   feature_scale=1.0):
-    shots = rng.integers(1, 4, size=num_classes)  # unequal shots
-    labels = np.repeat(np.arange(num_classes), shots)
-    labels = rng.permutation(labels).astype(np.int32)  # shuffled label order
-    fs = feature_scale * rng.standard_normal((len(labels),) + hw + (channels,))
-    fq = feature_scale * rng.standard_normal((num_query,) + query_hw + (channels,))
-    return fs.astype(np.float32), labels, fq.astype(np.float32)
 
 
 def tf_logits_and_grads(layer, fs, labels, fq, upstream):
@@ -218,16 +209,13 @@ def test_projections_with_one_hot_labels(rng_seed):
     assert_close(by_int.numpy(), layer(fs, labels, fq).numpy(), rtol=1e-6)
 
 
-def test_gin_binds_block_size():
+def test_gin_binds_block_size(clean_gin):
     import gin
 
     with gin.unlock_config():
         gin.parse_config("CrossTransformer.attention_block_bytes = 12345")
-    try:
-        assert CrossTransformer().attention_block_bytes == 12345
-        assert CrossTransformer().get_config()["attention_block_bytes"] == 12345
-    finally:
-        gin.clear_config()
+    assert CrossTransformer().attention_block_bytes == 12345
+    assert CrossTransformer().get_config()["attention_block_bytes"] == 12345
 
 
 def test_large_scores_do_not_overflow(rng_seed):

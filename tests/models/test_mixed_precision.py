@@ -18,8 +18,7 @@ from ctx_tf.models.backbones import ResNet, four_layer_convnet, resnet34
 from ctx_tf.models.batch_norm import EpisodicBatchNorm
 from ctx_tf.models.cross_transformer import CrossTransformer
 from ctx_tf.models.prototypical import class_prototypes, prototype_logits
-from tests.models.test_batch_norm import numpy_episodic_bn
-from tests.models.test_cross_transformer import random_episode
+from tests.models.helpers import numpy_episodic_bn, random_episode
 
 UNIT_ROUNDOFF = {tf.bfloat16: 2.0 ** -8, tf.float16: 2.0 ** -11}
 POLICIES = [("mixed_bfloat16", tf.bfloat16, 8 * UNIT_ROUNDOFF[tf.bfloat16]),

@@ -13,17 +13,16 @@ Nothing learnt here means anything; the protocol checks must call the results "n
 
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from ctx_tf.data import facts
 from ctx_tf.data.writing import synthetic
 from ctx_tf.evaluation import benchmark_versions
+from tests.scripts import TWO_CPUS_LAUNCHER
 
 # The command's own start (cli.run) hides TensorFlow's logs; these must not reach stderr.
 FOREIGN_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages|WARNING:tensorflow"
@@ -52,21 +51,6 @@ Trainer.num_eval_episodes = 1
 final_test.enabled = False
 """
 
-# Runs `python -m <module> <args>` with the CPU split into two logical devices, so that
-# `Trainer.distribute = True` (train) and the run's operative config (evaluate) mirror the
-# learner over two replicas.
-TWO_CPUS = textwrap.dedent("""
-    import runpy, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-    module = sys.argv[1]
-    sys.argv = [module] + sys.argv[2:]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
-""")
-
-
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """Every Meta-Dataset source (both ILSVRC flavours) in miniature: ~6,900 classes."""
@@ -77,13 +61,16 @@ def records(tmp_path_factory):
 
 
 def run(module, args, tmp_path, replicas):
+    """`python -m <module> <args>`; with two replicas, the CPU is split into two logical devices
+    first, so that `Trainer.distribute = True` (train) and the run's operative config (evaluate)
+    mirror the learner over two replicas."""
     env = {k: v for k, v in os.environ.items() if k not in ("CTX_TF_VERBOSE", "TF_CONFIG")}
     env["CTX_TF_CACHE"] = str(tmp_path / "cache")
     if replicas == 1:
         command = [sys.executable, "-m", module]
     else:
         launcher = tmp_path / "two_cpus.py"
-        launcher.write_text(TWO_CPUS)
+        launcher.write_text(TWO_CPUS_LAUNCHER)
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the launcher starts TensorFlow before the command
         command = [sys.executable, str(launcher), module]
     proc = subprocess.run(command + args, capture_output=True, text=True, timeout=600,

@@ -6,10 +6,7 @@ initializes.
 
 import json
 import os
-import pathlib
 import socket
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -17,24 +14,14 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf import distribute
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-# The first lines of a subprocess script that needs two replicas on a CPU-only machine: two
-# logical CPU devices, set before TensorFlow initializes its devices.
-TWO_CPUS = textwrap.dedent("""
-    import tensorflow as tf
-    tf.config.set_logical_device_configuration(
-        tf.config.list_physical_devices("CPU")[0],
-        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-""")
+from tests.scripts import TWO_CPUS, run_script, script_result
 
 MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     import json, pathlib, sys
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from tests.training.test_loop import (episode_gradients, evaluate_episode, make_episode,
-                                          make_trainer)
+    from tests.training.helpers import (episode_gradients, evaluate_episode, make_episode,
+                                        make_trainer)
     tmp = pathlib.Path(sys.argv[2])
 
     single = make_trainer(tmp / "one", strategy=tf.distribute.get_strategy(),
@@ -84,7 +71,7 @@ WORKER_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     sys.path.insert(0, sys.argv[1])
     from ctx_tf import distribute
-    from tests.training.test_loop import make_trainer
+    from tests.training.helpers import make_trainer
     strategy = distribute.make_strategy()
     assert isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy), strategy
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
@@ -100,25 +87,9 @@ WORKER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(script, tmp_path, env=None, shared_dir=None):
-    path = tmp_path / "script.py"
-    path.write_text(script)
-    return subprocess.Popen(
-        [sys.executable, str(path), str(REPO_ROOT), str(tmp_path), str(shared_dir or tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _result(process, timeout=240):
-    stdout, stderr = process.communicate(timeout=timeout)
-    assert process.returncode == 0, stderr[-4000:]
-    line = [l for l in stdout.splitlines() if l.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
-
-
 @pytest.mark.slow  # a subprocess with two logical CPUs: ~30 s
 def test_two_replicas_match_one_device(tmp_path):
-    out = _result(_run(MIRRORED_SCRIPT, tmp_path))
+    out = script_result(run_script(MIRRORED_SCRIPT, tmp_path))
     loss1, loss2 = out["loss"]
     assert loss2 == pytest.approx(loss1, rel=1e-5)
     # Gradients include the support gather and the all-reduced batch-norm moments.
@@ -159,8 +130,8 @@ def test_multi_worker_mirrored_two_processes_agree(tmp_path):
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         worker_dir = tmp_path / f"w{index}"
         worker_dir.mkdir()
-        processes.append(_run(WORKER_SCRIPT, worker_dir, env=env, shared_dir=tmp_path / "run"))
-    results = [_result(p, timeout=300) for p in processes]
+        processes.append(run_script(WORKER_SCRIPT, worker_dir, tmp_path / "run", env=env))
+    results = [script_result(p, timeout=300) for p in processes]
     assert [r["replicas"] for r in results] == [2, 2]
     assert [r["step"] for r in results] == [3, 3]
     np.testing.assert_allclose(results[0]["checksum"], results[1]["checksum"], rtol=1e-6)

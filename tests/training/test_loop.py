@@ -1,7 +1,5 @@
 """Trainer: LR schedule, gradient normalization, checkpoints, resume, validation, errors."""
 
-import dataclasses
-import inspect
 import json
 import os
 
@@ -11,97 +9,15 @@ import pytest
 import tensorflow as tf
 
 from ctx_tf import checkpoints
-from ctx_tf import distribute
 from ctx_tf import learners
-from ctx_tf.seeds import derive_seed
 from ctx_tf.training import episodes as episodes_lib
 from ctx_tf.training import loop
 from ctx_tf.training import step as step_lib
 from ctx_tf.training.schedule import LearningRateSchedule
-from ctx_tf.data.episode import Episode
 from ctx_tf.evaluation import curves
-from ctx_tf.keras import keras
-from ctx_tf.models.backbones import FourLayerConvNet
-from ctx_tf.learners import CrossTransformerLearner
-
-IMAGE_SIZE = 28
-
-
-def toy_learner(weight_decay=1e-3, depth=8, dim=16):
-    """The real CrossTransformerLearner on a narrow four-layer convnet (fast on CPU)."""
-
-    def embedding_fn(keep_spatial_dims=False):
-        return FourLayerConvNet(weight_decay=weight_decay, keep_spatial_dims=keep_spatial_dims,
-                                depth=depth)
-
-    return CrossTransformerLearner(embedding_fn=embedding_fn, query_dim=dim, val_dim=dim,
-                                   tformer_weight_decay=weight_decay)
-
-
-def make_episode(rng, way=3, shot=2, query=2, size=IMAGE_SIZE):
-    """A learnable random episode: each class is a fixed random pattern plus noise."""
-    patterns = rng.uniform(-1, 1, size=(way, size, size, 3)).astype(np.float32)
-
-    def images(n):
-        labels = np.repeat(np.arange(way), n).astype(np.int32)
-        noise = rng.normal(0, 0.3, size=(len(labels), size, size, 3)).astype(np.float32)
-        return np.clip(patterns[labels] + noise, -1, 1), labels
-
-    s_img, s_lab = images(shot)
-    q_img, q_lab = images(query)
-    return Episode(tf.constant(s_img), tf.constant(s_lab), tf.constant(s_lab.astype(np.int64)),
-                   tf.constant(q_img), tf.constant(q_lab), tf.constant(q_lab.astype(np.int64)))
-
-
-def episode_stream(seed, **kwargs):
-    rng = np.random.RandomState(seed % (2 ** 31))
-    while True:
-        yield make_episode(rng, **kwargs)
-
-
-OPTION_NAMES = set(inspect.signature(loop.trainer_options).parameters)
-RUN_NAMES = {field.name for field in dataclasses.fields(loop.RunInputs)}
-
-
-def make_trainer(tmp_path, **kwargs):
-    """A Trainer on injected episodes; `kwargs` are gin `Trainer` options (`num_updates`,
-    ...), `RunInputs` fields or Trainer arguments (`strategy`, `train_episodes_fn`, ...)."""
-    options = dict(
-        num_updates=6, learning_rate=1e-3, decay_learning_rate=True, decay_every=2,
-        decay_rate=0.5, normalized_gradient_descent=True, checkpoint_every=2,
-        validate_every=3, log_every=2, num_eval_episodes=3, seed=7,
-        train_learner_class=toy_learner)
-    run = dict(checkpoint_dir=str(tmp_path / "ckpt"), summary_dir=str(tmp_path / "summaries"))
-    others = dict(train_episodes_fn=episode_stream,
-                  eval_episodes_fn=lambda split, seed: episode_stream(seed + 1000),
-                  print_fn=lambda message: None)
-    for name, value in kwargs.items():
-        (options if name in OPTION_NAMES else run if name in RUN_NAMES else others)[name] = value
-    return loop.Trainer(loop.RunInputs(**run), options=loop.trainer_options(**options), **others)
-
-
-def episode_gradients(trainer, episode):
-    """(loss, raw gradients of the trainable variables) of one episode, summed over
-    replicas, without an update (batch-norm EMAs do move: a training-mode pass)."""
-    trainer.updater.ensure_variables(episode)
-    gradient_fn = step_lib.make_gradient_fn(trainer.strategy, trainer.learner,
-                                            distribute.episode_signature(episode))
-    out = gradient_fn(episode)
-    return float(out[0]), [g.numpy() for g in out[1:]]
-
-
-def evaluate_episode(trainer, episode):
-    """(accuracy, loss) of the learner in inference mode on one episode."""
-    trainer.updater.ensure_variables(episode)
-    logits = np.asarray(trainer.predict_fn(episode)[0])
-    labels = np.asarray(episode.query_labels)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    losses = trainer.learner.losses
-    regularization = float(tf.add_n(losses)) if losses else 0.0
-    loss = float(-log_softmax[np.arange(len(labels)), labels].mean()) + regularization
-    return float((logits.argmax(axis=1) == labels).mean()), loss
-
+from tests.conftest import REPO_ROOT
+from tests.training.helpers import (IMAGE_SIZE, episode_gradients, episode_stream,
+                                    evaluate_episode, make_episode, make_trainer, toy_learner)
 
 # ----------------------------------------------------------------------------- pure maths
 
@@ -135,14 +51,10 @@ def test_gradient_normalization_uses_the_clamped_global_norm():
     np.testing.assert_allclose(normalized[0].numpy(), [1e-4 / np.sqrt(1e-5)], rtol=1e-5)
 
 
-def test_benchmark_parses_official_names():
-    gin.clear_config()
+def test_benchmark_parses_official_names(clean_gin):
     gin.bind_parameter("benchmark.train_datasets", "ilsvrc_2012, omniglot")
     gin.bind_parameter("benchmark.eval_datasets", "ilsvrc_2012")
-    try:
-        assert episodes_lib.benchmark() == (["ilsvrc_2012", "omniglot"], ["ilsvrc_2012"])
-    finally:
-        gin.clear_config()
+    assert episodes_lib.benchmark() == (["ilsvrc_2012", "omniglot"], ["ilsvrc_2012"])
 
 
 # ----------------------------------------------------------------------------- updates
@@ -216,7 +128,8 @@ KILL_SCRIPT = """
 import os, pathlib, signal, sys
 sys.path.insert(0, sys.argv[1])
 from ctx_tf.seeds import derive_seed
-from tests.training.test_loop import episode_stream, make_trainer
+from tests.conftest import REPO_ROOT
+from tests.training.helpers import episode_stream, make_trainer
 
 def killed_after_one(seed):
     stream = episode_stream(seed)
@@ -254,8 +167,7 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, uninterrupted):
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
     run_dir = tmp_path / "run"
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run([sys.executable, str(script), repo, str(run_dir)],
+    proc = subprocess.run([sys.executable, str(script), str(REPO_ROOT), str(run_dir)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert tf.train.latest_checkpoint(str(run_dir / "ckpt")).endswith("ckpt-4")

@@ -2,7 +2,6 @@
 
 import dataclasses
 import inspect
-import pathlib
 import re
 
 import gin
@@ -11,8 +10,8 @@ import pytest
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.training import options
 from ctx_tf.training import validation
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The official meta_dataset `Trainer` parameters its gin configs bind (the launcher passes the
 # others: datasets, folders, is_training, ...).
 OFFICIAL = ("num_updates", "batch_size", "num_eval_episodes", "checkpoint_every",
@@ -23,11 +22,7 @@ OFFICIAL = ("num_updates", "batch_size", "num_eval_episodes", "checkpoint_every"
             "distribute", "enable_tf_optimizations")
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 class Learner:

@@ -17,17 +17,16 @@ from ctx_tf.keras import keras
 from ctx_tf.learners import CrossTransformerLearner
 from ctx_tf.models import backbones
 from ctx_tf.training import step as step_lib
-from tests.training.test_distribute import TWO_CPUS, _result, _run
-from tests.training.test_loop import IMAGE_SIZE, make_episode, make_trainer, toy_learner
+from tests.scripts import TWO_CPUS, run_script, script_result
+from tests.training.helpers import IMAGE_SIZE, make_episode, make_trainer, toy_learner
 
 
 @pytest.fixture
-def policy():
+def policy(clean_gin):
     """Binds `compute.policy` for one test; gin and the global policy are reset after it."""
     def bind(name):
         gin.bind_parameter("compute.policy", name)
     yield bind
-    gin.clear_config()
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
@@ -157,7 +156,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     import gin
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from tests.training.test_loop import evaluate_episode, make_episode, make_trainer
+    from tests.training.helpers import evaluate_episode, make_episode, make_trainer
     tmp = pathlib.Path(sys.argv[2])
     out = {}
     # One policy per process (argv[3]): two MirroredStrategy objects in one process share
@@ -190,8 +189,8 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
 @pytest.mark.parametrize("policy,low", [("mixed_bfloat16", "bfloat16"),
                                         ("mixed_float16", "float16")])
 def test_two_replicas_train_in_mixed_precision_as_one_device(tmp_path, policy, low):
-    # The script's third argument (`shared_dir`) is the policy.
-    result = _result(_run(MIRRORED_SCRIPT, tmp_path, shared_dir=policy))[policy]
+    # The script's third argument is the policy.
+    result = script_result(run_script(MIRRORED_SCRIPT, tmp_path, policy))[policy]
     assert result["dtypes"] == ["float32"] and result["compute"] == low
     one, two = result["losses"]
     assert two[-1] < 0.7 * two[0], result

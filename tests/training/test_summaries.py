@@ -9,7 +9,7 @@ from ctx_tf.evaluation import plot
 from ctx_tf.learners import PrototypicalNetworkLearner
 from ctx_tf.models.backbones import FourLayerConvNet
 from ctx_tf.training import summaries
-from tests.training.test_loop import make_trainer
+from tests.training.helpers import make_trainer
 
 
 def _values(directory):

@@ -7,7 +7,7 @@ import tensorflow as tf
 from ctx_tf.data.dataset_spec.base import Split
 from ctx_tf.evaluation import protocol
 from ctx_tf.learners import build_learner_variables
-from tests.training.test_loop import make_episode, make_trainer, toy_learner
+from tests.training.helpers import make_episode, make_trainer, toy_learner
 
 # (way, shot, query): every episode a new support and query size.
 SHAPES = [(3, 2, 2), (5, 1, 3), (2, 4, 1), (4, 3, 2), (3, 1, 5)]

@@ -3,7 +3,6 @@
 import json
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -11,19 +10,13 @@ from ctx_tf.data.checking import consistency
 from ctx_tf.data.checking.reference_spec import OFFICIAL
 from ctx_tf.data.dataset_spec import DatasetSpecError, load_dataset_spec
 from ctx_tf.data.reading.record_format import encode_example
-from ctx_tf.data.writing.arrays import write_source_from_arrays
 from tests.conftest import shared_path
-
-
-def _arrays(num_classes, per_class=3):
-    rng = np.random.RandomState(0)
-    return [rng.randint(0, 256, size=(per_class + c % 2, 12, 12), dtype=np.uint8)
-            for c in range(num_classes)]
+from tests.data.helpers import write_tiny_source
 
 
 @pytest.fixture
 def good_source(tmp_path):
-    write_source_from_arrays(tmp_path, "chk", _arrays(4), splits=(2, 1, 1))
+    write_tiny_source(tmp_path, "chk", images_per_class=[3, 4, 3, 4], splits=(2, 1, 1))
     return tmp_path / "chk"
 
 

@@ -1,28 +1,13 @@
 """Decoders: official Example parsing, [-1, 1] scaling, align_corners bilinear resizing."""
 
-import io
-
 import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from ctx_tf.data import config as config_lib
 from ctx_tf.data.reading import decoder as decoder_lib
-
-
-def encode(image, fmt, **kwargs):
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
-
-
-def example(image_bytes, label=3):
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-    })).SerializeToString()
+from tests.data.helpers import encode, example
 
 
 def random_image(rng, height, width):
@@ -68,13 +53,13 @@ def test_jpeg_round_trip_matches_the_jpeg_pixels(rng_seed):
 
     image = blocky(4, 4)
     jpeg = encode(image, "JPEG", quality=95)
-    out = decoder_lib.ImageDecoder(image_size=32)(tf.constant(example(jpeg))).numpy()
+    out = decoder_lib.ImageDecoder(image_size=32)(tf.constant(example(jpeg, 3))).numpy()
     pixels = tf.io.decode_jpeg(jpeg, channels=3).numpy()
     np.testing.assert_allclose(out, 2 * (pixels / 255.0 - 0.5), atol=1e-6)
     np.testing.assert_allclose(out, 2 * (image / 255.0 - 0.5), atol=2 * 3 / 255)
     # A 32 x 40 JPEG is squashed to 32 x 32 (aspect ratio not kept).
     wide = encode(blocky(4, 5), "JPEG", quality=95)
-    out = decoder_lib.ImageDecoder().with_image_size(32)(tf.constant(example(wide))).numpy()
+    out = decoder_lib.ImageDecoder().with_image_size(32)(tf.constant(example(wide, 3))).numpy()
     assert out.shape == (32, 32, 3)
     pixels = tf.io.decode_jpeg(wide, channels=3).numpy()
     np.testing.assert_allclose(out, 2 * (align_corners_bilinear(pixels, 32) / 255.0 - 0.5),
@@ -85,7 +70,7 @@ def test_jpeg_round_trip_matches_the_jpeg_pixels(rng_seed):
 def test_resize_is_bilinear_with_align_corners(rng_seed, shape):
     rng = np.random.RandomState(rng_seed)
     image = random_image(rng, *shape)
-    out = decoder_lib.ImageDecoder(image_size=28)(tf.constant(example(encode(image, "PNG"))))
+    out = decoder_lib.ImageDecoder(image_size=28)(tf.constant(example(encode(image, "PNG"), 3)))
     expected = 2 * (align_corners_bilinear(image, 28) / 255.0 - 0.5)
     np.testing.assert_allclose(out.numpy(), expected, atol=2e-5)
     if shape == (40, 35):
@@ -101,7 +86,7 @@ def test_grayscale_png_becomes_rgb_and_raw_bytes_mode(rng_seed):
     rng = np.random.RandomState(rng_seed)
     grey = random_image(rng, 10, 10)[..., 0]
     png = encode(grey, "PNG")
-    out = decoder_lib.ImageDecoder(image_size=10)(tf.constant(example(png)))
+    out = decoder_lib.ImageDecoder(image_size=10)(tf.constant(example(png, 3)))
     np.testing.assert_array_equal(out.numpy(), np.repeat(
         (2 * (grey.astype(np.float32) / 255 - 0.5))[..., None], 3, axis=-1))
     raw, label = decoder_lib.ImageDecoder(
@@ -112,13 +97,13 @@ def test_grayscale_png_becomes_rgb_and_raw_bytes_mode(rng_seed):
 
 def test_string_decoder_returns_the_image_bytes(rng_seed):
     png = encode(random_image(np.random.RandomState(rng_seed), 6, 6), "PNG")
-    assert decoder_lib.StringDecoder()(tf.constant(example(png))).numpy() == png
+    assert decoder_lib.StringDecoder()(tf.constant(example(png, 3))).numpy() == png
 
 
 def test_data_augmentation(rng_seed):
     rng = np.random.RandomState(rng_seed)
     image = random_image(rng, 16, 16)
-    record = tf.constant(example(encode(image, "PNG")))
+    record = tf.constant(example(encode(image, "PNG"), 3))
     plain = decoder_lib.ImageDecoder(image_size=16)(record).numpy()
     # The official gin values are the identity.
     official = decoder_lib.DataAugmentation(enable_jitter=True, jitter_amount=0,
@@ -133,7 +118,7 @@ def test_data_augmentation(rng_seed):
     assert any(np.array_equal(out, w) for w in windows)
     # Noise: additive, with the requested standard deviation.
     noise = decoder_lib.DataAugmentation(False, 0, True, 0.5)
-    big = tf.constant(example(encode(random_image(rng, 64, 64), "PNG")))
+    big = tf.constant(example(encode(random_image(rng, 64, 64), "PNG"), 3))
     diff = (decoder_lib.ImageDecoder(64, data_augmentation=noise)(big)
             - decoder_lib.ImageDecoder(64)(big)).numpy()
     assert abs(diff.std() - 0.5) < 0.03 and abs(diff.mean()) < 0.03
@@ -153,7 +138,7 @@ def test_bad_records_fail_naming_file_class_and_position():
                              r"class id(.|\n)*5(.|\n)*label(.|\n)*4"):
         decoder(tf.constant(example(png, label=4)), **where)
     with pytest.raises(ValueError, match="image_size is not set"):
-        decoder_lib.ImageDecoder()(tf.constant(example(png)))
+        decoder_lib.ImageDecoder()(tf.constant(example(png, 3)))
     # The vectorized batch path names the first bad record of the batch.
     good = example(png, label=5)
     batch = tf.constant([good, good, example(b"GIF", label=5), good])

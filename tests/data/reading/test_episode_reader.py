@@ -1,83 +1,17 @@
 """Reader: per-class streams, the flush | support | query id stream, no duplicates."""
 
-import io
-import json
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
-from ctx_tf.data import dataset_spec as dataset_spec_lib
 from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.reading import class_files
 from ctx_tf.data.reading import episode_reader as reader_lib
+from tests.data.helpers import band_image, encode, example, write_tiny_source
 
 # ----------------------------------------------------------------------------- fixtures
-# Images encode their class and record index as two flat grey bands (robust to JPEG):
-# top half = class level, bottom half = index level.
-IMAGE_SIDE = 32
-CLASS_STEP, INDEX_STEP, BASE = 8, 6, 10
-
-
-def band_image(class_id, index):
-    image = np.empty([IMAGE_SIDE, IMAGE_SIDE, 3], np.uint8)
-    image[: IMAGE_SIDE // 2] = BASE + CLASS_STEP * class_id
-    image[IMAGE_SIDE // 2:] = BASE + INDEX_STEP * index
-    return image
-
-
-def read_bands(images):
-    """Decoded float images in [-1, 1] -> (class ids, record indices) arrays."""
-    images = np.asarray(images)
-    pixels = (images + 1.0) * 127.5
-    top = pixels[:, 4, IMAGE_SIDE // 2 - 4, 0]
-    bottom = pixels[:, -4, IMAGE_SIDE // 2 + 4, 0]
-    return (np.rint((top - BASE) / CLASS_STEP).astype(int),
-            np.rint((bottom - BASE) / INDEX_STEP).astype(int))
-
-
-def encode(image, fmt):
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def example(image_bytes, label):
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-    })).SerializeToString()
-
-
-def write_source(root, name, counts, classes_per_split, fmt="JPEG", record_fn=None):
-    """Official-layout plain source: `<root>/<name>/{i}.tfrecords` + `dataset_spec.json`.
-
-    `record_fn(class_id, index) -> serialized record` overrides the band images.
-    """
-    directory = os.path.join(str(root), name)
-    os.makedirs(directory, exist_ok=True)
-    for class_id, count in enumerate(counts):
-        with tf.io.TFRecordWriter(os.path.join(directory, f"{class_id}.tfrecords")) as w:
-            for index in range(count):
-                if record_fn is not None:
-                    w.write(record_fn(class_id, index))
-                else:
-                    w.write(example(encode(band_image(class_id, index), fmt), class_id))
-    spec = {
-        "name": name,
-        "classes_per_split": dict(zip(dataset_spec_lib.SPLIT_NAMES, classes_per_split)),
-        "images_per_class": {str(i): int(n) for i, n in enumerate(counts)},
-        "class_names": {str(i): f"class{i}" for i in range(len(counts))},
-        "path": f"/path/to/records/{name}",
-        "file_pattern": "{}.tfrecords",
-        "__class__": "DatasetSpecification",
-    }
-    with open(os.path.join(directory, "dataset_spec.json"), "w") as f:
-        json.dump(spec, f)
-    return dataset_spec_lib.load_dataset_spec(directory)
+# Band sources (tests/data/helpers.py): each image shows its class id and record index.
 
 
 def class_stream(path, class_id, num_images, shuffle_buffer_size=None, num_to_take=-1,
@@ -128,14 +62,15 @@ def split_chunks(array, chunk_sizes):
 def flush_source(tmp_path_factory):
     # The official reader test's toy: 30 classes of 10 + i images, all in TRAIN.
     root = tmp_path_factory.mktemp("records")
-    return write_source(root, "flush", [10 + i for i in range(30)], (30, 0, 0))
+    return write_tiny_source(root, "flush", [10 + i for i in range(30)], (30, 0, 0),
+                             images="bands")
 
 
 @pytest.fixture(scope="module")
 def toy_source(tmp_path_factory):
     # Counts cycle 10, 20, 30 as in the official sampler/reader tests; splits 15 / 5 / 10.
     root = tmp_path_factory.mktemp("records")
-    return write_source(root, "toy", [10, 20, 30] * 10, (15, 5, 10))
+    return write_tiny_source(root, "toy", [10, 20, 30] * 10, (15, 5, 10), images="bands")
 
 
 # ----------------------------------------------------------------------------- id stream
@@ -248,7 +183,7 @@ def test_episodes_follow_descriptions_without_duplicates(toy_source, split, kwar
 
 
 def test_shuffle_before_repeat_gives_clean_epochs(tmp_path):
-    spec = write_source(tmp_path, "one", [7, 7, 7, 7, 7], (5, 0, 0))
+    spec = write_tiny_source(tmp_path, "one", [7, 7, 7, 7, 7], (5, 0, 0), images="bands")
     stream = class_stream(spec.record_path(2), 2, 7, shuffle_buffer_size=1000,
                                      shuffle_seed=3)
     indices = [int(i) for (i, _), _ in stream.take(7 * 4)]
@@ -298,7 +233,7 @@ def test_shuffle_seeds_make_records_repeat_and_unseeded_differ(toy_source):
 
 
 def test_short_class_file_fails_with_both_counts(tmp_path):
-    spec = write_source(tmp_path, "short", [6, 6, 6, 6, 6], (5, 0, 0))
+    spec = write_tiny_source(tmp_path, "short", [6, 6, 6, 6, 6], (5, 0, 0), images="bands")
     with tf.io.TFRecordWriter(spec.record_path(3)) as w:  # 4 records instead of 6
         for i in range(4):
             w.write(example(encode(band_image(3, i), "PNG"), 3))
@@ -325,7 +260,7 @@ def test_short_class_file_fails_with_both_counts(tmp_path):
 def test_class_records_follow_the_class_stream(tmp_path, count, buffer_size, num_to_take,
                                                seed):
     # The episode reader's Python streams must give exactly the tf.data stream's records.
-    spec = write_source(tmp_path, "one", [count] * 2, (2, 0, 0), fmt="PNG")
+    spec = write_tiny_source(tmp_path, "one", [count] * 2, (2, 0, 0), images="bands", fmt="PNG")
     n = count if num_to_take < 0 else num_to_take
     stream = class_stream(spec.record_path(1), 1, count, buffer_size,
                           num_to_take=num_to_take, shuffle_seed=seed)
@@ -343,7 +278,8 @@ def test_class_records_follow_the_class_stream(tmp_path, count, buffer_size, num
 def test_batch_epochs_interleave_in_proportion_and_repeat_with_their_seed(tmp_path, rng_seed):
     from ctx_tf.data.reading.batch_reader import BatchReader
 
-    spec = write_source(tmp_path, "sizes", [40, 10, 10, 20], (4, 0, 0), fmt="PNG")
+    spec = write_tiny_source(tmp_path, "sizes", [40, 10, 10, 20], (4, 0, 0), images="bands",
+                             fmt="PNG")
     reader = BatchReader(spec, Split.TRAIN, shuffle_buffer_size=0)
     rng = np.random.RandomState(rng_seed)
     first_halves = np.zeros(4)

@@ -13,7 +13,7 @@ from ctx_tf.data import sampling
 from ctx_tf.data.dataset_spec import Split
 from ctx_tf.data.reading import episode_reader as reader_lib
 from ctx_tf.data.reading.shuffle_order import ShuffleOrders, philox_block, tf_seed_pair
-from tests.data.reading.test_episode_reader import write_source
+from tests.data.helpers import write_tiny_source
 
 
 def _words(*words):
@@ -88,7 +88,8 @@ def test_orders_match_tensorflow_shuffle(n, buffer_fraction, seed, global_seed, 
 @pytest.fixture(scope="module")
 def small_source(tmp_path_factory):
     root = tmp_path_factory.mktemp("records")
-    return write_source(root, "small", [8, 12, 16, 9, 11, 10], (6, 0, 0), fmt="PNG")
+    return write_tiny_source(root, "small", [8, 12, 16, 9, 11, 10], (6, 0, 0), images="bands",
+                             fmt="PNG")
 
 
 def _tensorflow_calls(run):

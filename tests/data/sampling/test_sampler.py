@@ -112,18 +112,15 @@ def test_config_rejects_bad_values():
         EpisodeDescriptionConfig(num_support=(5, 2))
 
 
-def test_config_is_gin_configurable():
+def test_config_is_gin_configurable(clean_gin):
     import gin
 
     with gin.unlock_config():
         gin.parse_config(["train/EpisodeDescriptionConfig.ignore_hierarchy_probability = 0.5",
                           "EpisodeDescriptionConfig.num_query = 3"])
-    try:
-        with gin.config_scope("train"):
-            scoped = EpisodeDescriptionConfig()
-        plain = EpisodeDescriptionConfig()
-    finally:
-        gin.clear_config()
+    with gin.config_scope("train"):
+        scoped = EpisodeDescriptionConfig()
+    plain = EpisodeDescriptionConfig()
     assert scoped.ignore_hierarchy_probability == 0.5 and scoped.num_query == 3
     assert plain.ignore_hierarchy_probability == 0.0 and plain.num_query == 3
 

@@ -14,16 +14,7 @@ import tensorflow as tf
 
 from ctx_tf.data.simclr import augment
 from ctx_tf.data.simclr import color
-
-
-def _within_5_sigma(count, n, p):
-    """True iff count is within 5 binomial standard deviations of n * p."""
-    return abs(count - n * p) <= 5.0 * math.sqrt(n * p * (1.0 - p))
-
-
-def _seed_pair(rng_seed, k=0):
-    return tf.constant([rng_seed, k], tf.int64)
-
+from tests.data.simclr.helpers import colourful, seed_pair, within_5_sigma
 
 
 # ----------------------------------------------------------------------------------------------
@@ -31,43 +22,29 @@ def _seed_pair(rng_seed, k=0):
 # ----------------------------------------------------------------------------------------------
 
 
-def _colourful(size=8, n=1, seed=0):
-    rng = np.random.default_rng(seed)
-    # Widely separated channels: jitter never turns such an image exactly gray.
-    base = np.stack(
-        [
-            rng.uniform(0.05, 0.3, (size, size)),
-            rng.uniform(0.35, 0.65, (size, size)),
-            rng.uniform(0.7, 0.95, (size, size)),
-        ],
-        axis=-1,
-    ).astype(np.float32)
-    return np.broadcast_to(base * 2 - 1, (n, size, size, 3)).copy()
-
-
 _augment = tf.function(augment.simclr_augment)
 
 
 def test_flip_rate_and_independence(rng_seed):
     n = 2000
-    images = _colourful(n=n)
+    images = colourful(n=n)
     out = augment.simclr_augment(
-        images, blur=False, seed=_seed_pair(rng_seed), crop=False, color_distort=False
+        images, blur=False, seed=seed_pair(rng_seed), crop=False, color_distort=False
     ).numpy()
     same = np.abs(out - images).reshape(n, -1).max(axis=1) < 1e-6
     mirrored = np.abs(out - images[:, :, ::-1]).reshape(n, -1).max(axis=1) < 1e-6
     assert np.all(same ^ mirrored)
-    assert _within_5_sigma(int(mirrored.sum()), n, 0.5)
+    assert within_5_sigma(int(mirrored.sum()), n, 0.5)
     # Independent per image: neighbours agree half of the time.
     agree = int(np.sum(mirrored[1:] == mirrored[:-1]))
-    assert _within_5_sigma(agree, n - 1, 0.5)
+    assert within_5_sigma(agree, n - 1, 0.5)
 
 
 def test_grayscale_and_jitter_rates(rng_seed):
     n = 2000
-    images = _colourful(n=n)
+    images = colourful(n=n)
     out = augment.simclr_augment(
-        images, blur=False, seed=_seed_pair(rng_seed), crop=False, flip=False
+        images, blur=False, seed=seed_pair(rng_seed), crop=False, flip=False
     ).numpy()
     assert out.min() >= -1.0 and out.max() <= 1.0
     flat = out.reshape(n, -1, 3)
@@ -79,34 +56,34 @@ def test_grayscale_and_jitter_rates(rng_seed):
     close_to_input = np.abs(out - images).reshape(n, -1).max(axis=1) < 1e-4
     close_to_gray_input = np.abs(out - gray_of_input).reshape(n, -1).max(axis=1) < 1e-4
     not_jittered = np.where(is_gray, close_to_gray_input, close_to_input)
-    assert _within_5_sigma(int(is_gray.sum()), n, 0.2)
-    assert _within_5_sigma(int((~not_jittered).sum()), n, 0.8)
+    assert within_5_sigma(int(is_gray.sum()), n, 0.2)
+    assert within_5_sigma(int((~not_jittered).sum()), n, 0.8)
     # Independence of the two coins.
     both = int(np.sum(is_gray & ~not_jittered))
-    assert _within_5_sigma(both, n, 0.16)
+    assert within_5_sigma(both, n, 0.16)
     agree = int(np.sum(is_gray[1:] == is_gray[:-1]))
-    assert _within_5_sigma(agree, n - 1, 0.2**2 + 0.8**2)
+    assert within_5_sigma(agree, n - 1, 0.2**2 + 0.8**2)
 
 
 def test_jitter_parameter_ranges_and_uniform_order(rng_seed):
     n = 4800
     images = tf.zeros([n, 1, 1, 3])
-    params, order = color._sample_jitter(images, 1.0, _seed_pair(rng_seed))
+    params, order = color._sample_jitter(images, 1.0, seed_pair(rng_seed))
     params, order = params.numpy(), order.numpy()
     lo = np.array([-0.8, 0.2, 0.2, -0.2])
     hi = np.array([0.8, 1.8, 1.8, 0.2])
     assert np.all(params >= lo) and np.all(params <= hi)
     # Each parameter uniform: a quarter of the draws fall in the lowest quarter of the range.
     in_low_quarter = (params < lo + (hi - lo) / 4).sum(axis=0)
-    assert all(_within_5_sigma(int(c), n, 0.25) for c in in_low_quarter)
+    assert all(within_5_sigma(int(c), n, 0.25) for c in in_low_quarter)
     assert np.all(np.sort(order, axis=1) == np.arange(4))
     counts = {}
     for row in map(tuple, order):
         counts[row] = counts.get(row, 0) + 1
     assert set(counts) == set(itertools.permutations(range(4)))
-    assert all(_within_5_sigma(c, n, 1 / 24) for c in counts.values())
+    assert all(within_5_sigma(c, n, 1 / 24) for c in counts.values())
     # Strength scales the ranges; factors never go negative.
-    params, _ = color._sample_jitter(images, 2.0, _seed_pair(rng_seed, 1))
+    params, _ = color._sample_jitter(images, 2.0, seed_pair(rng_seed, 1))
     params = params.numpy()
     assert params[:, 1].min() >= 0 and params[:, 2].min() >= 0 and params[:, 1].max() > 2.0
 
@@ -158,7 +135,7 @@ def test_jitter_follows_per_image_order_and_flags():
 
 def test_crop_boxes_within_bounds(rng_seed):
     n = 4000
-    boxes = tf.function(lambda: augment.sample_crop_boxes(n, 224, 224, _seed_pair(rng_seed)))
+    boxes = tf.function(lambda: augment.sample_crop_boxes(n, 224, 224, seed_pair(rng_seed)))
     begin, size = boxes()
     begin, size = begin.numpy(), size.numpy()
     assert np.all(begin >= 0) and np.all(begin + size <= 224) and np.all(size >= 1)
@@ -171,7 +148,7 @@ def test_crop_boxes_within_bounds(rng_seed):
     assert np.mean(area < 0.2) > 0.1 and np.mean(area > 0.8) > 0.02
     # Non-square images: aspect ratio range is scaled by W / H, i.e. crops keep roughly the
     # image's aspect ratio within (3/4, 4/3) relative.
-    begin, size = augment.sample_crop_boxes(500, 40, 80, _seed_pair(rng_seed, 1))
+    begin, size = augment.sample_crop_boxes(500, 40, 80, seed_pair(rng_seed, 1))
     ratio = (size[:, 1] / size[:, 0]).numpy() / 2.0
     assert ratio.min() >= 0.75 * 0.85 and ratio.max() <= 4 / 3 * 1.15
 
@@ -221,7 +198,7 @@ def test_resize_is_tf1_legacy_bicubic(in_hw, out_hw):
 def test_random_resized_crop_uses_its_boxes(rng_seed):
     rng = np.random.default_rng(rng_seed)
     images = rng.uniform(0, 1, (6, 28, 28, 3)).astype(np.float32)
-    seed = _seed_pair(rng_seed)
+    seed = seed_pair(rng_seed)
     out = augment.random_resized_crop(images, seed=seed).numpy()
     begin, size = augment.sample_crop_boxes(6, 28, 28, seed=seed)
     for i, ((y, x), (h, w)) in enumerate(zip(begin.numpy(), size.numpy())):
@@ -265,7 +242,7 @@ def test_random_blur_sigma_distribution_on_impulses(rng_seed):
     n, size = 1000, 84
     impulse = np.zeros((n, size, size, 1), np.float32)
     impulse[:, 42, 42, 0] = 1.0
-    out = tf.function(augment.random_blur)(impulse, seed=_seed_pair(rng_seed)).numpy()[..., 0]
+    out = tf.function(augment.random_blur)(impulse, seed=seed_pair(rng_seed)).numpy()[..., 0]
     # Normalized: the response of an interior impulse sums to 1.
     np.testing.assert_allclose(out.sum(axis=(1, 2)), 1.0, atol=1e-4)
     # 9 taps: nothing outside the 9 x 9 square around the impulse.
@@ -277,14 +254,14 @@ def test_random_blur_sigma_distribution_on_impulses(rng_seed):
     ratio = out[:, 42, 43] / out[:, 42, 42]
     sigma = np.sqrt(-1.0 / (2.0 * np.log(ratio)))
     assert sigma.min() >= 0.1 - 1e-3 and sigma.max() <= 2.0 + 1e-3
-    assert _within_5_sigma(int(np.sum(sigma < 1.05)), n, 0.5)
-    assert _within_5_sigma(int(np.sum(sigma < 0.575)), n, 0.25)
+    assert within_5_sigma(int(np.sum(sigma < 1.05)), n, 0.5)
+    assert within_5_sigma(int(np.sum(sigma < 0.575)), n, 0.25)
 
 
 def test_blur_only_on_request(rng_seed):
     n = 200
     images = np.broadcast_to(np.float32([0.6, -0.2, 0.3]), (n, 20, 20, 3)).copy()
-    kwargs = dict(seed=_seed_pair(rng_seed), crop=False, flip=False, color_distort=False)
+    kwargs = dict(seed=seed_pair(rng_seed), crop=False, flip=False, color_distort=False)
     plain = augment.simclr_augment(images, blur=False, **kwargs).numpy()
     np.testing.assert_allclose(plain, images, atol=1e-6)
     blurred = augment.simclr_augment(images, blur=True, **kwargs).numpy()
@@ -302,7 +279,7 @@ def test_shapes_range_and_graph_mode(rng_seed):
 
     @tf.function(input_signature=[spec])
     def augment_in_graph(x):
-        out = augment.simclr_augment(x, blur=True, seed=_seed_pair(rng_seed))
+        out = augment.simclr_augment(x, blur=True, seed=seed_pair(rng_seed))
         assert out.shape.as_list() == [None, 28, 28, 3]
         return out
 
@@ -318,8 +295,8 @@ def test_shapes_range_and_graph_mode(rng_seed):
 
 
 def test_identical_inputs_get_independent_augmentations(rng_seed):
-    images = _colourful(size=28, n=16, seed=rng_seed % 1000)
-    out = augment.simclr_augment(images, blur=True, seed=_seed_pair(rng_seed)).numpy()
+    images = colourful(size=28, n=16, seed=rng_seed % 1000)
+    out = augment.simclr_augment(images, blur=True, seed=seed_pair(rng_seed)).numpy()
     flat = out.reshape(16, -1)
     dist = np.abs(flat[:, None] - flat[None]).max(axis=2)
     assert np.all(dist[~np.eye(16, dtype=bool)] > 1e-4)
@@ -327,13 +304,13 @@ def test_identical_inputs_get_independent_augmentations(rng_seed):
 
 def test_seeded_augmentation_reproducible(rng_seed):
     images = np.random.default_rng(rng_seed).uniform(-1, 1, (5, 28, 28, 3)).astype(np.float32)
-    seed = _seed_pair(rng_seed)
+    seed = seed_pair(rng_seed)
     a = augment.simclr_augment(images, blur=True, seed=seed).numpy()
     b = augment.simclr_augment(images, blur=True, seed=seed).numpy()
     c = _augment(images, blur=True, seed=seed).numpy()  # graph mode
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, c, atol=1e-6)
-    d = augment.simclr_augment(images, blur=True, seed=_seed_pair(rng_seed, 1)).numpy()
+    d = augment.simclr_augment(images, blur=True, seed=seed_pair(rng_seed, 1)).numpy()
     assert np.abs(a - d).max() > 1e-3
     # Python int and Generator seeds.
     e = augment.simclr_augment(images, blur=False, seed=7).numpy()
@@ -354,14 +331,11 @@ def test_constant_seed_in_graph_matches_eager(rng_seed):
     np.testing.assert_allclose(graph.numpy(), eager.numpy(), atol=1e-5)
 
 
-def test_gin_color_jitter_strength(rng_seed):
-    images = _colourful(size=8, n=300)
-    kwargs = dict(blur=False, seed=_seed_pair(rng_seed), crop=False, flip=False)
-    try:
-        gin.parse_config("simclr_augment.color_jitter_strength = 0.0")
-        out = augment.simclr_augment(images, **kwargs).numpy()
-    finally:
-        gin.clear_config()
+def test_gin_color_jitter_strength(rng_seed, clean_gin):
+    images = colourful(size=8, n=300)
+    kwargs = dict(blur=False, seed=seed_pair(rng_seed), crop=False, flip=False)
+    gin.parse_config("simclr_augment.color_jitter_strength = 0.0")
+    out = augment.simclr_augment(images, **kwargs).numpy()
     # Strength 0: every image is either unchanged or the grayscale version.
     unchanged = np.abs(out - images).reshape(300, -1).max(axis=1) < 1e-4
     flat = out.reshape(300, -1, 3)

@@ -14,32 +14,12 @@ import tensorflow as tf
 from ctx_tf.data import simclr
 from ctx_tf.data.episode import Episode
 from ctx_tf.data.simclr import seed_pairs
-from tests.data.simclr.test_augment import _colourful, _seed_pair, _within_5_sigma
+from tests.data.simclr.helpers import colourful, make_episode, seed_pair, within_5_sigma
 
 
 # ----------------------------------------------------------------------------------------------
 # Synthetic episodes
 # ----------------------------------------------------------------------------------------------
-
-
-def _make_episode(shots, queries, class_ids, size=8, rng=None):
-    """An episode grouped by class in description order; support image i is constant (i+1)/100."""
-    rng = rng or np.random.default_rng(0)
-    support_labels = np.repeat(np.arange(len(shots)), shots).astype(np.int32)
-    query_labels = np.repeat(np.arange(len(queries)), queries).astype(np.int32)
-    num_support = len(support_labels)
-    values = (np.arange(num_support, dtype=np.float32) + 1.0) / 100.0 - 1.0
-    support_images = np.broadcast_to(values[:, None, None, None], (num_support, size, size, 3))
-    query_images = rng.uniform(-1, 1, size=(len(query_labels), size, size, 3)).astype(np.float32)
-    class_ids = np.asarray(class_ids, np.int64)
-    return Episode(
-        support_images=np.ascontiguousarray(support_images, np.float32),
-        support_labels=support_labels,
-        support_class_ids=class_ids[support_labels],
-        query_images=query_images,
-        query_labels=query_labels,
-        query_class_ids=class_ids[query_labels],
-    )
 
 
 def _reference_sources(support_labels, query_labels):
@@ -82,7 +62,7 @@ def _check_simclr_structure(original, converted):
 def test_conversion_labels_and_copies_unequal_shots():
     # Class 1 has fewer supports (1) than queries (3); class 2 has more supports than queries.
     shots, queries, class_ids = [3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5]
-    episode = _make_episode(shots, queries, class_ids)
+    episode = make_episode(shots, queries, class_ids)
     converted = simclr.to_simclr_episode(episode, augment=False)
     sources = _check_simclr_structure(episode, converted)
     # First k_c support images of each class, in support order.
@@ -103,7 +83,7 @@ def test_conversion_random_episodes_in_tf_data_graph_mode(rng_seed):
         shots = rng.integers(1, 6, size=way)
         queries = rng.integers(1, 6, size=way)
         class_ids = rng.choice(1000, size=way, replace=False)
-        episodes.append(_make_episode(shots, queries, class_ids, size=8, rng=rng))
+        episodes.append(make_episode(shots, queries, class_ids, size=8, rng=rng))
 
     spec = Episode(
         tf.TensorSpec([None, 8, 8, 3], tf.float32),
@@ -126,11 +106,11 @@ def test_conversion_random_episodes_in_tf_data_graph_mode(rng_seed):
 def test_augmented_conversion(rng_seed):
     shots, queries, class_ids = [3, 1, 4, 2], [2, 3, 1, 2], [40, 7, 123, 5]
     rng = np.random.default_rng(rng_seed)
-    episode = _make_episode(shots, queries, class_ids, size=28)
+    episode = make_episode(shots, queries, class_ids, size=28)
     # Textured images so that crops and colour changes are visible.
     images = rng.uniform(-1, 1, size=episode.support_images.shape).astype(np.float32)
     episode = episode._replace(support_images=images)
-    converted = simclr.to_simclr_episode(episode, seed=_seed_pair(rng_seed))
+    converted = simclr.to_simclr_episode(episode, seed=seed_pair(rng_seed))
     sources = _check_simclr_structure(episode, converted)
     support = converted.support_images.numpy()
     query = converted.query_images.numpy()
@@ -150,7 +130,7 @@ def test_augmented_conversion(rng_seed):
 
 def _count_conversions(fraction, num_episodes, seed_fn, augment=False):
     # Two classes x two shots: a converted episode has 4 support labels 0..3.
-    episode = _make_episode([2, 2], [1, 1], [3, 8], size=8)
+    episode = make_episode([2, 2], [1, 1], [3, 8], size=8)
     ds = tf.data.Dataset.from_tensors(tuple(episode)).repeat(num_episodes)
     ds = ds.enumerate().map(
         lambda i, e: simclr.maybe_convert_to_simclr(
@@ -176,21 +156,21 @@ def test_fraction_zero_and_one(rng_seed):
 def test_fraction_half_seeded_and_unseeded(rng_seed):
     n = 400
     seeded = _count_conversions(0.5, n, lambda i: seed_pairs.episode_seed(rng_seed, i))
-    assert _within_5_sigma(seeded, n, 0.5), seeded
+    assert within_5_sigma(seeded, n, 0.5), seeded
     tf.random.set_seed(rng_seed)
     try:
         unseeded = _count_conversions(0.5, n, lambda i: None)
     finally:
         tf.random.set_seed(None)  # later tests' pipelines read the global seed
-    assert _within_5_sigma(unseeded, n, 0.5), unseeded
+    assert within_5_sigma(unseeded, n, 0.5), unseeded
     quarter = _count_conversions(0.25, n, lambda i: seed_pairs.episode_seed(rng_seed + 1, i))
-    assert _within_5_sigma(quarter, n, 0.25), quarter
+    assert within_5_sigma(quarter, n, 0.25), quarter
 
 
 def test_pipeline_level_int_seed_is_a_stream(rng_seed):
     """An int seed inside Dataset.map: different per episode, same on every iteration."""
     n = 400
-    episode = _make_episode([2, 2], [1, 1], [3, 8], size=8)
+    episode = make_episode([2, 2], [1, 1], [3, 8], size=8)
     ds = tf.data.Dataset.from_tensors(tuple(episode)).repeat(n)
     ds = ds.map(lambda *e: simclr.maybe_convert_to_simclr(Episode(*e), 0.5, seed=rng_seed,
                                                           augment=False))
@@ -198,11 +178,11 @@ def test_pipeline_level_int_seed_is_a_stream(rng_seed):
     first = np.array(list(ds.as_numpy_iterator()))
     second = np.array(list(ds.as_numpy_iterator()))
     np.testing.assert_array_equal(first, second)
-    assert _within_5_sigma(int(first.sum()), n, 0.5)
+    assert within_5_sigma(int(first.sum()), n, 0.5)
 
 
 def test_maybe_convert_keeps_structure_types():
-    episode = _make_episode([2, 3], [2, 2], [3, 8], size=8)
+    episode = make_episode([2, 3], [2, 2], [3, 8], size=8)
     out = simclr.maybe_convert_to_simclr(episode, 0.0)
     for a, b in zip(out, episode):
         np.testing.assert_array_equal(a.numpy(), b)
@@ -210,7 +190,7 @@ def test_maybe_convert_keeps_structure_types():
 
 
 def test_seeded_pipeline_reproducible(rng_seed):
-    episode = _make_episode([2, 3], [2, 2], [3, 8], size=16)
+    episode = make_episode([2, 3], [2, 2], [3, 8], size=16)
     ds = tf.data.Dataset.from_tensors(tuple(episode)).repeat(8)
     ds = ds.enumerate().map(
         lambda i, e: simclr.maybe_convert_to_simclr(
@@ -229,27 +209,27 @@ def test_seeded_pipeline_reproducible(rng_seed):
 
 
 def test_seeded_conversion_reproducible(rng_seed):
-    episode = _make_episode([2, 3], [2, 2], [3, 8], size=28)
-    x = simclr.to_simclr_episode(episode, seed=_seed_pair(rng_seed))
-    y = simclr.to_simclr_episode(episode, seed=_seed_pair(rng_seed))
+    episode = make_episode([2, 3], [2, 2], [3, 8], size=28)
+    x = simclr.to_simclr_episode(episode, seed=seed_pair(rng_seed))
+    y = simclr.to_simclr_episode(episode, seed=seed_pair(rng_seed))
     for u, v in zip(x, y):
         np.testing.assert_array_equal(u.numpy(), v.numpy())
-    z = simclr.to_simclr_episode(episode, seed=_seed_pair(rng_seed, 1))
+    z = simclr.to_simclr_episode(episode, seed=seed_pair(rng_seed, 1))
     assert np.abs(x.support_images.numpy() - z.support_images.numpy()).max() > 1e-3
 
 
 def test_gin_color_jitter_strength_reaches_the_conversion(rng_seed):
     # 28 px and the default flags: shares compiled graphs with the other tests.
-    episode = _make_episode([2, 3], [2, 2], [3, 8], size=28)
-    episode = episode._replace(support_images=_colourful(size=28, n=5))
+    episode = make_episode([2, 3], [2, 2], [3, 8], size=28)
+    episode = episode._replace(support_images=colourful(size=28, n=5))
     try:
         gin.parse_config("simclr_augment.color_jitter_strength = 0.0")
-        via_gin = simclr.to_simclr_episode(episode, seed=_seed_pair(rng_seed))
+        via_gin = simclr.to_simclr_episode(episode, seed=seed_pair(rng_seed))
     finally:
         gin.clear_config()
     explicit = simclr.to_simclr_episode(
-        episode, color_jitter_strength=0.0, seed=_seed_pair(rng_seed)
+        episode, color_jitter_strength=0.0, seed=seed_pair(rng_seed)
     )
-    default = simclr.to_simclr_episode(episode, seed=_seed_pair(rng_seed))
+    default = simclr.to_simclr_episode(episode, seed=seed_pair(rng_seed))
     np.testing.assert_array_equal(via_gin.support_images.numpy(), explicit.support_images.numpy())
     assert np.abs(default.support_images.numpy() - explicit.support_images.numpy()).max() > 1e-3

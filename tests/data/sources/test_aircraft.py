@@ -1,53 +1,19 @@
-"""aircraft: the official variant split, class ids, image order and bounding-box crops."""
+"""aircraft: class ids, image order and bounding-box crops (the split: test_splits.py)."""
 
 import pickle
-import random
 
 import pytest
 
 from ctx_tf.data.sources import aircraft
-from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
-
-
-def _raw_tree(root, names, images):
-    """fgvc-aircraft-2013b/data with `images`: [(id, variant, part, box)]."""
-    data = root / "data"
-    (data / "images").mkdir(parents=True)
-    shuffled = list(names)
-    random.Random(0).shuffle(shuffled)
-    (data / "variants.txt").write_text("".join(f"{n}\n" for n in shuffled))
-    for part in ("trainval", "test"):
-        (data / f"images_variant_{part}.txt").write_text(
-            "".join(f"{i} {v}\n" for i, v, p, _ in images if p == part))
-    (data / "images_box.txt").write_text(
-        "".join(f"{i} {' '.join(map(str, box))}\n" for i, _, _, box in images))
-    jpeg = tiny_jpeg()
-    for image_id, *_ in images:
-        (data / "images" / f"{image_id}.jpg").write_bytes(jpeg)
-    return root
-
-
-def _images(names):
-    # Two images per variant, ids listed out of order; the box varies with the id.
-    images = []
-    for k, name in enumerate(names):
-        for j, part in ((1, "test"), (0, "trainval")):
-            image_id = f"{k:03d}{j}"
-            images.append((image_id, name, part, (k % 7 + 1, j + 1, k % 7 + 5, j + 4)))
-    return images
-
-
-def test_split_of_real_variants_is_the_official_split():
-    expected = official("aircraft_splits.json")
-    names = expected["train"] + expected["valid"] + expected["test"]
-    assert aircraft.split_variants(sorted(names, reverse=True)) == expected
+from tests.data.sources.raw_trees import official, official_class_names
+from tests.data.sources.raw_trees import aircraft as aircraft_tree
 
 
 def test_plan_reproduces_the_official_spec_and_crops(tmp_path):
     spec = official("aircraft_dataset_spec.json")
     names = official_class_names("aircraft")
-    images = _images(names)
-    raw = _raw_tree(tmp_path / "fgvc-aircraft-2013b", names, images)
+    images = aircraft_tree.images(names)
+    raw = aircraft_tree.write(tmp_path / "fgvc-aircraft-2013b", names, images)
     plan = aircraft.plan(str(raw))
     assert [c.name for c in plan.classes] == names
     assert dict(plan.classes_per_split) == spec["classes_per_split"]
@@ -67,9 +33,9 @@ def test_plan_reproduces_the_official_spec_and_crops(tmp_path):
 
 def test_a_test_line_overrides_a_trainval_line_for_the_same_image(tmp_path):
     names = [f"V{i:03d}" for i in range(100)]
-    images = _images(names)
+    images = aircraft_tree.images(names)
     images.append(("0000", names[5], "test", (1, 1, 2, 2)))  # 0000 was names[0]'s
-    raw = _raw_tree(tmp_path, names, images)
+    raw = aircraft_tree.write(tmp_path, names, images)
     by_name = {c.name: [r.path.rsplit("/", 1)[1] for r in c.images()]
                for c in aircraft.plan(str(raw)).classes}
     assert by_name[names[0]] == ["0001.jpg"]
@@ -78,7 +44,7 @@ def test_a_test_line_overrides_a_trainval_line_for_the_same_image(tmp_path):
 
 def test_missing_box_file_names_the_path(tmp_path):
     names = [f"V{i:03d}" for i in range(100)]
-    raw = _raw_tree(tmp_path, names, _images(names))
+    raw = aircraft_tree.write(tmp_path, names, aircraft_tree.images(names))
     (raw / "data" / "images_box.txt").unlink()
     with pytest.raises(FileNotFoundError, match="images_box.txt"):
         aircraft.plan(str(raw))
@@ -86,6 +52,6 @@ def test_missing_box_file_names_the_path(tmp_path):
 
 def test_variant_without_images_is_an_error(tmp_path):
     names = [f"V{i:03d}" for i in range(100)]
-    raw = _raw_tree(tmp_path, names, _images(names[:-1]))
+    raw = aircraft_tree.write(tmp_path, names, aircraft_tree.images(names[:-1]))
     with pytest.raises(ValueError, match="V099"):
         aircraft.plan(str(raw))

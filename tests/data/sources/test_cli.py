@@ -16,6 +16,7 @@ from ctx_tf.data import sources
 from ctx_tf.data.sources import __main__ as cli
 from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources import toy_source
+from tests.data.sources.raw_trees import omniglot as omniglot_tree
 
 
 def _flags(*args):
@@ -107,8 +108,7 @@ def test_an_archive_that_is_not_the_ilsvrc_train_tar_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_killed_conversion_resumes(tmp_path):
-    from tests.data.sources.test_omniglot import _fake_omniglot  # pylint: disable=import-outside-toplevel
-    raw = _fake_omniglot(tmp_path / "raw", drawers=20, size=105)
+    raw = omniglot_tree.write_packed(tmp_path / "raw", drawers=20, size=105)
     args = ("--source=omniglot", f"--raw_dir={raw}", f"--records_root={tmp_path / 'rec'}",
             "--workers=1")
     out = tmp_path / "rec" / "omniglot"

@@ -1,36 +1,18 @@
-"""cu_birds: the official split of the classes.txt names, class ids and image order."""
+"""cu_birds: class ids and image order of the classes.txt names (the split: test_splits.py)."""
 
 import pickle
 
 import pytest
 
 from ctx_tf.data.sources import cu_birds
-from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
-
-
-def _raw_tree(root, names):
-    """CUB_200_2011 with classes.txt and 1..3 images per class, written out of name order."""
-    lines = "".join(f"{i + 1} {n}\n" for i, n in enumerate(names))
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text(lines)
-    for k, name in enumerate(names):
-        folder = root / "images" / name
-        folder.mkdir(parents=True)
-        for j in reversed(range(k % 3 + 1)):
-            (folder / f"{name}_{j:04d}_{k}.jpg").write_bytes(tiny_jpeg())
-    return root
-
-
-def test_split_of_real_names_is_the_official_split():
-    expected = official("cu_birds_splits.json")
-    names = sorted(expected["train"] + expected["valid"] + expected["test"])
-    assert cu_birds.split_classes(names) == expected
+from tests.data.sources.raw_trees import official, official_class_names
+from tests.data.sources.raw_trees import cu_birds as cu_birds_tree
 
 
 def test_plan_reproduces_the_official_spec(tmp_path):
     spec = official("cu_birds_dataset_spec.json")
     file_order = sorted(official_class_names("cu_birds"))  # "001.Black_footed_Albatross", ...
-    raw = _raw_tree(tmp_path / "CUB_200_2011", file_order)
+    raw = cu_birds_tree.write(tmp_path / "CUB_200_2011", file_order)
     subfolder = raw / "images" / file_order[0] / "extra"
     subfolder.mkdir()
     plan = pickle.loads(pickle.dumps(cu_birds.plan(str(raw))))
@@ -54,7 +36,7 @@ def test_missing_classes_txt_names_the_path(tmp_path):
 
 def test_missing_class_folder_names_the_path(tmp_path):
     names = [f"{i + 1:03d}.Bird_{i}" for i in range(200)]
-    raw = _raw_tree(tmp_path, names)
+    raw = cu_birds_tree.write(tmp_path, names)
     (raw / "images" / names[7] / f"{names[7]}_0000_7.jpg").unlink()
     (raw / "images" / names[7] / f"{names[7]}_0001_7.jpg").unlink()
     (raw / "images" / names[7]).rmdir()
@@ -63,6 +45,6 @@ def test_missing_class_folder_names_the_path(tmp_path):
 
 
 def test_wrong_number_of_classes_is_an_error(tmp_path):
-    raw = _raw_tree(tmp_path, [f"{i + 1:03d}.Bird_{i}" for i in range(199)])
+    raw = cu_birds_tree.write(tmp_path, [f"{i + 1:03d}.Bird_{i}" for i in range(199)])
     with pytest.raises(ValueError, match="199"):
         cu_birds.plan(str(raw))

@@ -1,33 +1,18 @@
-"""dtd: the official split of the sorted texture folders, class ids and image order."""
+"""dtd: class ids and image order of the texture folders (the split: test_splits.py)."""
 
 import pickle
 
 import pytest
 
 from ctx_tf.data.sources import dtd
-from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
-
-
-def _raw_tree(root, names):
-    """dtd/images/<texture>/<texture>_NNNN.jpg, 1..3 images per texture."""
-    for k, name in enumerate(names):
-        folder = root / "images" / name
-        folder.mkdir(parents=True)
-        for j in reversed(range(k % 3 + 1)):
-            (folder / f"{name}_{j:04d}.jpg").write_bytes(tiny_jpeg())
-    return root
-
-
-def test_split_of_real_names_is_the_official_split():
-    expected = official("dtd_splits.json")
-    names = expected["train"] + expected["valid"] + expected["test"]
-    assert dtd.split_textures(names) == expected
+from tests.data.sources.raw_trees import official, official_class_names
+from tests.data.sources.raw_trees import dtd as dtd_tree
 
 
 def test_plan_reproduces_the_official_spec(tmp_path):
     spec = official("dtd_dataset_spec.json")
     names = sorted(official_class_names("dtd"))
-    raw = _raw_tree(tmp_path / "dtd", names)
+    raw = dtd_tree.write(tmp_path / "dtd", names)
     stray = raw / "images" / "waffled" / ".directory"
     stray.write_text("[Dolphin]\n")
     top_file = raw / "images" / "Thumbs.db"
@@ -47,7 +32,7 @@ def test_plan_reproduces_the_official_spec(tmp_path):
 def test_dot_directory_is_an_image_outside_waffled(tmp_path):
     # The official converter skips `.directory` only where the release has one.
     names = [f"texture{i:02d}" for i in range(47)]
-    raw = _raw_tree(tmp_path, names)
+    raw = dtd_tree.write(tmp_path, names)
     (raw / "images" / names[3] / ".directory").write_text("x")
     by_name = {c.name: c for c in dtd.plan(str(raw)).classes}
     assert str(raw / "images" / names[3] / ".directory") in [

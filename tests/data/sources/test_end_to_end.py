@@ -23,10 +23,17 @@ from ctx_tf.data.sources import (aircraft, cu_birds, dtd, fungi, ilsvrc, mini_im
 from ctx_tf.data.sources.__main__ import define_flags, run_cli
 from ctx_tf.data.writing import engine, image_encoding
 from ctx_tf.data.writing.spec_writer import spanning_counts
-from tests.data.sources import (test_aircraft, test_cu_birds, test_dtd, test_fungi, test_ilsvrc,
-                                test_mini_imagenet, test_mscoco, test_quickdraw,
-                                test_traffic_sign, test_vgg_flower)
+from tests.data.sources.raw_trees import aircraft as aircraft_tree
+from tests.data.sources.raw_trees import cu_birds as cu_birds_tree
+from tests.data.sources.raw_trees import dtd as dtd_tree
+from tests.data.sources.raw_trees import fungi as fungi_tree
+from tests.data.sources.raw_trees import ilsvrc as ilsvrc_tree
+from tests.data.sources.raw_trees import mini_imagenet as mini_imagenet_tree
+from tests.data.sources.raw_trees import mscoco as mscoco_tree
 from tests.data.sources.raw_trees import official_class_names
+from tests.data.sources.raw_trees import quickdraw as quickdraw_tree
+from tests.data.sources.raw_trees import traffic_sign as traffic_sign_tree
+from tests.data.sources.raw_trees import vgg_flower as vgg_flower_tree
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".ppm")
 
@@ -78,7 +85,7 @@ def kept(paths):
 
 def test_cu_birds_records(tmp_path):
     file_order = sorted(official_class_names("cu_birds"))
-    raw = test_cu_birds._raw_tree(tmp_path / "CUB_200_2011", file_order)
+    raw = cu_birds_tree.write(tmp_path / "CUB_200_2011", file_order)
     distinct_images(raw)
     _, written, _ = convert(cu_birds.plan(str(raw)), tmp_path)
     for class_id, name in enumerate(official_class_names("cu_birds")):
@@ -88,7 +95,7 @@ def test_cu_birds_records(tmp_path):
 
 def test_dtd_with_a_stray_file_skipped_and_counted(tmp_path):
     names = sorted(official_class_names("dtd"))
-    raw = test_dtd._raw_tree(tmp_path / "dtd", names)
+    raw = dtd_tree.write(tmp_path / "dtd", names)
     distinct_images(raw)
     (raw / "images" / "waffled" / ".directory").write_text("[Dolphin]\n")
     report, written, _ = convert(dtd.plan(str(raw)), tmp_path)
@@ -107,8 +114,8 @@ def test_dtd_with_a_stray_file_skipped_and_counted(tmp_path):
 
 
 def test_vgg_flower_records(tmp_path):
-    labels = test_vgg_flower._labels()
-    raw = test_vgg_flower._raw_tree(tmp_path / "flowers", labels)
+    labels = vgg_flower_tree.labels()
+    raw = vgg_flower_tree.write(tmp_path / "flowers", labels)
     distinct_images(raw)
     _, written, _ = convert(vgg_flower.plan(str(raw)), tmp_path)
     for class_id, name in enumerate(official_class_names("vgg_flower")):
@@ -119,8 +126,8 @@ def test_vgg_flower_records(tmp_path):
 
 def test_aircraft_crops(tmp_path):
     names = official_class_names("aircraft")
-    boxes = test_aircraft._images(names)
-    raw = test_aircraft._raw_tree(tmp_path / "fgvc-aircraft-2013b", names, boxes)
+    boxes = aircraft_tree.images(names)
+    raw = aircraft_tree.write(tmp_path / "fgvc-aircraft-2013b", names, boxes)
     distinct_images(raw)
     _, written, _ = convert(aircraft.plan(str(raw)), tmp_path)
     for class_id, name in enumerate(names):
@@ -133,14 +140,14 @@ def test_aircraft_crops(tmp_path):
 
 def test_traffic_sign_shuffled_order_and_ppm_reencoded(tmp_path):
     sizes = [7 if i % 2 else i % 5 + 1 for i in range(43)]
-    raw = test_traffic_sign._raw_tree(tmp_path / "GTSRB", sizes)
+    raw = traffic_sign_tree.write(tmp_path / "GTSRB", sizes)
     distinct_images(raw)
     report, written, _ = convert(traffic_sign.plan(str(raw)), tmp_path)
     assert len(report.skipped) == 43  # the GT-*.csv files
     for class_id, size in enumerate(sizes):
         folder = raw / "Final_Training" / "Images" / f"{class_id:05d}"
-        names = test_traffic_sign._names(size)
-        order = test_traffic_sign.PERMUTATION_OF_7 if size == 7 else None
+        names = traffic_sign_tree.names(size)
+        order = traffic_sign_tree.PERMUTATION_OF_7 if size == 7 else None
         got = images(written, class_id)
         encoded = [image_encoding.encode_image_file(str(folder / n)) for n in names]
         assert all(im[:2] == b"\xff\xd8" for im in got)  # PPM -> JPEG
@@ -152,7 +159,7 @@ def test_traffic_sign_shuffled_order_and_ppm_reencoded(tmp_path):
 
 def test_quickdraw_rows(tmp_path):
     names = sorted(official_class_names("quickdraw"))
-    raw = test_quickdraw._raw_tree(tmp_path / "quickdraw", names)
+    raw = quickdraw_tree.write(tmp_path / "quickdraw", names)
     _, written, _ = convert(quickdraw.plan(str(raw)), tmp_path)
     for class_id, name in enumerate(official_class_names("quickdraw")):
         rows = np.load(raw / f"{name}.npy")
@@ -164,7 +171,7 @@ def test_quickdraw_rows(tmp_path):
 
 @pytest.mark.slow  # 1394 classes of 3 files: about 11 s here
 def test_fungi_records(tmp_path):
-    raw = test_fungi._raw_tree(tmp_path, test_fungi._real_categories(), with_files=1394)
+    raw = fungi_tree.write(tmp_path, fungi_tree.real_categories(), with_files=1394)
     distinct_images(raw / "images")
     plan = fungi.plan(str(raw))
     _, written, _ = convert(plan, tmp_path)
@@ -176,7 +183,7 @@ def test_fungi_records(tmp_path):
 
 
 def test_mini_imagenet_rows(tmp_path, rng_seed):
-    caches = test_mini_imagenet._write_caches(tmp_path, np.random.default_rng(rng_seed))
+    caches = mini_imagenet_tree.write_caches(tmp_path, np.random.default_rng(rng_seed))
     _, written, _ = convert(mini_imagenet.plan(str(tmp_path)), tmp_path)
     class_id = 0
     for part in ("train", "val", "test"):
@@ -194,17 +201,17 @@ def test_mini_imagenet_rows(tmp_path, rng_seed):
 def _mscoco_tree(root):
     """The rule test's images and boxes, plus one box on image 1 for every category (every
     class needs a record); image 3 has no file."""
-    annotations = test_mscoco.ANNOTATIONS + [(1, c["name"], [4, 4, 6, 6])
-                                             for c in test_mscoco.CATEGORIES]
+    annotations = mscoco_tree.ANNOTATIONS + [(1, c["name"], [4, 4, 6, 6])
+                                             for c in mscoco_tree.CATEGORIES]
     (root / "train2017").mkdir(parents=True)
     for image_id, size in ((1, (20, 16)), (2, (10, 10))):
         buf = io.BytesIO()
         Image.new("RGB", size, (image_id * 90, 30, 60)).save(buf, format="JPEG")
         (root / "train2017" / f"{image_id:012d}.jpg").write_bytes(buf.getvalue())
     (root / "instances_train2017.json").write_text(json.dumps({
-        "annotations": [{"id": k, "image_id": i, "category_id": test_mscoco.IDS[c], "bbox": b}
+        "annotations": [{"id": k, "image_id": i, "category_id": mscoco_tree.IDS[c], "bbox": b}
                         for k, (i, c, b) in enumerate(annotations)],
-        "categories": test_mscoco.CATEGORIES}))
+        "categories": mscoco_tree.CATEGORIES}))
     return root
 
 
@@ -236,7 +243,7 @@ def test_mscoco_scaled_boxes_left_out_and_unreadable_boxes_counted(tmp_path):
 @pytest.mark.parametrize("name", ilsvrc.NAMES)
 def test_ilsvrc_subset_hierarchical_spec_counts_what_was_written(tmp_path, name):
     (tmp_path / "train").mkdir()
-    raw = test_ilsvrc._subset_tree(tmp_path / "train")
+    raw = ilsvrc_tree.write_subset(tmp_path / "train")
     distinct_images(raw)
     bad = raw / "n02666196" / "n02666196_8.JPEG"
     bad.write_bytes(bad.read_bytes()[:40])  # truncated: skipped and reported
@@ -245,7 +252,7 @@ def test_ilsvrc_subset_hierarchical_spec_counts_what_was_written(tmp_path, name)
     leaf_images = {}
     for class_id, cls in enumerate(plan.classes):
         paths = [os.path.join(raw, cls.name, f)
-                 for f in sorted(test_ilsvrc.SUBSET[cls.name])
+                 for f in sorted(ilsvrc_tree.SUBSET[cls.name])
                  if f"{cls.name}/{f}" not in facts.ilsvrc_duplicates() and f != bad.name]
         assert images(written, class_id) == kept(paths)
         leaf_images[cls.name] = len(paths)
@@ -264,7 +271,7 @@ def test_ilsvrc_subset_hierarchical_spec_counts_what_was_written(tmp_path, name)
 
 def test_one_or_two_workers_write_identical_files(tmp_path):
     # Spawned workers import no TensorFlow, so this takes about 2 s.
-    raw = test_traffic_sign._raw_tree(tmp_path / "GTSRB", [i % 4 + 1 for i in range(43)])
+    raw = traffic_sign_tree.write(tmp_path / "GTSRB", [i % 4 + 1 for i in range(43)])
     distinct_images(raw)
     plan = traffic_sign.plan(str(raw))
     for workers in (1, 2):
@@ -279,8 +286,8 @@ def test_one_or_two_workers_write_identical_files(tmp_path):
 
 def test_cli_all_two_sources(tmp_path, capsys, monkeypatch):
     names = sorted(official_class_names("dtd"))
-    dtd_raw = test_dtd._raw_tree(tmp_path / "dtd", names)
-    qd_raw = test_quickdraw._raw_tree(tmp_path / "quickdraw",
+    dtd_raw = dtd_tree.write(tmp_path / "dtd", names)
+    qd_raw = quickdraw_tree.write(tmp_path / "quickdraw",
                                       sorted(official_class_names("quickdraw")))
     # `all` with the registry narrowed to two sources: every other needs its own download.
     monkeypatch.setattr(sources, "SOURCES", ("dtd", "quickdraw"))

@@ -1,66 +1,25 @@
-"""fungi: the official seeded split of the real labels, class ids and image order."""
+"""fungi: the real labels, class ids and image order (the seeded split: test_splits.py)."""
 
-import io
 import json
 import pickle
-import random
 
 import pytest
-from PIL import Image
 
 from ctx_tf.data.sources import fungi
 from tests.data.sources.raw_trees import official
+from tests.data.sources.raw_trees import fungi as fungi_tree
 
 
-
-def _real_categories():
-    """The 1394 real categories, rebuilt from the official split's `"{id:04d}.{name}"` labels."""
-    labels = [l for part in official("fungi_splits.json").values() for l in part]
-    categories = [{"id": int(l[:4]), "name": l[5:], "supercategory": "Fungi"} for l in labels]
-    random.Random(1).shuffle(categories)  # the download's order must not matter
-    return categories
-
-
-def _jpeg(shade):
-    buf = io.BytesIO()
-    Image.new("RGB", (6, 5), (shade, 80, 120)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _raw_tree(root, categories, with_files=3):
-    """train.json / val.json with two train images and one val image per category; the images
-    of the first `with_files` categories exist on disk."""
-    parts = {"train": {"images": [], "annotations": [], "categories": categories},
-             "val": {"images": [], "annotations": [], "categories": categories}}
-    image_id = 0
-    for k, category in enumerate(sorted(categories, key=lambda c: c["id"])):
-        for part, n in (("val", 1), ("train", 2)):
-            for j in range(n):
-                file_name = f"images/{category['name']}/{part}_{category['id']}_{j}.JPG"
-                parts[part]["images"].append({"id": image_id, "file_name": file_name})
-                parts[part]["annotations"].append(
-                    {"id": image_id, "image_id": image_id, "category_id": category["id"]})
-                if k < with_files:
-                    path = root / file_name
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(_jpeg(10 * j))
-                image_id += 1
-    for part, content in parts.items():
-        (root / f"{part}.json").write_text(json.dumps(content))
-    return root
-
-
-def test_split_of_the_real_labels_equals_the_official_split_file():
-    expected = official("fungi_splits.json")
-    categories = _real_categories()
+def test_labels_of_the_real_categories_are_sorted_and_complete():
+    # (Their split: tests/data/sources/test_splits.py.)
+    categories = fungi_tree.real_categories()
     labels = fungi.labels({"categories": categories}, {"categories": categories})
     assert labels == sorted(labels) and len(labels) == 1394
-    assert fungi.split_labels(labels) == expected
 
 
 def test_plan_ids_names_counts_and_image_order_equal_the_official_rules(tmp_path):
     spec = official("fungi_dataset_spec.json")
-    raw = _raw_tree(tmp_path, _real_categories())
+    raw = fungi_tree.write(tmp_path, fungi_tree.real_categories())
     plan = fungi.plan(str(raw))
     assert plan.name == "fungi" and plan.spec_type == "flat"
     assert dict(plan.classes_per_split) == spec["classes_per_split"]
@@ -81,7 +40,7 @@ def test_plan_ids_names_counts_and_image_order_equal_the_official_rules(tmp_path
 
 
 def test_missing_annotation_file_names_the_path(tmp_path):
-    _raw_tree(tmp_path, _real_categories(), with_files=1)
+    fungi_tree.write(tmp_path, fungi_tree.real_categories(), with_files=1)
     (tmp_path / "val.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"val\.json is missing"):
         fungi.plan(str(tmp_path))
@@ -89,14 +48,14 @@ def test_missing_annotation_file_names_the_path(tmp_path):
 
 def test_missing_images_folder_names_it(tmp_path):
     categories = [{"id": i, "name": f"Species {i}"} for i in range(1394)]
-    _raw_tree(tmp_path, categories, with_files=0)
+    fungi_tree.write(tmp_path, categories, with_files=0)
     with pytest.raises(FileNotFoundError, match=r"images is missing"):
         fungi.plan(str(tmp_path))
 
 
 def test_official_consistency_checks(tmp_path):
     categories = [{"id": i, "name": f"Species {i}"} for i in range(1394)]
-    raw = _raw_tree(tmp_path, categories, with_files=1)
+    raw = fungi_tree.write(tmp_path, categories, with_files=1)
     val = json.loads((raw / "val.json").read_text())
     val["categories"] = val["categories"][:-1]
     (raw / "val.json").write_text(json.dumps(val))
@@ -109,7 +68,7 @@ def test_official_consistency_checks(tmp_path):
 
 def test_category_without_images_is_an_error(tmp_path):
     categories = [{"id": i, "name": f"Species {i}"} for i in range(1394)]
-    raw = _raw_tree(tmp_path, categories, with_files=1)
+    raw = fungi_tree.write(tmp_path, categories, with_files=1)
     for part in ("train", "val"):
         content = json.loads((raw / f"{part}.json").read_text())
         dropped = {a["image_id"] for a in content["annotations"] if a["category_id"] == 7}

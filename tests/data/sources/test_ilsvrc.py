@@ -1,23 +1,15 @@
 """ilsvrc: official class ids, splits, hierarchy, image counts and duplicate skipping."""
 
-import io
 import pickle
 
 import pytest
-from PIL import Image
 
 from ctx_tf.data import facts
 from ctx_tf.data.dataset_spec import SPLIT_NAMES
 from ctx_tf.data.sources import ilsvrc
 from ctx_tf.data.writing.spec_writer import spanning_counts
 from tests.data.sources.raw_trees import official
-
-
-
-def _jpeg(shade=90):
-    buf = io.BytesIO()
-    Image.new("RGB", (4, 3), (shade, 40, 200)).save(buf, format="JPEG")
-    return buf.getvalue()
+from tests.data.sources.raw_trees import ilsvrc as ilsvrc_tree
 
 
 def _leaf_splits(spec):
@@ -45,7 +37,7 @@ def test_spanning_image_counts_of_the_official_leaf_counts_equal_the_official_sp
 
 
 def test_full_tree_gives_the_official_spec_fields(tmp_path):
-    jpeg = _jpeg()
+    jpeg = ilsvrc_tree.jpeg()
     for synset in official("ilsvrc_2012_num_leaf_images.json"):
         (tmp_path / synset).mkdir()
         (tmp_path / synset / f"{synset}_1.JPEG").write_bytes(jpeg)
@@ -74,30 +66,15 @@ def test_full_tree_gives_the_official_spec_fields(tmp_path):
              "also in CUB-200 / Caltech-101 / Caltech-256 (official ImageNet duplicate lists)")]
 
 
-# Two TRAIN synsets, one VALID (bear, with a listed duplicate) and one TEST synset.
-SUBSET = {"n01440764": ["n01440764_9.JPEG", "n01440764_10.JPEG", "n01440764_2.jpeg"],
-          "n01443537": ["n01443537_1.JPEG"],
-          "n02133161": ["n02133161_3419.JPEG", "n02133161_5.JPEG", "n02133161_40.JPEG"],
-          "n02666196": ["n02666196_7.JPEG", "n02666196_8.JPEG"]}
-
-
-def _subset_tree(root):
-    for synset, files in SUBSET.items():
-        (root / synset).mkdir()
-        for k, filename in enumerate(files):
-            (root / synset / filename).write_bytes(_jpeg(20 * k))
-    return root
-
-
 def test_partial_download_names_the_missing_synsets(tmp_path):
     with pytest.raises(FileNotFoundError,
                        match=r"lacks 996 of the 1000 ILSVRC-2012 synset folders of ilsvrc_2012 "
                              r"\(first: n01484850, n01491361,"):
-        ilsvrc.plan(str(_subset_tree(tmp_path)))
+        ilsvrc.plan(str(ilsvrc_tree.write_subset(tmp_path)))
 
 
 def test_subset_plan_describes_exactly_the_present_synsets(tmp_path):
-    raw = _subset_tree(tmp_path)
+    raw = ilsvrc_tree.write_subset(tmp_path)
     plan = ilsvrc.plan(str(raw), allow_missing_classes=True)
     assert [c.name for c in plan.classes] == ["n01440764", "n01443537", "n02133161", "n02666196"]
     assert dict(plan.classes_per_split) == {"TRAIN": 2, "VALID": 1, "TEST": 1}
@@ -130,12 +107,12 @@ def test_subset_plan_describes_exactly_the_present_synsets(tmp_path):
     v2 = ilsvrc.plan(str(raw), "ilsvrc_2012_v2", allow_missing_classes=True)
     assert dict(v2.classes_per_split) == {"TRAIN": 4, "VALID": 0, "TEST": 0}
     assert v2.spec_fields["split_subgraphs"]["VALID"] == []
-    assert ilsvrc.leaves(v2.spec_fields["split_subgraphs"]["TRAIN"]) == sorted(SUBSET)
+    assert ilsvrc.leaves(v2.spec_fields["split_subgraphs"]["TRAIN"]) == sorted(ilsvrc_tree.SUBSET)
     pickle.loads(pickle.dumps(plan))
 
 
 def test_unknown_folders_and_missing_root_are_errors(tmp_path):
-    raw = _subset_tree(tmp_path)
+    raw = ilsvrc_tree.write_subset(tmp_path)
     (raw / "n99999999").mkdir()
     with pytest.raises(ValueError, match="not ILSVRC-2012 synsets of the official spec: n99999999"):
         ilsvrc.plan(str(raw), allow_missing_classes=True)

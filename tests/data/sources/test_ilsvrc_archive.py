@@ -11,7 +11,7 @@ import pytest
 from ctx_tf.data.sources import ilsvrc
 from ctx_tf.data.writing import engine
 from ctx_tf.data.writing.errors import SourceConversionError
-from tests.data.sources.test_ilsvrc import _subset_tree
+from tests.data.sources.raw_trees import ilsvrc as ilsvrc_tree
 
 
 def _inner_tar(folder, extra=()):
@@ -48,7 +48,7 @@ def _train_tar(tree, path, inner=None):
 def _forms(tmp_path):
     """(the extracted folder, the train tar) of the same images, with a non-JPEG file."""
     (tmp_path / "folders").mkdir()
-    tree = _subset_tree(tmp_path / "folders")
+    tree = ilsvrc_tree.write_subset(tmp_path / "folders")
     (tree / "n01443537" / "notes.txt").write_text("not an image\n")
     return tree, _train_tar(tree, tmp_path / ilsvrc.TRAIN_TAR)
 

@@ -8,25 +8,11 @@ import pytest
 from PIL import Image
 
 from ctx_tf.data.sources import mini_imagenet
-
-
-def _write_caches(root, rng, counts=None):
-    """Pickles like few-shot-ssl-public's: two 5 x 4 RGB images per synset, class_dict rows
-    listed out of order, keys in insertion (not sorted) order."""
-    counts = counts or mini_imagenet.NUM_CLASSES
-    synsets = {}
-    for p, (part, n) in enumerate(counts.items()):
-        names = [f"n0{p}{k:06d}" for k in range(n)][::-1]
-        image_data = rng.integers(0, 256, size=(2 * n, 5, 4, 3), dtype=np.uint8)
-        class_dict = {name: [2 * k + 1, 2 * k] for k, name in enumerate(names)}
-        with open(mini_imagenet.cache_path(str(root), part), "wb") as f:
-            pickle.dump({"image_data": image_data, "class_dict": class_dict}, f)
-        synsets[part] = (sorted(names), class_dict, image_data)
-    return synsets
+from tests.data.sources.raw_trees import mini_imagenet as mini_imagenet_tree
 
 
 def test_plan_ids_names_and_rows_follow_the_official_rules(tmp_path, rng_seed):
-    written = _write_caches(tmp_path, np.random.default_rng(rng_seed))
+    written = mini_imagenet_tree.write_caches(tmp_path, np.random.default_rng(rng_seed))
     plan = mini_imagenet.plan(str(tmp_path))
     assert dict(plan.classes_per_split) == {"TRAIN": 64, "VALID": 16, "TEST": 20}
     assert plan.spec_type == "flat" and plan.skipped == ()
@@ -50,14 +36,14 @@ def test_plan_ids_names_and_rows_follow_the_official_rules(tmp_path, rng_seed):
 
 
 def test_missing_pickle_names_the_path(tmp_path, rng_seed):
-    _write_caches(tmp_path, np.random.default_rng(rng_seed))
+    mini_imagenet_tree.write_caches(tmp_path, np.random.default_rng(rng_seed))
     (tmp_path / "mini-imagenet-cache-val.pkl").unlink()
     with pytest.raises(FileNotFoundError, match=r"mini-imagenet-cache-val\.pkl is missing"):
         mini_imagenet.plan(str(tmp_path))
 
 
 def test_wrong_class_count_is_an_error(tmp_path, rng_seed):
-    _write_caches(tmp_path, np.random.default_rng(rng_seed),
+    mini_imagenet_tree.write_caches(tmp_path, np.random.default_rng(rng_seed),
                   counts={"train": 64, "val": 15, "test": 20})
     with pytest.raises(ValueError, match=r"holds 15 classes; the official val split has 16"):
         mini_imagenet.plan(str(tmp_path))

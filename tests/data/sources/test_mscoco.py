@@ -1,6 +1,5 @@
-"""mscoco: the official split of the real 80 categories, class ids and the box crops."""
+"""mscoco: class ids of the real 80 categories and the box crops (the split: test_splits.py)."""
 
-import io
 import json
 import os
 import pickle
@@ -13,70 +12,12 @@ from ctx_tf.data.sources import mscoco
 from ctx_tf.data.writing import engine
 from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources.raw_trees import official
-
-# The categories of COCO 2017's instances_train2017.json, in the file's order, with their ids.
-REAL_CATEGORIES = list(enumerate(
-    ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-     "traffic light", "fire hydrant", None, "stop sign", "parking meter", "bench", "bird", "cat",
-     "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", None, "backpack",
-     "umbrella", None, None, "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
-     "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-     "tennis racket", "bottle", None, "wine glass", "cup", "fork", "knife", "spoon", "bowl",
-     "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut",
-     "cake", "chair", "couch", "potted plant", "bed", None, "dining table", None, None,
-     "toilet", None, "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave",
-     "oven", "toaster", "sink", "refrigerator", None, "book", "clock", "vase", "scissors",
-     "teddy bear", "hair drier", "toothbrush"], start=1))
-CATEGORIES = [{"supercategory": "thing", "id": i, "name": n}
-              for i, n in REAL_CATEGORIES if n is not None]
-IDS = {c["name"]: c["id"] for c in CATEGORIES}
-
-
-
-def _jpeg(size):
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 30, 60)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-# (image_id, category, bbox); image 3 has no file. The images' annotated width / height
-# (640 x 480) differ from the files' (20 x 16, 10 x 10): the crops must use the files'.
-ANNOTATIONS = [
-    (1, "person", [2, 3, 10, 5]),
-    (1, "dog", [15, 10, 8, 8]),            # clipped to the 20 x 16 image
-    (2, "person", [30, 2, 4, 4]),          # outside the 10 x 10 image: empty, left out
-    (3, "dog", [1, 1, 4, 4]),              # the image cannot be opened: left out
-    (2, "bicycle", [0.0, 0.0, 0.5, 0.5]),
-    (2, "person", [1.25, 2.75, 3.5, 2.5]),
-]
-
-
-def _raw_tree(root, annotations_dir=""):
-    (root / "train2017").mkdir()
-    for image_id, size in ((1, (20, 16)), (2, (10, 10))):
-        (root / "train2017" / f"{image_id:012d}.jpg").write_bytes(_jpeg(size))
-    content = {
-        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480}
-                   for i in (1, 2, 3)],
-        "annotations": [{"id": k, "image_id": i, "category_id": IDS[c], "bbox": b}
-                        for k, (i, c, b) in enumerate(ANNOTATIONS)],
-        "categories": CATEGORIES,
-    }
-    folder = root / annotations_dir
-    folder.mkdir(exist_ok=True)
-    (folder / "instances_train2017.json").write_text(json.dumps(content))
-    return root
-
-
-def test_split_of_the_real_categories_equals_the_official_split_file():
-    assert len(CATEGORIES) == 80
-    assert mscoco.split_categories(c["name"] for c in CATEGORIES) == official(
-        "mscoco_splits.json")
+from tests.data.sources.raw_trees import mscoco as mscoco_tree
 
 
 def test_plan_ids_names_and_crops_follow_the_official_rules(tmp_path):
     spec = official("mscoco_dataset_spec.json")
-    raw = _raw_tree(tmp_path)
+    raw = mscoco_tree.write(tmp_path)
     plan = mscoco.plan(str(raw))
     assert dict(plan.classes_per_split) == spec["classes_per_split"]
     names = [c.name for c in plan.classes]
@@ -110,12 +51,12 @@ def test_crop_box_scale_ratio_and_empty_boxes():
 
 
 def test_annotations_subfolder_is_read_too(tmp_path):
-    plan = mscoco.plan(str(_raw_tree(tmp_path, annotations_dir="annotations")))
+    plan = mscoco.plan(str(mscoco_tree.write(tmp_path, annotations_dir="annotations")))
     assert len(plan.classes) == 80
 
 
 def test_missing_annotations_or_images_name_the_path(tmp_path):
-    raw = _raw_tree(tmp_path)
+    raw = mscoco_tree.write(tmp_path)
     (raw / "instances_train2017.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"instances_train2017\.json is missing"):
         mscoco.plan(str(raw))
@@ -124,7 +65,7 @@ def test_missing_annotations_or_images_name_the_path(tmp_path):
 
 
 def test_wrong_category_count_or_ratio_is_an_error(tmp_path):
-    raw = _raw_tree(tmp_path)
+    raw = mscoco_tree.write(tmp_path)
     path = raw / "instances_train2017.json"
     content = json.loads(path.read_text())
     content["categories"] = content["categories"][:79]
@@ -153,7 +94,7 @@ def _zipped(raw, out):
 
 def test_the_downloaded_zips_read_in_place_give_the_folders_records(tmp_path):
     (tmp_path / "folders").mkdir()
-    raw = _raw_tree(tmp_path / "folders", annotations_dir="annotations")
+    raw = mscoco_tree.write(tmp_path / "folders", annotations_dir="annotations")
     zips = _zipped(raw, tmp_path / "zips")
     folders, zipped = mscoco.plan(str(raw)), mscoco.plan(str(zips))
     assert [(c.name, c.num_images) for c in zipped.classes] == [
@@ -183,7 +124,7 @@ def test_the_downloaded_zips_read_in_place_give_the_folders_records(tmp_path):
 
 def test_zips_that_are_not_the_coco_downloads_are_named(tmp_path):
     (tmp_path / "folders").mkdir()
-    raw = _raw_tree(tmp_path / "folders", annotations_dir="annotations")
+    raw = mscoco_tree.write(tmp_path / "folders", annotations_dir="annotations")
     zips = _zipped(raw, tmp_path / "zips")
     images = zips / "train2017.zip"
     os.rename(images, tmp_path / "kept.zip")

@@ -23,6 +23,7 @@ from ctx_tf.data.writing import image_encoding
 from ctx_tf.data.writing import spec_writer
 from ctx_tf.data.writing.errors import SourceConversionError
 from tests.conftest import shared_path
+from tests.data.sources.raw_trees import omniglot as omniglot_tree
 
 # The environment of the official records (see their README): same Pillow and libjpeg-turbo
 # give byte-identical JPEGs.
@@ -74,34 +75,9 @@ def _decode(example):
 # ----------------------------------------------------------------- synthetic Omniglot
 
 
-def _fake_omniglot(root, drawers=3, size=9):
-    """A tiny Omniglot in the npz + index format: all five validation alphabets, two more
-    background alphabets (listed out of sorted order) and two evaluation alphabets."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.RandomState(0)
-    background = [("Zeta", 2), ("Blackfoot_(Canadian_Aboriginal_Syllabics)", 1), ("Alpha", 3),
-                  ("Ojibwe_(Canadian_Aboriginal_Syllabics)", 1), ("Tagalog", 1),
-                  ("Inuktitut_(Canadian_Aboriginal_Syllabics)", 2), ("Alphabet_of_the_Magi", 1)]
-    evaluation = [("Yod", 2), ("Bet", 1)]
-    index = []
-    for set_name, alphabets in (("images_background", background),
-                                ("images_evaluation", evaluation)):
-        rows = sum(n for _, n in alphabets)
-        images = rng.rand(rows, drawers, size, size) > 0.3
-        np.savez_compressed(root / f"{set_name}.npz", images=images,
-                            labels=np.repeat(np.arange(rows)[:, None], drawers, 1))
-        row = 0
-        for name, n in alphabets:
-            index.append({"alphabet": name, "set": set_name, "npz_file": f"{set_name}.npz",
-                          "npz_first_row": row, "num_characters": n})
-            row += n
-    (root / "omniglot_index.json").write_text(json.dumps({"alphabets": index}))
-    return root
-
-
 @pytest.mark.compat
 def test_fake_omniglot_order_inversion_and_spec(tmp_path):
-    raw = _fake_omniglot(tmp_path)
+    raw = omniglot_tree.write_packed(tmp_path)
     report = omniglot.convert(raw, tmp_path / "rec")
     names = [c.name for c in omniglot.list_classes(raw)]
     assert names == ["Alpha-character01", "Alpha-character02", "Alpha-character03",
@@ -131,7 +107,7 @@ def test_fake_omniglot_order_inversion_and_spec(tmp_path):
 
 
 def test_fake_omniglot_slices_resume_and_overwrite(tmp_path):
-    raw = _fake_omniglot(tmp_path)
+    raw = omniglot_tree.write_packed(tmp_path)
     omniglot.convert(raw, tmp_path / "rec", alphabets=["Tagalog"], classes=[0])
     out = tmp_path / "rec" / "omniglot"
     assert sorted(p for p in os.listdir(out) if p.endswith(".tfrecords")) == [
@@ -152,7 +128,7 @@ def test_fake_omniglot_slices_resume_and_overwrite(tmp_path):
 
 
 def test_fake_omniglot_bad_index_names_file_and_field(tmp_path):
-    raw = _fake_omniglot(tmp_path)
+    raw = omniglot_tree.write_packed(tmp_path)
     index = json.loads((raw / "omniglot_index.json").read_text())
     del index["alphabets"][2]["npz_first_row"]
     (raw / "omniglot_index.json").write_text(json.dumps(index))
@@ -169,7 +145,7 @@ def test_fake_omniglot_bad_index_names_file_and_field(tmp_path):
 
 def test_cli_in_process(tmp_path, capsys):
     from absl import flags
-    raw = _fake_omniglot(tmp_path)
+    raw = omniglot_tree.write_packed(tmp_path)
     fv = cli.define_flags(flags.FlagValues())
     fv(["sources", "--source=omniglot", f"--raw_dir={raw}", f"--records_root={tmp_path / 'r'}"])
     assert cli.run_cli(fv) == 0
@@ -224,7 +200,7 @@ def _write_layout(dest, members, form):
 
 
 def _fake_original_members(raw):
-    """The fake Omniglot of ``_fake_omniglot(raw)`` in the original layout: character folders
+    """The fake Omniglot of ``omniglot_tree.write_packed(raw)`` in the original layout: character folders
     characterNN, files <global character id>_<drawer>.png (ids run on across both sets)."""
     index = json.loads((raw / "omniglot_index.json").read_text())["alphabets"]
     arrays = {s: np.load(raw / f"{s}.npz")["images"] for s in omniglot_raw.SETS}
@@ -248,7 +224,7 @@ def _tree_bytes(directory):
 def test_fake_original_layout_equals_packed_form(tmp_path, form):
     """The original layout (folders or zips) gives byte for byte the output of the npz form
     for the same pixels: same class order, image order, JPEGs and spec."""
-    packed = _fake_omniglot(tmp_path / "packed")
+    packed = omniglot_tree.write_packed(tmp_path / "packed")
     omniglot.convert(packed, tmp_path / "from_npz", spec_path="./omniglot")
     raw = _write_layout(tmp_path / "raw", _fake_original_members(packed), form)
     assert omniglot_raw.detect_raw_form(raw).form == form
@@ -270,7 +246,7 @@ def test_fake_original_layout_equals_packed_form(tmp_path, form):
 
 def test_raw_form_detection_preference_and_cli(tmp_path, capsys):
     from absl import flags
-    raw = _fake_omniglot(tmp_path / "raw")  # npz form
+    raw = omniglot_tree.write_packed(tmp_path / "raw")  # npz form
     assert omniglot_raw.detect_raw_form(raw).form == "npz"
     members = _fake_original_members(raw)
     _write_layout(raw, members, "zip")
@@ -333,7 +309,7 @@ def _where(raw, form, member):
 
 @pytest.mark.parametrize("form", ["folders", "zip"])
 def test_bad_original_layout_names_the_path(tmp_path, form):
-    packed = _fake_omniglot(tmp_path / "packed")
+    packed = omniglot_tree.write_packed(tmp_path / "packed")
     good = _fake_original_members(packed)
     yod2 = "images_evaluation/Yod/character02"
 

@@ -1,4 +1,4 @@
-"""quickdraw: the official 70/15/15 split of the .npy class names, class ids and lazy rows."""
+"""quickdraw: class ids and lazy rows of the .npy classes (the 70/15/15 split: test_splits.py)."""
 
 import pickle
 import types
@@ -8,32 +8,13 @@ import pytest
 
 from ctx_tf.data.sources import quickdraw
 from tests.data.sources.raw_trees import official, official_class_names
-
-
-def _save(path, array, version=None):
-    with open(path, "wb") as f:
-        np.lib.format.write_array(f, array, version=version)
-
-
-def _raw_tree(root, names):
-    """<class name>.npy with k % 3 + 1 rows of 28x28 uint8 drawings (one in .npy format 2.0)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for k, name in enumerate(names):
-        rows = np.full((k % 3 + 1, 784), k % 256, dtype=np.uint8)
-        _save(root / f"{name}.npy", rows, version=(2, 0) if k == 0 else None)
-    return root
-
-
-def test_split_of_real_names_is_the_official_split():
-    expected = official("quickdraw_splits.json")
-    names = expected["train"] + expected["valid"] + expected["test"]
-    assert quickdraw.split_classes(names) == expected
+from tests.data.sources.raw_trees import quickdraw as quickdraw_tree
 
 
 def test_plan_reproduces_the_official_spec(tmp_path):
     spec = official("quickdraw_dataset_spec.json")
     names = sorted(official_class_names("quickdraw"))
-    raw = _raw_tree(tmp_path / "quickdraw", names)
+    raw = quickdraw_tree.write(tmp_path / "quickdraw", names)
     (raw / "README.txt").write_text("numpy_bitmap\n")
     plan = pickle.loads(pickle.dumps(quickdraw.plan(str(raw))))
     assert [c.name for c in plan.classes] == official_class_names("quickdraw")
@@ -52,14 +33,14 @@ def test_plan_reproduces_the_official_spec(tmp_path):
 
 def test_row_count_comes_from_the_header_of_a_bool_array(tmp_path):
     path = tmp_path / "cat.npy"
-    _save(path, np.zeros((5, 784), dtype=bool))
+    quickdraw_tree.save(path, np.zeros((5, 784), dtype=bool))
     assert quickdraw.num_rows(str(path)) == 5
 
 
 def test_array_that_is_not_rows_of_drawings_is_an_error(tmp_path):
     names = [f"class{i:03d}" for i in range(20)]
-    raw = _raw_tree(tmp_path, names)
-    _save(raw / "class007.npy", np.zeros((2, 28, 28), dtype=np.uint8))
+    raw = quickdraw_tree.write(tmp_path, names)
+    quickdraw_tree.save(raw / "class007.npy", np.zeros((2, 28, 28), dtype=np.uint8))
     with pytest.raises(ValueError, match="class007.npy"):
         quickdraw.plan(str(raw))
 

@@ -7,48 +7,17 @@ import zipfile
 import pytest
 from PIL import Image
 
-from ctx_tf.data import facts
 from ctx_tf.data.sources import traffic_sign
 from ctx_tf.data.writing import engine
 from ctx_tf.data.writing.errors import SourceConversionError
 from tests.data.sources.raw_trees import official, official_class_names
-
-# The permutation RandomState(23).shuffle gives 7 items: pinned, so a NumPy release that
-# changed the legacy stream would fail here rather than silently reorder the records.
-PERMUTATION_OF_7 = [6, 4, 5, 2, 1, 0, 3]
-
-
-def _ppm():
-    buf = io.BytesIO()
-    Image.new("RGB", (5, 4), (200, 0, 0)).save(buf, format="PPM")
-    return buf.getvalue()
-
-
-def _raw_tree(root, sizes):
-    """GTSRB/Final_Training/Images/<iiiii>/ with <track>_<frame>.ppm files and GT-<iiiii>.csv."""
-    ppm = _ppm()
-    for class_id, size in enumerate(sizes):
-        folder = root / "Final_Training" / "Images" / f"{class_id:05d}"
-        folder.mkdir(parents=True)
-        (folder / f"GT-{class_id:05d}.csv").write_text("Filename;Width;Height\n")
-        for n in range(size):
-            (folder / f"{n // 3:05d}_{n % 3:05d}.ppm").write_bytes(ppm)
-    return root
-
-
-def _names(size):
-    return [f"{n // 3:05d}_{n % 3:05d}.ppm" for n in range(size)]
-
-
-def test_split_of_the_official_labels_is_the_official_split():
-    assert traffic_sign.split_classes(facts.labels("traffic_sign")) == official(
-        "traffic_sign_splits.json")
+from tests.data.sources.raw_trees import traffic_sign as traffic_sign_tree
 
 
 def test_plan_reproduces_the_official_spec_and_shuffle(tmp_path):
     spec = official("traffic_sign_dataset_spec.json")
     sizes = [7 if i % 2 else i % 5 + 1 for i in range(43)]
-    raw = _raw_tree(tmp_path / "GTSRB", sizes)
+    raw = traffic_sign_tree.write(tmp_path / "GTSRB", sizes)
     subfolder = raw / "Final_Training" / "Images" / "00004" / "extra"
     subfolder.mkdir()
     plan = pickle.loads(pickle.dumps(traffic_sign.plan(str(raw))))
@@ -61,14 +30,14 @@ def test_plan_reproduces_the_official_spec_and_shuffle(tmp_path):
         folder = raw / "Final_Training" / "Images" / f"{class_id:05d}"
         refs = list(cls.images())
         assert cls.num_images == len(refs) == sizes[class_id]
-        assert sorted(r.path for r in refs) == [str(folder / n) for n in _names(sizes[class_id])]
+        assert sorted(r.path for r in refs) == [str(folder / n) for n in traffic_sign_tree.names(sizes[class_id])]
         if sizes[class_id] == 7:  # a fresh generator per class: the same permutation each time
             assert [r.path for r in refs] == [
-                str(folder / _names(7)[i]) for i in PERMUTATION_OF_7]
+                str(folder / traffic_sign_tree.names(7)[i]) for i in traffic_sign_tree.PERMUTATION_OF_7]
 
 
 def test_missing_class_folder_names_the_path(tmp_path):
-    raw = _raw_tree(tmp_path, [2] * 42)
+    raw = traffic_sign_tree.write(tmp_path, [2] * 42)
     with pytest.raises(FileNotFoundError, match="00042"):
         traffic_sign.plan(str(raw))
 
@@ -85,7 +54,7 @@ def _zip_of(raw, path):
 
 def test_the_downloaded_zip_read_in_place_gives_the_folders_records(tmp_path):
     sizes = [7 if i % 2 else i % 5 + 1 for i in range(43)]
-    raw = _raw_tree(tmp_path / "GTSRB", sizes)
+    raw = traffic_sign_tree.write(tmp_path / "GTSRB", sizes)
     for k, path in enumerate(sorted(raw.rglob("*.ppm"))):  # every image its own bytes
         buf = io.BytesIO()
         Image.new("RGB", (5, 4), (k % 256, k // 256, 9)).save(buf, format="PPM")
@@ -117,11 +86,11 @@ def test_the_downloaded_zip_read_in_place_gives_the_folders_records(tmp_path):
 def test_a_zip_without_the_training_images_is_named(tmp_path):
     other = tmp_path / "GTSRB_Final_Test_Images.zip"
     with zipfile.ZipFile(other, "w") as z:
-        z.writestr("GTSRB/Final_Test/Images/00000.ppm", _ppm())
+        z.writestr("GTSRB/Final_Test/Images/00000.ppm", traffic_sign_tree.ppm())
     with pytest.raises(SourceConversionError,
                        match=f"^{other}: holds no GTSRB/Final_Training/Images/ member"):
         traffic_sign.plan(str(other))
-    raw = _raw_tree(tmp_path / "GTSRB", [2] * 42)
+    raw = traffic_sign_tree.write(tmp_path / "GTSRB", [2] * 42)
     partial = _zip_of(raw, tmp_path / "partial.zip")
     with pytest.raises(FileNotFoundError,
                        match=f"^{partial}:GTSRB/Final_Training/Images/00042/ is missing"):

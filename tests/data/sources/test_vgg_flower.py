@@ -1,4 +1,4 @@
-"""vgg_flower: the official split of the label names, class ids and imagelabels.mat order."""
+"""vgg_flower: class ids and imagelabels.mat order (the split: test_splits.py)."""
 
 import pickle
 
@@ -6,42 +6,15 @@ import numpy as np
 import pytest
 import scipy.io
 
-from ctx_tf.data import facts
 from ctx_tf.data.sources import vgg_flower
-from tests.data.sources.raw_trees import official, official_class_names, tiny_jpeg
-
-
-def _raw_tree(root, labels):
-    """imagelabels.mat (a 1 x N MATLAB double array, as released) and jpg/image_NNNNN.jpg."""
-    (root / "jpg").mkdir(parents=True)
-    scipy.io.savemat(root / "imagelabels.mat",
-                     {"labels": np.asarray([labels], dtype=np.float64)})
-    for n in range(len(labels)):
-        (root / "jpg" / f"image_{n + 1:05d}.jpg").write_bytes(tiny_jpeg())
-    return root
-
-
-def _labels():
-    # Class c (1-based) gets c % 3 + 1 images, interleaved across classes.
-    per_class = {c: c % 3 + 1 for c in range(1, 103)}
-    labels = []
-    while any(per_class.values()):
-        for c in sorted(per_class, reverse=True):
-            if per_class[c]:
-                labels.append(c)
-                per_class[c] -= 1
-    return labels
-
-
-def test_split_of_the_official_labels_is_the_official_split():
-    assert vgg_flower.split_classes(facts.labels("vgg_flower")) == official(
-        "vgg_flower_splits.json")
+from tests.data.sources.raw_trees import official, official_class_names
+from tests.data.sources.raw_trees import vgg_flower as vgg_flower_tree
 
 
 def test_plan_reproduces_the_official_spec(tmp_path):
     spec = official("vgg_flower_dataset_spec.json")
-    labels = _labels()
-    raw = _raw_tree(tmp_path / "flowers", labels)
+    labels = vgg_flower_tree.labels()
+    raw = vgg_flower_tree.write(tmp_path / "flowers", labels)
     plan = pickle.loads(pickle.dumps(vgg_flower.plan(str(raw))))
     assert [c.name for c in plan.classes] == official_class_names("vgg_flower")
     assert dict(plan.classes_per_split) == spec["classes_per_split"]
@@ -57,14 +30,14 @@ def test_plan_reproduces_the_official_spec(tmp_path):
 
 
 def test_missing_imagelabels_names_the_path(tmp_path):
-    raw = _raw_tree(tmp_path, _labels())
+    raw = vgg_flower_tree.write(tmp_path, vgg_flower_tree.labels())
     (raw / "imagelabels.mat").unlink()
     with pytest.raises(FileNotFoundError, match=r"imagelabels\.mat"):
         vgg_flower.plan(str(raw))
 
 
 def test_mat_file_without_labels_is_an_error(tmp_path):
-    raw = _raw_tree(tmp_path, _labels())
+    raw = vgg_flower_tree.write(tmp_path, vgg_flower_tree.labels())
     scipy.io.savemat(raw / "imagelabels.mat", {"setid": np.ones((1, 3))})
     with pytest.raises(ValueError, match="'labels'"):
         vgg_flower.plan(str(raw))

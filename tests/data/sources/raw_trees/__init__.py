@@ -1,4 +1,5 @@
-"""Helpers for the source tests: tiny images and the official split/spec files."""
+"""Helpers for the source tests: tiny images and the official split/spec files; one module per
+source (`raw_trees.aircraft`, ...) writes that source's raw download in miniature."""
 
 import functools
 import io
@@ -13,12 +14,17 @@ _FACTS = (("_dataset_spec.json", facts.dataset_spec), ("_splits.json", facts.spl
           ("_num_leaf_images.json", facts.num_leaf_images))
 
 
+def image_bytes(size=(8, 6), colour=(10, 200, 30), fmt="JPEG"):
+    """The bytes of a flat RGB image of `size` (width, height) and `colour`, encoded as `fmt`."""
+    buf = io.BytesIO()
+    Image.new("RGB", tuple(size), tuple(colour)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
 @functools.lru_cache(maxsize=None)
 def tiny_jpeg():
     """The bytes of a small RGB JPEG, written wherever a raw tree needs an image file."""
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 6), (10, 200, 30)).save(buf, format="JPEG")
-    return buf.getvalue()
+    return image_bytes()
 
 
 def official(filename):
