@@ -136,7 +136,8 @@ def test_the_config_folder_is_ours_not_the_gin_librarys():
 
 def test_every_configurable_module_is_found_without_a_list(tmp_path):
     modules = cli.configurable_modules()
-    for name in ("ctx_tf.training.options", "ctx_tf.data.sampling.config", "ctx_tf.data.reading.decoder",
+    for name in ("ctx_tf.training.options", "ctx_tf.data.sampling.config",
+                 "ctx_tf.data.reading.decoder",
                  "ctx_tf.learners", "ctx_tf.compute", "ctx_tf.models.backbones"):
         assert name in modules
     assert "ctx_tf.cli.configurables" not in modules  # names gin.configurable in text only
