@@ -55,15 +55,14 @@ def np_layer(x, w, gamma, beta, stride, pool, moments=None, kinks=None):
         moments = (y.mean(axis=(0, 1, 2)), (y**2).mean(axis=(0, 1, 2)) - y.mean(axis=(0, 1, 2))**2)
     mean, var = moments
     pre = (y - mean) / np.sqrt(var + EPS) * gamma + beta
-    z = np.maximum(pre, 0.0)
+    windows = np_pool_windows(np.maximum(pre, 0.0), *pool)
     if kinks is not None:
         kinks.append(np.abs(pre).min())
-        windows = np_pool_windows(z, *pool)
         top = np.sort(windows, axis=-1)
         decided = top[..., -1] > 0
         if decided.any():
             kinks.append((top[..., -1] - top[..., -2])[decided].min())
-    return np_pool_windows(z, *pool).max(axis=-1), moments
+    return windows.max(axis=-1), moments
 
 
 def np_kink_distance(params, support, query, stride, pool):
